@@ -1,0 +1,61 @@
+// Shared pieces of the egg command line. Each command lives in its own
+// cmd_<name>.cc and registers itself with a static Registration, so that
+// commands can be added without touching main.cc.
+#ifndef EGG_CLI_CLI_H_
+#define EGG_CLI_CLI_H_
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "egg/status.h"
+
+namespace egg::cli {
+
+// Runs the chosen command and returns the process exit code.
+using Runner = std::function<int()>;
+
+// Adds one subcommand to `root` and returns it with the function that runs
+// it. Options must be bound to variables that outlive the call (capture
+// shared state in the Runner).
+using Registrar = std::function<std::pair<CLI::App*, Runner>(CLI::App&)>;
+
+struct Registration {
+  // `order` sorts commands in --help.
+  Registration(int order, Registrar registrar);
+};
+
+// Prints "egg: <message>" as one line on stderr (control characters
+// escaped) and returns the exit code for the error.
+int Report(const Error& error);
+
+// A warning line on stderr: "egg: warning: <message>".
+void Warn(const std::string& message);
+
+// True when stderr is a terminal (progress and colour only then).
+bool StderrIsTerminal();
+// True when colour may be used on stderr (terminal and no NO_COLOR).
+bool UseColor();
+
+// A one-line progress display on a terminal for work that takes over a
+// second; silent otherwise. Update() is cheap and rate-limited.
+class Progress {
+ public:
+  Progress(std::string label, uint64_t total);
+  ~Progress();
+  void Update(uint64_t done);
+  void Done();
+
+ private:
+  std::string label_;
+  uint64_t total_;
+  uint64_t start_ns_;
+  uint64_t last_ns_ = 0;
+  bool shown_ = false;
+  bool enabled_;
+};
+
+}  // namespace egg::cli
+
+#endif  // EGG_CLI_CLI_H_

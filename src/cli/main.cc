@@ -1,0 +1,70 @@
+// The egg command: wires the registered commands into CLI11 and turns
+// every outcome into one documented exit code.
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <vector>
+
+#include "cli/cli.h"
+
+namespace egg::cli {
+namespace {
+
+struct Entry {
+  int order;
+  Registrar registrar;
+};
+
+std::vector<Entry>& Registry() {
+  static std::vector<Entry> entries;
+  return entries;
+}
+
+}  // namespace
+
+Registration::Registration(int order, Registrar registrar) {
+  Registry().push_back({order, std::move(registrar)});
+}
+
+}  // namespace egg::cli
+
+int main(int argc, char** argv) {
+  using namespace egg::cli;
+  CLI::App app{"egg: build, verify and safely run executable notebooks",
+               "egg"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "egg 0.1.0");
+
+  auto& registry = Registry();
+  std::stable_sort(registry.begin(), registry.end(),
+                   [](const Entry& a, const Entry& b) {
+                     return a.order < b.order;
+                   });
+  std::vector<std::pair<CLI::App*, Runner>> commands;
+  for (auto& entry : registry) commands.push_back(entry.registrar(app));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    std::fprintf(stderr, "egg: %s (see 'egg --help')\n", what.c_str());
+    return egg::kExitUsage;
+  }
+
+  try {
+    for (auto& [sub, run] : commands) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const std::exception& e) {
+    // Libraries that throw are caught at their call; reaching here is a bug.
+    return Report(egg::Error(egg::Code::kInternal,
+                             std::string("unexpected error: ") + e.what()));
+  }
+  return egg::kExitUsage;
+}

@@ -1,0 +1,94 @@
+#include "common/atomic_file.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace egg {
+namespace {
+
+std::string DirName(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseName(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+Result<AtomicFile> AtomicFile::Create(const std::string& target, int mode,
+                                      bool overwrite) {
+  if (!overwrite && ::access(target.c_str(), F_OK) == 0) {
+    return Fail(Code::kInvalidArgument,
+                "'" + target + "' exists (use --force to replace it)");
+  }
+  std::string templ =
+      DirName(target) + "/." + BaseName(target) + ".tmp-XXXXXX";
+  int fd = ::mkostemp(templ.data(), O_CLOEXEC);
+  if (fd < 0) return Fail(ErrnoError("cannot create a file beside '" +
+                                     target + "'"));
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(templ.c_str());
+    return Fail(ErrnoError("chmod '" + templ + "'", err));
+  }
+  return AtomicFile(target, templ, UniqueFd(fd), overwrite);
+}
+
+AtomicFile::AtomicFile(std::string target, std::string temp, UniqueFd fd,
+                       bool overwrite)
+    : target_(std::move(target)),
+      temp_(std::move(temp)),
+      fd_(std::move(fd)),
+      overwrite_(overwrite) {}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : target_(std::move(other.target_)),
+      temp_(std::move(other.temp_)),
+      fd_(std::move(other.fd_)),
+      overwrite_(other.overwrite_),
+      committed_(std::exchange(other.committed_, true)) {}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+}
+
+Status AtomicFile::Commit() {
+  if (::fsync(fd_.get()) != 0) return Fail(ErrnoError("fsync"));
+  fd_.Reset();
+  int flags = overwrite_ ? 0 : RENAME_NOREPLACE;
+  if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, target_.c_str(),
+                  flags) != 0) {
+    int err = errno;
+    if (err == EEXIST) {
+      return Fail(Code::kInvalidArgument,
+                  "'" + target_ + "' exists (use --force to replace it)");
+    }
+    return Fail(ErrnoError("rename to '" + target_ + "'", err));
+  }
+  committed_ = true;
+  auto dir = OpenFile(DirName(target_), O_RDONLY | O_DIRECTORY);
+  if (dir) ::fsync(dir->get());
+  return {};
+}
+
+Status WriteFileAtomic(const std::string& target, std::string_view data,
+                       int mode, bool overwrite) {
+  auto file = AtomicFile::Create(target, mode, overwrite);
+  if (!file) return Fail(file.error());
+  if (auto s = WriteAll(file->fd(), data); !s) return s;
+  return file->Commit();
+}
+
+}  // namespace egg

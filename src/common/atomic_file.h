@@ -1,0 +1,49 @@
+// Writes that land whole or not at all: a temporary file in the target's
+// folder, fsync, then rename over the target.
+#ifndef EGG_COMMON_ATOMIC_FILE_H_
+#define EGG_COMMON_ATOMIC_FILE_H_
+
+#include <string>
+#include <string_view>
+
+#include "common/fd.h"
+#include "egg/status.h"
+
+namespace egg {
+
+class AtomicFile {
+ public:
+  // Creates "<dir>/.<name>.tmp-XXXXXX" with `mode` (before umask is not
+  // consulted: the mode is set with fchmod). If !overwrite and the target
+  // exists, Commit fails with kInvalidArgument and nothing is replaced.
+  static Result<AtomicFile> Create(const std::string& target, int mode,
+                                   bool overwrite);
+
+  AtomicFile(AtomicFile&&) noexcept;
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  ~AtomicFile();  // removes the temporary file unless committed
+
+  int fd() const { return fd_.get(); }
+  const std::string& temp_path() const { return temp_; }
+
+  // fsyncs, renames into place (with RENAME_NOREPLACE when !overwrite),
+  // and fsyncs the folder.
+  Status Commit();
+
+ private:
+  AtomicFile(std::string target, std::string temp, UniqueFd fd,
+             bool overwrite);
+  std::string target_;
+  std::string temp_;
+  UniqueFd fd_;
+  bool overwrite_;
+  bool committed_ = false;
+};
+
+// Whole-file convenience wrapper.
+Status WriteFileAtomic(const std::string& target, std::string_view data,
+                       int mode, bool overwrite);
+
+}  // namespace egg
+
+#endif  // EGG_COMMON_ATOMIC_FILE_H_

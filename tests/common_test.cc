@@ -1,0 +1,78 @@
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/atomic_file.h"
+#include "common/bytes.h"
+#include "common/text.h"
+#include "egg/hash.h"
+
+namespace egg {
+namespace {
+
+TEST(Hash, MatchesKnownVector) {
+  EXPECT_EQ(DigestHex(Sha256Of(std::string_view("abc"))),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Hash, ParseDigestRejectsUpperCaseAndWrongLength) {
+  EXPECT_FALSE(ParseDigest("ABC").has_value());
+  std::string upper(64, 'A');
+  EXPECT_FALSE(ParseDigest(upper).has_value());
+  auto d = ParseDigest("sha256:" + std::string(64, 'f'));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ((*d)[0], 0xff);
+}
+
+TEST(ByteReader, FailsPastTheEndInsteadOfReading) {
+  uint8_t data[3] = {1, 2, 3};
+  ByteReader r(data);
+  EXPECT_EQ(r.Le16(), 0x0201);
+  EXPECT_EQ(r.Le32(), 0u);
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(Text, EscapesTerminalControlAndInvalidUtf8) {
+  EXPECT_EQ(EscapeForTerminal("a\x1b[2Jb"), "a\\x1b[2Jb");
+  EXPECT_EQ(EscapeForTerminal("\xff"), "\\xff");
+  EXPECT_EQ(EscapeForTerminal("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(EscapeForTerminal("\xc2\x9b"), "\\x9b");  // C1 CSI
+  EXPECT_FALSE(IsPrintableUtf8("x\x07"));
+  EXPECT_TRUE(IsPrintableUtf8("plain text"));
+}
+
+TEST(AtomicFile, LeavesNothingWhenNotCommitted) {
+  char dir[] = "/tmp/egg-atomic-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string target = std::string(dir) + "/out";
+  {
+    auto f = AtomicFile::Create(target, 0600, false);
+    ASSERT_TRUE(f.has_value());
+    ASSERT_TRUE(WriteAll(f->fd(), std::string_view("half")).has_value());
+  }
+  EXPECT_NE(access(target.c_str(), F_OK), 0);
+  ASSERT_EQ(rmdir(dir), 0);  // fails if a temporary file was left
+}
+
+TEST(AtomicFile, RefusesToOverwriteWithoutForce) {
+  char dir[] = "/tmp/egg-atomic-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string target = std::string(dir) + "/out";
+  ASSERT_TRUE(WriteFileAtomic(target, "one", 0600, false).has_value());
+  auto again = WriteFileAtomic(target, "two", 0600, false);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code(), Code::kInvalidArgument);
+  struct stat st;
+  ASSERT_EQ(stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_size, 3);
+  unlink(target.c_str());
+  rmdir(dir);
+}
+
+}  // namespace
+}  // namespace egg
