@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job, from a fresh Debian 12 machine: install what is needed,
+# build egg, make a small Debian Python runtime (cached), then build, sign,
+# verify, inspect and hatch the bundled example notebook.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+EGG_BUILD_DIR=build bash scripts/build.sh
+egg=$PWD/build/egg
+work=${EGG_DEMO_DIR:-$PWD/out/demo}
+mkdir -p "$work"
+
+echo "== key (kept in $work)"
+[[ -f $work/demo_key ]] || "$egg" keygen -o "$work/demo_key" --comment demo
+printf 'demo %s\n' "$(cat "$work/demo_key.pub")" > "$work/allowed_signers"
+
+echo "== build"
+"$egg" build examples/hello/egg.yaml -o "$work/hello.egg" \
+  --sign "$work/demo_key" --force
+
+echo "== verify"
+"$egg" verify "$work/hello.egg" --trusted "$work/allowed_signers" \
+  --require-signature
+
+echo "== info"
+"$egg" info "$work/hello.egg"
+
+echo "== hatch"
+"$egg" hatch "$work/hello.egg" --trusted "$work/allowed_signers" \
+  -o "$work/hello.results.json"
