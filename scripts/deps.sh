@@ -10,6 +10,7 @@ packages=(
   libssl-dev libzstd-dev libseccomp-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libarchive-dev libcurl4-openssl-dev libcmark-gfm-dev
   libcmark-gfm-extensions-dev libexpected-dev libgtest-dev libgmock-dev
+  libutf8proc-dev
   # tools egg calls or tests compare against
   openssh-client zstd openssl bubblewrap mmdebstrap debian-archive-keyring
   python3 bash coreutils util-linux iproute2 procps
