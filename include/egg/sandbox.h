@@ -1,0 +1,258 @@
+// Running an untrusted program tree in isolation.
+//
+// A sandbox is described by WHAT it contains, not by how a backend makes
+// it, so that every backend (namespaces, none; later gvisor, oci, vm)
+// enforces the same SandboxSpec:
+//
+//   /            the runtime root folder, read-only (or a composition of
+//                read-only host folders, for tests)
+//   /data, /.egg read-only binds declared with ReadOnly()
+//   /out         the one writable output folder
+//   /tmp         a size-limited writable scratch (tmpfs); /scratch and
+//                /dev/shm name the same space, and so share its size
+//   /proc        a proc of the sandbox's own processes only
+//   /dev         null, zero, full, random, urandom (and granted devices)
+//
+// and by the process it starts: argv (argv[0] absolute), a fixed minimal
+// environment plus declared variables, cwd, stdio and extra fds. Anything
+// that weakens isolation has its own builder call whose name starts with
+// "Weaken" (grep for it) and logs a warning on stderr.
+//
+// Usage:
+//   SandboxSpecBuilder b;
+//   b.RuntimeRoot(root).ReadOnly(data, "/data").Output(out)
+//    .Command({"/.egg/agent", "--fd=3"}).PassFd(sock.get(), 3)
+//    .SetLimits(limits);
+//   Result<SandboxSpec> spec = std::move(b).Build();
+//   Result<std::unique_ptr<Sandbox>> box = StartSandbox(*spec);
+//   Result<Outcome> outcome = (*box)->Wait();
+//
+// Threads: Start() must run on a thread that lives as long as the Sandbox
+// (the sandbox's first process is killed when that thread exits). A
+// Sandbox object is not thread-safe; Kill() may be called from any thread.
+#ifndef EGG_SANDBOX_H_
+#define EGG_SANDBOX_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "egg/policy.h"
+#include "egg/status.h"
+
+namespace egg {
+
+enum class SandboxBackend {
+  kNamespaces,  // Linux namespaces + seccomp + Landlock + cgroups (default)
+  kNone,        // no isolation at all: limits only (WeakenToNoSandbox)
+};
+
+// "namespaces" or "none"; anything else is kInvalidArgument (kNotSupported
+// for backends that exist in the design but not in this build).
+[[nodiscard]] Result<SandboxBackend> ParseSandboxBackend(
+    std::string_view name);
+const char* SandboxBackendName(SandboxBackend backend);
+
+// One read-only or writable bind of a host path into the sandbox.
+struct SandboxBind {
+  std::string host;     // absolute canonical host path (file or folder)
+  std::string sandbox;  // absolute normalised path inside the sandbox
+  bool writable = false;
+};
+
+// A host fd made available as `sandbox_fd` in the first process. The host
+// fd is borrowed: it must stay open until StartSandbox() returns.
+struct SandboxFd {
+  int host_fd = -1;
+  int sandbox_fd = -1;
+};
+
+// The frozen description of a sandbox. Only SandboxSpecBuilder makes one;
+// every field was validated there.
+class SandboxSpec {
+ public:
+  SandboxBackend backend() const { return backend_; }
+  // Runtime root: either a folder (root_folder) whose entries appear at /,
+  // or a composition of binds (root_parts) on an empty read-only /.
+  const std::string& root_folder() const { return root_folder_; }
+  const std::vector<SandboxBind>& root_parts() const { return root_parts_; }
+  const std::vector<SandboxBind>& binds() const { return binds_; }
+  const std::string& output() const { return output_; }  // "" = no /out
+  const std::vector<std::string>& devices() const { return devices_; }
+  bool network() const { return network_; }
+  const Limits& limits() const { return limits_; }  // every field set
+  const std::vector<std::string>& argv() const { return argv_; }
+  const std::vector<std::string>& env() const { return env_; }  // K=V
+  const std::string& cwd() const { return cwd_; }
+  int stdin_fd() const { return stdin_fd_; }    // -1: /dev/null
+  int stdout_fd() const { return stdout_fd_; }  // -1: /dev/null
+  int stderr_fd() const { return stderr_fd_; }  // -1: /dev/null
+  const std::vector<SandboxFd>& fds() const { return fds_; }
+
+ private:
+  friend class SandboxSpecBuilder;
+  SandboxSpec() = default;
+
+  SandboxBackend backend_ = SandboxBackend::kNamespaces;
+  std::string root_folder_;
+  std::vector<SandboxBind> root_parts_;
+  std::vector<SandboxBind> binds_;
+  std::string output_;
+  std::vector<std::string> devices_;
+  bool network_ = false;
+  Limits limits_;
+  std::vector<std::string> argv_;
+  std::vector<std::string> env_;
+  std::string cwd_ = "/";
+  int stdin_fd_ = -1;
+  int stdout_fd_ = -1;
+  int stderr_fd_ = -1;
+  std::vector<SandboxFd> fds_;
+};
+
+// Builds a SandboxSpec. Each call validates its argument; the first error
+// is kept, later calls are ignored, and Build() returns it. Paths must be
+// absolute and canonical (host paths must exist and equal their realpath).
+class SandboxSpecBuilder {
+ public:
+  SandboxSpecBuilder();
+
+  // Host folder whose entries appear read-only at / (directories and files
+  // are bound, symlinks recreated). Exclusive with RuntimeRootPart().
+  SandboxSpecBuilder& RuntimeRoot(const std::string& host_folder);
+  // Composes / from read-only binds, e.g. ("/usr", "/usr"). For tests and
+  // for runtimes split across folders. Exclusive with RuntimeRoot().
+  SandboxSpecBuilder& RuntimeRootPart(const std::string& host,
+                                      const std::string& sandbox);
+  // A read-only bind, e.g. the egg's data at /data, agent at /.egg.
+  SandboxSpecBuilder& ReadOnly(const std::string& host,
+                               const std::string& sandbox);
+  // The writable output folder, seen as /out. When the caller runs as
+  // root, Start() gives the folder to the sandbox's unprivileged identity
+  // (chown), so pass a fresh folder.
+  SandboxSpecBuilder& Output(const std::string& host_folder);
+  // Limits for the whole sandbox; unset fields take DefaultEggLimits().
+  // Each value must be > 0 and within MaximumLimits().
+  SandboxSpecBuilder& SetLimits(const Limits& limits);
+  // argv[0] must be an absolute path inside the sandbox (no PATH search).
+  SandboxSpecBuilder& Command(std::vector<std::string> argv);
+  // Adds NAME=value to the fixed environment (PATH, HOME=/scratch,
+  // TMPDIR=/tmp, LANG=C.UTF-8). NAME is [A-Za-z_][A-Za-z0-9_]*.
+  SandboxSpecBuilder& Env(const std::string& name, const std::string& value);
+  SandboxSpecBuilder& Cwd(const std::string& sandbox_path);
+  // Borrowed fds for the first process's stdio (default /dev/null).
+  SandboxSpecBuilder& Stdin(int host_fd);
+  SandboxSpecBuilder& Stdout(int host_fd);
+  SandboxSpecBuilder& Stderr(int host_fd);
+  // An extra borrowed fd, seen as sandbox_fd (>= 3, < 1024, unique).
+  SandboxSpecBuilder& PassFd(int host_fd, int sandbox_fd);
+
+  // --- Weakenings: each logs a warning. ---
+  // Keeps the host's network (no private network namespace).
+  SandboxSpecBuilder& WeakenNetwork();
+  // Binds a host path (read-only unless path.writable).
+  SandboxSpecBuilder& WeakenHostPath(const HostPath& path);
+  // Binds a host device node (e.g. /dev/dri/renderD128) at the same path.
+  SandboxSpecBuilder& WeakenDevice(const std::string& host_device);
+  // Applies every weakening `permissions` grants (none if empty).
+  SandboxSpecBuilder& WeakenPermissions(const Permissions& permissions);
+  // Runs on the host with no isolation at all: the `none` backend.
+  SandboxSpecBuilder& WeakenToNoSandbox();
+
+  // Chooses a backend by name; "none" is only accepted through
+  // WeakenToNoSandbox().
+  SandboxSpecBuilder& Backend(std::string_view name);
+
+  // The frozen spec, or the first error (kInvalidArgument, kNotFound).
+  [[nodiscard]] Result<SandboxSpec> Build() &&;
+
+ private:
+  bool Ok() const { return !error_.has_value(); }
+  void Keep(Error error);
+  Status CheckSandboxPath(const std::string& path, const char* what);
+  Status CheckHostPath(const std::string& path, const char* what);
+
+  SandboxSpec spec_;
+  std::optional<Error> error_;
+};
+
+// The limit that stopped a run, if any.
+enum class LimitKind {
+  kNone,
+  kMemory,     // the kernel's OOM killer fired in the sandbox
+  kProcesses,  // the task limit was reached and the run then failed
+  kCpu,        // CPU time (user + system, whole tree) ran out
+  kWall,       // wall-clock time ran out
+  kScratch,    // scratch was full and the run then failed
+};
+const char* LimitKindName(LimitKind kind);
+
+// Resource use of the whole sandbox so far. Values the host cannot measure
+// are 0.
+struct Usage {
+  uint64_t cpu_ms = 0;             // user + system time
+  uint64_t memory_peak_bytes = 0;  // peak of the tree (cgroup) or of the
+                                   // largest process (rusage fallback)
+  uint64_t scratch_used_bytes = 0;
+};
+
+// How a sandbox ended. Exactly one of exit_code/signal is meaningful.
+struct Outcome {
+  bool exited = false;  // true: exit_code holds the status
+  int exit_code = 0;
+  int signal = 0;       // the signal that ended the first process
+  LimitKind stopped_by = LimitKind::kNone;
+  bool killed = false;  // egg killed it (limit or Kill())
+  // Limits reached without necessarily stopping the run.
+  bool processes_limit_hit = false;
+  bool scratch_full = false;
+  Usage usage;
+};
+
+// A running sandbox. Destruction kills every process in it and removes
+// every mount, cgroup and temporary file it made.
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+
+  // Host pid of the first process (for logs; do not signal it directly).
+  virtual int pid() const = 0;
+  // Kills the whole tree with SIGKILL; Wait() then reports killed = true.
+  [[nodiscard]] virtual Status Kill() = 0;
+  // Non-blocking: enforces the wall and CPU limits, and returns the
+  // outcome once the sandbox has ended (std::nullopt while it runs).
+  [[nodiscard]] virtual Result<std::optional<Outcome>> Poll() = 0;
+  // Blocks until the sandbox ends, enforcing every limit.
+  [[nodiscard]] virtual Result<Outcome> Wait() = 0;
+  [[nodiscard]] virtual Result<Usage> GetUsage() = 0;
+  // Between cells: replaces the memory and process limits, and restarts
+  // the CPU and wall budgets (cpu_ms and wall_ms count from this call).
+  // Unset fields keep their value; scratch and output are ignored.
+  // Raising memory or processes above the spec's limits is
+  // kInvalidArgument.
+  [[nodiscard]] virtual Status SetLimits(const Limits& limits) = 0;
+};
+
+// Starts the sandbox's first process. Errors: kSandboxSetup (with the
+// child's one-line reason) when isolation could not be built, kNotSupported
+// when the host lacks a required feature (e.g. user namespaces).
+[[nodiscard]] Result<std::unique_ptr<Sandbox>> StartSandbox(
+    const SandboxSpec& spec);
+
+// What the host offers, for `egg doctor` and for tests that must skip.
+struct SandboxHostSupport {
+  bool user_namespaces = false;   // can create a user namespace now
+  int landlock_abi = 0;           // 0: unavailable
+  std::string cgroup_mode;        // "v1", "v2" or "none"
+  bool cgroup_memory = false;     // memory limit via cgroup works
+  bool cgroup_pids = false;
+  bool cgroup_cpu = false;        // tree CPU accounting via cgroup
+};
+SandboxHostSupport ProbeSandboxHost();
+
+}  // namespace egg
+
+#endif  // EGG_SANDBOX_H_
