@@ -137,7 +137,7 @@ struct DebianOptions {
                                  bool keep);
 
 // ReferenceFn for Store::Gc that decodes trees with the format layer.
-[[nodiscard]] Result<Store::References> TreeReferences(
+[[nodiscard]] Result<Store::References> RuntimeTreeReferences(
     std::span<const uint8_t> encoded_tree);
 
 }  // namespace egg

@@ -19,6 +19,7 @@
 
 #include "egg/hash.h"
 #include "egg/status.h"
+#include "egg/tree.h"
 
 namespace egg {
 
@@ -148,6 +149,30 @@ class Store {
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// Adapters between the store and the format layer's chunk interfaces.
+// Chunks handed to the sink are checked against their digest and written
+// as given (the frame); chunks read from the source are verified.
+class StoreChunkSink : public ChunkSink {
+ public:
+  explicit StoreChunkSink(Store& store) : store_(store) {}
+  [[nodiscard]] Status PutChunk(const Digest& raw,
+                                std::span<const uint8_t> raw_bytes,
+                                std::span<const uint8_t> frame) override;
+
+ private:
+  Store& store_;
+};
+
+class StoreChunkSource : public ChunkSource {
+ public:
+  explicit StoreChunkSource(const Store& store) : store_(store) {}
+  [[nodiscard]] Result<std::vector<uint8_t>> ReadChunk(
+      const Digest& raw) override;
+
+ private:
+  const Store& store_;
 };
 
 }  // namespace egg
