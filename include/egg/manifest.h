@@ -1,0 +1,153 @@
+// The egg manifest: an author's egg.yaml, checked and turned into the
+// canonical JSON that `egg build` stores. docs/MANIFEST.md is the schema.
+//
+// Every rejection is kInvalidArgument (kNotFound for a missing file) with a
+// one-line message that starts with "<file>:<line>:<column>: " pointing at
+// the offending YAML node (1-based; column 0 is never used).
+#ifndef EGG_MANIFEST_H_
+#define EGG_MANIFEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "egg/policy.h"
+#include "egg/status.h"
+
+namespace egg {
+
+// Version of the manifest JSON and notebook JSON written by this code.
+inline constexpr int kManifestJsonVersion = 1;
+inline constexpr int kNotebookJsonVersion = 1;
+
+// The biggest egg.yaml read, and the biggest cell source file.
+inline constexpr uint64_t kMaxManifestBytes = 1ull << 20;
+inline constexpr uint64_t kMaxCellSourceBytes = 16ull << 20;
+
+// Where the default `created` comes from when neither the manifest nor
+// SOURCE_DATE_EPOCH gives one.
+inline constexpr int64_t kDefaultCreatedUnix = 0;  // 1970-01-01T00:00:00Z
+
+// Named apart from egg/notebook.h's CellType so both headers can be used
+// together; the values and their JSON names are the same.
+enum class ManifestCellType { kCode, kMarkdown, kRaw };
+
+struct ManifestCell {
+  std::string id;        // unique, [A-Za-z0-9_-]{1,64}; generated if absent
+  ManifestCellType type = ManifestCellType::kCode;
+  std::string language;  // code cells only; lower-case
+  std::string source;    // the text, valid UTF-8
+  // Requested permissions for this cell. Unset: the egg's permissions.
+  std::optional<Permissions> permissions;
+  Limits limits;         // requested; unset fields inherit
+  int line = 0;          // where the cell starts in egg.yaml
+};
+
+// One `data` entry. `from` is checked (no symlink on the way, inside the
+// manifest folder) when the manifest is loaded.
+struct DataEntry {
+  std::string from;  // normalised, relative to the manifest folder
+  std::string to;    // normalised, relative to /data in the sandbox
+  bool is_folder = false;
+};
+
+struct DataSummary {
+  uint64_t files = 0;    // regular files, counting those inside folders
+  uint64_t folders = 0;  // folders, counting the entries themselves
+  uint64_t bytes = 0;    // sum of regular file sizes
+};
+
+enum class RuntimeKind { kNone, kFolder, kTarball, kDigest, kDebian, kOci };
+
+struct RuntimeSpec {
+  RuntimeKind kind = RuntimeKind::kNone;
+  std::string path;                   // kFolder, kTarball: normalised
+  std::string digest;                 // kDigest, kOci: "sha256:<hex>"
+  std::string suite;                  // kDebian
+  std::vector<std::string> packages;  // kDebian, sorted, unique
+  std::string reference;              // kOci: "oci://host/repo@sha256:..."
+};
+
+struct Manifest {
+  std::string name;         // [A-Za-z0-9._-]{1,64}, not starting with '.'
+  std::string description;  // may be empty
+  std::string author;       // may be empty
+  std::string license;      // an SPDX expression, or empty
+  int64_t created_unix = kDefaultCreatedUnix;
+  std::string created;      // RFC 3339 UTC, "YYYY-MM-DDTHH:MM:SSZ"
+  enum class CreatedFrom { kManifest, kSourceDateEpoch, kDefault };
+  CreatedFrom created_from = CreatedFrom::kDefault;
+
+  std::vector<ManifestCell> cells;  // in notebook order; at least one code cell
+  std::vector<DataEntry> data;
+  DataSummary data_summary;
+  RuntimeSpec runtime;
+  Permissions permissions;  // requested for the whole egg
+  Limits limits;            // requested for the whole egg; unset = default
+
+  std::string folder;       // the manifest's folder, as given (host path)
+  std::string file;         // the manifest's path, for messages
+};
+
+struct ManifestOptions {
+  // Value of SOURCE_DATE_EPOCH; when unset, LoadManifest reads the
+  // environment variable.
+  std::optional<std::string> source_date_epoch;
+};
+
+// Reads, parses and checks `path` (an egg.yaml). Files named by the
+// manifest are resolved against its folder and checked to exist.
+[[nodiscard]] Result<Manifest> LoadManifest(const std::string& path,
+                                            const ManifestOptions& options = {});
+
+// Parses and checks YAML text. `folder` is where relative paths resolve;
+// `display_name` starts every error message.
+[[nodiscard]] Result<Manifest> ParseManifest(std::string_view yaml,
+                                             const std::string& folder,
+                                             const std::string& display_name,
+                                             const ManifestOptions& options = {});
+
+// The manifest JSON stored in the egg (docs/MANIFEST.md, "What build
+// stores"). The string forms are canonical: sorted keys, no insignificant
+// whitespace, UTF-8, integers only; same input, same bytes, whatever the
+// locale or time zone. kInvalidArgument only for text that is not UTF-8.
+[[nodiscard]] Result<nlohmann::json> ManifestJsonValue(
+    const Manifest& manifest);
+[[nodiscard]] Result<std::string> ManifestJson(const Manifest& manifest);
+
+// The notebook JSON section (the shape egg/notebook.h decodes): the cells
+// in order with empty outputs; per-cell "permissions" and "limits" only
+// where the manifest sets them.
+[[nodiscard]] Result<nlohmann::json> NotebookJsonValue(
+    const Manifest& manifest);
+[[nodiscard]] Result<std::string> NotebookJson(const Manifest& manifest);
+
+// Human units. Durations: "500ms", "30s", "5m", "2h", "1d" (a unit is
+// required). Sizes: plain bytes "4096", or "B", "KiB", "MiB", "GiB", "TiB",
+// "kB", "MB", "GB", "TB". Overflow and junk are kInvalidArgument.
+[[nodiscard]] Result<uint64_t> ParseDurationMs(std::string_view text);
+[[nodiscard]] Result<uint64_t> ParseSizeBytes(std::string_view text);
+
+// Checks the syntax of an SPDX license expression: identifiers and
+// LicenseRef-/DocumentRef- references, "+", WITH, AND, OR, parentheses.
+// Identifiers are not checked against the SPDX list.
+[[nodiscard]] Status CheckSpdxExpression(std::string_view text);
+
+// "YYYY-MM-DDTHH:MM:SSZ" for seconds since the epoch (UTC, no locale).
+std::string FormatRfc3339Utc(int64_t unix_seconds);
+// Parses RFC 3339 with "Z" or "+00:00"/"-00:00"; fractional seconds are
+// rejected so that the stored value is exact.
+[[nodiscard]] Result<int64_t> ParseRfc3339Utc(std::string_view text);
+
+// "code", "markdown", "raw"
+const char* ManifestCellTypeName(ManifestCellType type);
+// "none", "folder", "tarball", "digest", "debian", "oci"
+const char* RuntimeKindName(RuntimeKind kind);
+
+}  // namespace egg
+
+#endif  // EGG_MANIFEST_H_
