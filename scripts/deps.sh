@@ -14,6 +14,8 @@ packages=(
   # tools egg calls or tests compare against
   openssh-client zstd openssl bubblewrap mmdebstrap debian-archive-keyring
   python3 bash coreutils util-linux iproute2 procps
+  # registry tests run Debian's registry on 127.0.0.1
+  docker-registry
 )
 
 sudo_cmd=()

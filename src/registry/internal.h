@@ -1,0 +1,44 @@
+// Pieces of the registry client shared between its files and its tests.
+// Not part of the public API.
+#ifndef EGG_REGISTRY_INTERNAL_H_
+#define EGG_REGISTRY_INTERNAL_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "egg/registry.h"
+
+namespace egg::registry_internal {
+
+std::string Base64Encode(std::string_view data);
+// Strict: padding required, no whitespace. nullopt when malformed.
+std::optional<std::string> Base64Decode(std::string_view text);
+
+// A parsed WWW-Authenticate challenge: scheme ("bearer", "basic", lower
+// case) and its parameters (names lower case).
+struct Challenge {
+  std::string scheme;
+  std::map<std::string, std::string> params;
+};
+std::optional<Challenge> ParseChallenge(std::string_view header);
+
+// Percent-encodes everything but unreserved characters.
+std::string UrlEncode(std::string_view text);
+
+// scheme, authority ("host[:port]", lower-case host) and the rest of an
+// absolute http(s) URL; nullopt when it is not one.
+struct UrlParts {
+  std::string scheme;
+  std::string authority;
+  std::string path_and_query;
+};
+std::optional<UrlParts> SplitUrl(std::string_view url);
+// Resolves a Location header against the URL it came from.
+std::optional<std::string> ResolveLocation(std::string_view base,
+                                           std::string_view location);
+
+}  // namespace egg::registry_internal
+
+#endif  // EGG_REGISTRY_INTERNAL_H_
