@@ -37,7 +37,8 @@ inline constexpr size_t kMaxTrees = 64;
 inline constexpr uint64_t kMaxManifestJsonBytes = 4ull << 20;
 inline constexpr uint64_t kMaxNotebookBytes = 64ull << 20;
 inline constexpr uint64_t kMaxSignatureBytes = 16ull << 20;
-inline constexpr uint64_t kMaxChunks = 1ull << 24;
+inline constexpr uint64_t kMaxChunks = 1ull << 22;
+inline constexpr uint64_t kMaxTreeSectionBytes = 256ull << 20;
 
 // Prefix hashed before the manifest section to give the content root.
 inline constexpr std::string_view kContentRootDomain = "egg-content-root-v1";

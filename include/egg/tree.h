@@ -20,12 +20,12 @@ enum class EntryKind : uint8_t { kFile = 1, kDir = 2, kSymlink = 3 };
 
 const char* EntryKindName(EntryKind kind);
 
-inline constexpr size_t kMaxPathBytes = 4096;
-inline constexpr size_t kMaxNameBytes = 255;
-inline constexpr size_t kMaxPathDepth = 64;
-inline constexpr size_t kMaxLinkTargetBytes = 4095;
-inline constexpr uint64_t kMaxFileSize = 1ull << 48;  // 256 TiB
-inline constexpr uint64_t kMaxTreeEntries = 1ull << 24;
+inline constexpr size_t kTreeMaxPathBytes = 4096;
+inline constexpr size_t kTreeMaxNameBytes = 255;
+inline constexpr size_t kTreeMaxDepth = 64;
+inline constexpr size_t kTreeMaxLinkTargetBytes = 4095;
+inline constexpr uint64_t kTreeMaxFileSize = 1ull << 48;  // 256 TiB
+inline constexpr uint64_t kTreeMaxEntries = 1ull << 24;
 
 struct TreeEntry {
   std::string path;  // relative, '/'-separated, see IsValidTreePath
@@ -64,14 +64,14 @@ class ChunkSink {
                                         std::span<const uint8_t> frame) = 0;
 };
 
-// Path rules: 1..kMaxPathBytes bytes, components separated by one '/',
+// Path rules: 1..kTreeMaxPathBytes bytes, components separated by one '/',
 // no leading or trailing '/', no empty, "." or ".." component, at most
-// kMaxPathDepth components of at most kMaxNameBytes, no byte below 0x20
+// kTreeMaxDepth components of at most kTreeMaxNameBytes, no byte below 0x20
 // and no 0x7f.
 bool IsValidTreePath(std::string_view path);
 
 // Symlink target rules for a link at `link_path`: relative, non-empty, at
-// most kMaxLinkTargetBytes, no empty or "." component, ".." only as
+// most kTreeMaxLinkTargetBytes, no empty or "." component, ".." only as
 // leading components and no more of them than the link's directory depth,
 // no control bytes. Such a target cannot leave the tree.
 bool IsValidLinkTarget(std::string_view link_path, std::string_view target);
