@@ -1,0 +1,31 @@
+// The sandbox's seccomp-bpf program.
+//
+// Policy: a default-deny allowlist for x86_64 only. A call from a foreign
+// architecture (i386, x32) kills the process. A call that is not on the
+// allowlist fails with ENOSYS, as if the kernel were older, so that libc
+// falls back (clone3 -> clone). Calls denied on purpose (ptrace, mount and
+// the new mount API, namespaces, keys, bpf, perf, userfaultfd, io_uring,
+// modules, kexec, TIOCSTI/TIOCLINUX, personality changes ...) fail with
+// EPERM.
+#ifndef EGG_SANDBOX_SECCOMP_FILTER_H_
+#define EGG_SANDBOX_SECCOMP_FILTER_H_
+
+#include <linux/filter.h>
+
+#include <vector>
+
+#include "egg/status.h"
+
+namespace egg::sandbox_internal {
+
+struct SeccompProgram {
+  std::vector<sock_filter> code;
+};
+
+// Compiles the filter (kSandboxSetup on failure). The child loads it with
+// prctl(PR_SET_SECCOMP) without allocating.
+[[nodiscard]] Result<SeccompProgram> BuildSeccompProgram();
+
+}  // namespace egg::sandbox_internal
+
+#endif  // EGG_SANDBOX_SECCOMP_FILTER_H_
