@@ -799,25 +799,26 @@ Status Parser::Data(const Node& node) {
     DataEntry entry;
     Node from_node = item;
     Node to_node;
+    bool has_to = false;
     if (!item.IsScalar()) {
       auto f = Map(item, where, {"from", "to"});
       if (!f) return tl::unexpected(f.error());
       const Node* from = f->Get("from");
       if (from == nullptr) return At(item, "missing key 'from'" + In(where));
       from_node = *from;
-      if (const Node* to = f->Get("to")) to_node = *to;
+      if (const Node* to = f->Get("to")) to_node = *to, has_to = true;
     }
     auto from = RelativePath(from_node, "from" + In(where));
     if (!from) return tl::unexpected(from.error());
     entry.from = *from;
-    if (to_node.IsDefined()) {
+    if (has_to) {
       auto to = RelativePath(to_node, "to" + In(where));
       if (!to) return tl::unexpected(to.error());
       entry.to = *to;
     } else {
       entry.to = entry.from.substr(entry.from.rfind('/') + 1);
     }
-    const Node& to_mark = to_node.IsDefined() ? to_node : from_node;
+    const Node& to_mark = has_to ? to_node : from_node;
 
     // Same name after NFC + case folding, or one entry inside another.
     auto key = FoldName(entry.to);
