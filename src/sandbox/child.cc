@@ -201,6 +201,16 @@ void BuildRoot(const ChildPlan& plan) {
   for (size_t i = 0; i < plan.binds.size(); ++i)
     bind_fds[i] = CloneTree(plan.binds[i]);
 
+  // New inodes need an owner mapped in our user namespace, so become the
+  // sandbox user now. We were never root of this namespace (uid 0 is not
+  // mapped), so the switch keeps the namespace capabilities the mounts
+  // below need; DropPrivileges() clears them later.
+  if (plan.drop_groups) {
+    Check(::setgroups(0, nullptr) == 0, "clearing supplementary groups");
+  }
+  Check(::setresgid(kSandboxGid, kSandboxGid, kSandboxGid) == 0, "setresgid");
+  Check(::setresuid(kSandboxUid, kSandboxUid, kSandboxUid) == 0, "setresuid");
+
   // The new root: a small tmpfs that becomes read-only at the end.
   Check(::mount("egg-root", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
                 "size=1m,nr_inodes=4096,mode=0755") == 0,
@@ -265,7 +275,8 @@ void BuildRoot(const ChildPlan& plan) {
 }
 
 void DropPrivileges(const ChildPlan& plan) {
-  // The bounding set needs CAP_SETPCAP, so it goes before the uid change.
+  // The identity is already the sandbox user (BuildRoot); the namespace
+  // capabilities still held go now, the bounding set first.
   for (int cap = 0; cap <= plan.last_cap; ++cap) {
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
       Die("dropping capability from the bounding set", nullptr, errno);
@@ -273,12 +284,6 @@ void DropPrivileges(const ChildPlan& plan) {
   }
   Check(::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0,
         "clearing ambient capabilities");
-  if (plan.drop_groups) {
-    Check(::setgroups(0, nullptr) == 0, "clearing supplementary groups");
-  }
-  Check(::setresgid(kSandboxGid, kSandboxGid, kSandboxGid) == 0, "setresgid");
-  Check(::setresuid(kSandboxUid, kSandboxUid, kSandboxUid) == 0, "setresuid");
-
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   Check(::syscall(SYS_capset, &header, data) == 0, "clearing capabilities");
