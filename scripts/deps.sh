@@ -14,6 +14,11 @@ packages=(
   # tools egg calls or tests compare against
   openssh-client zstd openssl bubblewrap mmdebstrap debian-archive-keyring
   python3 bash coreutils util-linux iproute2 procps
+  # notebooks: PNG decoding, the Jupyter kernel protocol, and the tools the
+  # notebook tests and bench compare against
+  libpng-dev libzmq3-dev cppzmq-dev chromium python3-nbformat
+  python3-nbconvert python3-ipykernel python3-matplotlib python3-numpy
+  python3-sympy
   # registry tests run Debian's registry on 127.0.0.1
   docker-registry
 )
