@@ -490,7 +490,8 @@ Result<StoreStats> Store::Gc(ReferenceFn references) {
     std::string hex = name.substr(0, std::min<size_t>(name.size(), 64));
     auto d = ParseDigest(hex);
     if (d && root_set.count(*d) &&
-        (name.size() == 64 || name == hex + ".lock")) {
+        (name.size() == 64 || name == hex + ".lock" ||
+         name == hex + ".ok")) {
       continue;
     }
     if (auto s = RemoveTree(roots_dir + "/" + name); !s) return Fail(s.error());
