@@ -370,6 +370,7 @@ Status EggFile::Impl::LoadTrees() {
     auto tree = DecodeTree(*bytes);
     if (!tree) return Fail(tree.error().Wrap("tree '" + ref.name + "'"));
     for (const TreeEntry& e : tree->entries) {
+      if (e.kind != EntryKind::kFile) continue;
       uint64_t sum = 0;
       for (const Digest& d : e.chunks) {
         const ChunkEntry* c = Find(d);

@@ -438,6 +438,7 @@ Result<WriteSummary> WriteEgg(const EggInput& input,
   uint8_t* layout = bytes.data() + kHeaderSize + 16;
   for (size_t i = 0; i < trees.size(); ++i) {
     for (const TreeEntry& e : trees[i].tree.entries) {
+      if (e.kind != EntryKind::kFile) continue;
       uint64_t sum = 0;
       for (const Digest& d : e.chunks) {
         auto it = writer.written().find(d);
