@@ -1,0 +1,208 @@
+// Running an egg's cells: the hatcher side of the agent protocol, the
+// language drivers, and the results of a run.
+//
+// The agent (egg-agent, a static program) runs inside the sandbox as its
+// first process and talks to the hatcher over one byte-stream fd (fd 3 in
+// the sandbox). RunCells() drives it: one live session per language (so a
+// variable set in cell 1 exists in cell 3), per-cell limits, output caps
+// and wall time, and a fresh session after one dies. Every frame from the
+// agent is treated as hostile. docs/HATCH.md documents the protocol, the
+// drivers and the results JSON.
+//
+// Usage:
+//   auto host = StartLocalAgent(agent_path);            // or a sandbox
+//   RunOptions options;
+//   options.setup.drivers_dir = "/.egg/drivers";
+//   Result<RunReport> report = RunCells(cells, **host, options);
+//   std::string json = ResultsJson(*report, meta);
+#ifndef EGG_HATCH_H_
+#define EGG_HATCH_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "egg/policy.h"
+#include "egg/status.h"
+
+namespace egg {
+
+// Where the agent and drivers are seen inside the sandbox.
+inline constexpr char kSandboxAgentPath[] = "/.egg/egg-agent";
+inline constexpr char kSandboxDriversDir[] = "/.egg/drivers";
+
+// One code cell to run.
+struct CellInput {
+  uint32_t index = 0;    // the cell's position in the notebook (0-based)
+  std::string id;        // the notebook's cell id, for results
+  std::string language;  // "python", "bash", "sh", "r", or a command one
+  std::string code;
+  Limits limits;         // per-cell limits; unset fields take the defaults
+};
+
+// A language run as one process per cell, declared by the runtime or the
+// manifest: argv where "{file}" is replaced by the cell's file, e.g.
+// {"node", "{file}"} with suffix ".js".
+struct CommandLanguage {
+  std::string language;
+  std::vector<std::string> argv;
+  std::string suffix;
+};
+
+// How sessions are started inside the agent's world.
+struct SessionSetup {
+  std::string drivers_dir = kSandboxDriversDir;
+  // Environment of every session ("NAME=value"); empty takes a minimal one.
+  std::vector<std::string> env;
+  std::string cwd = "/out";
+  std::string cell_dir = "/tmp";  // per-cell command files
+  std::vector<CommandLanguage> commands;
+};
+
+// The session a language runs in: driver argv, or a per-cell command.
+struct LanguageSession {
+  bool per_cell_command = false;
+  std::vector<std::string> argv;
+  std::string suffix;
+};
+
+// Python ("python", "python3", "py"), bash, sh and R ("r") have drivers;
+// other languages need a CommandLanguage. kNotSupported names the language
+// otherwise. Language names are matched case-insensitively.
+[[nodiscard]] Result<LanguageSession> SessionForLanguage(
+    const std::string& language, const SessionSetup& setup);
+
+// How the box an agent ran in ended.
+struct HostEnd {
+  std::string limit;   // "memory", "cpu_time", "wall_time", ...; "" if none
+  std::string reason;  // one line, e.g. "exited with status 2"
+};
+
+// How the hatcher reaches an agent: a stream fd and control over the box
+// it runs in. Implementations: StartLocalAgent (no isolation; tests and
+// --no-sandbox) and the sandbox adapter in cmd_hatch.
+class AgentHost {
+ public:
+  virtual ~AgentHost() = default;
+  // The hatcher's end of the control stream; owned by the host.
+  virtual int control_fd() const = 0;
+  // Applies a cell's memory, CPU and process limits before it runs.
+  [[nodiscard]] virtual Status BeforeCell(const Limits& limits) = 0;
+  // Non-blocking. Once the box has ended, why; nothing while it runs.
+  virtual std::optional<HostEnd> Ended() = 0;
+  // Ends the agent and everything it started. Safe to call twice.
+  virtual void Kill() = 0;
+};
+
+// Forks and execs `agent_path` with a socketpair end as its fd 3, with no
+// isolation at all. The agent's stderr is the caller's.
+[[nodiscard]] Result<std::unique_ptr<AgentHost>> StartLocalAgent(
+    const std::string& agent_path);
+
+// Host paths of the agent binary and drivers folder shipped with egg:
+// beside the running executable, or in ../lib/egg from it.
+struct AgentFiles {
+  std::string agent;        // .../egg-agent
+  std::string drivers_dir;  // .../drivers
+};
+[[nodiscard]] Result<AgentFiles> FindAgentFiles();
+
+enum class CellStatus {
+  kOk,           // ran to the end with status 0
+  kError,        // ran to the end with a non-zero status or an exception
+  kSessionDied,  // the interpreter exited or was killed
+  kLimit,        // stopped by a limit (see CellResult::limit)
+  kNotRun,       // not run: an earlier failure or an interrupt
+  kAgentFailed,  // the agent or its box failed during the cell
+};
+const char* CellStatusName(CellStatus status);  // "ok", "error", ...
+
+// Raw bytes of one stream, never decoded.
+struct CapturedStream {
+  std::string bytes;        // what was kept (at most the cap)
+  uint64_t dropped = 0;     // bytes produced past the cap and not kept
+  bool truncated() const { return dropped > 0; }
+};
+
+struct OutputFile {
+  std::string path;  // relative to /out
+  uint64_t size = 0;
+  std::string sha256;  // lower-case hex
+};
+
+struct CellResult {
+  uint32_t index = 0;
+  std::string id;
+  std::string language;
+  CellStatus status = CellStatus::kNotRun;
+  std::string limit;  // "wall_time", "output", "memory", ...; "" if none
+  int exit_code = 0;  // driver status or process exit code
+  int signal = 0;     // signal that ended the interpreter, 0 if none
+  uint64_t duration_ms = 0;
+  CapturedStream stdout_data;
+  CapturedStream stderr_data;
+  // This cell started a fresh session because the previous one of its
+  // language died; `note` says so in words.
+  bool fresh_session = false;
+  std::string note;
+  std::vector<OutputFile> files;  // files in /out new or changed by it
+};
+
+struct RunOptions {
+  SessionSetup setup;
+  bool stop_on_error = false;  // later cells are kNotRun after a failure
+  // Host folder seen as /out, listed after each cell; "" skips listing.
+  std::string output_dir;
+  // Set from a signal handler to stop: the running cell's box is killed,
+  // later cells are kNotRun and the report says interrupted.
+  const std::atomic<bool>* cancel = nullptr;
+  // Called after each cell (e.g. to print a summary line).
+  std::function<void(const CellResult&)> on_cell;
+  // Slack past a cell's wall time before the hatcher kills the whole box
+  // when the agent has not reported (the agent enforces wall time first).
+  uint64_t grace_ms = 5000;
+};
+
+struct RunReport {
+  std::vector<CellResult> cells;
+  bool interrupted = false;
+  std::string agent_error;  // why the agent failed, "" if it did not
+  bool AllSucceeded() const;
+};
+
+// Runs `cells` in order on the agent behind `host`. Returns a report with
+// one result per cell even when cells fail or the agent dies (then
+// agent_error says why); an Error only for misuse (e.g. a language with no
+// session, kNotSupported) found before anything runs.
+[[nodiscard]] Result<RunReport> RunCells(const std::vector<CellInput>& cells,
+                                         AgentHost& host,
+                                         const RunOptions& options);
+
+// Context written at the top of the results JSON.
+struct ResultsMeta {
+  std::string egg;         // file name of the egg
+  std::string egg_digest;  // "sha256:..." of the egg's content
+  std::string isolation;   // "namespaces", "none", ...
+  std::vector<std::string> signers;  // as shown by verify
+  std::vector<std::string> granted;  // permissions granted
+};
+
+// The results document (docs/HATCH.md, "Results JSON"): stdout/stderr as
+// UTF-8 text when valid, else base64 with "encoding": "base64".
+std::string ResultsJson(const RunReport& report, const ResultsMeta& meta);
+
+// JSON-safe form of raw bytes and its inverse (for tests and readers).
+struct EncodedBytes {
+  std::string encoding;  // "utf-8" or "base64"
+  std::string data;
+};
+EncodedBytes EncodeBytes(const std::string& bytes);
+[[nodiscard]] Result<std::string> DecodeBytes(const EncodedBytes& encoded);
+
+}  // namespace egg
+
+#endif  // EGG_HATCH_H_

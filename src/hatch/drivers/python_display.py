@@ -1,0 +1,401 @@
+# Jupyter-style display for egg's Python sessions (owned by the notebook
+# component; see docs/NOTEBOOKS.md "Rich outputs").
+#
+# run_cell() runs one cell as a Jupyter kernel would show it:
+#  - the last statement, when it is an expression not ended by ';', is
+#    shown through sys.displayhook semantics as an execute_result with a
+#    mimebundle (_repr_mimebundle_, _repr_html_, _repr_png_, _repr_svg_,
+#    _repr_markdown_, _repr_latex_, _repr_json_, and text/plain from
+#    IPython's pretty printer when present, else repr);
+#  - display(obj, ...) is available as in IPython;
+#  - matplotlib uses the Agg backend and open figures are sent as PNG
+#    display_data at the end of the cell and closed, like the inline
+#    backend;
+#  - an exception becomes an error output (ename, evalue, traceback) and is
+#    also printed to stderr.
+# Outputs are written, in order, as one JSON object per line to
+# $EGG_DISPLAY_DIR/cell-<cell>.jsonl when that variable is set; stdout and
+# stderr still go to the real streams as well. The hatcher reads that file
+# as hostile input (ParseDisplayRecords in the notebook library).
+#
+# Run as a program it is a complete session driver with the protocol of
+# python.py: "<cell> <length>\n" and the code on fd 3, "<cell> <status>\n"
+# on fd 4 once the cell's output is flushed.
+import ast
+import base64
+import builtins
+import io
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+_MAX_MIME_BYTES = 32 << 20
+_MIME_METHODS = (
+    ("_repr_html_", "text/html"),
+    ("_repr_markdown_", "text/markdown"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+    ("_repr_latex_", "text/latex"),
+    ("_repr_json_", "application/json"),
+)
+# The classic inline backend's look.
+_INLINE_RC = {
+    "figure.figsize": (6.0, 4.0),
+    "figure.dpi": 72,
+    "savefig.dpi": 72,
+    "figure.facecolor": "white",
+    "figure.edgecolor": "white",
+    "font.size": 10,
+    "figure.subplot.bottom": 0.125,
+}
+
+
+class _Sink:
+    """Collects a cell's outputs and writes them as JSON lines."""
+
+    def __init__(self):
+        self.file = None
+        self.stream_name = None
+        self.stream_text = []
+
+    def open(self, cell):
+        self.close()
+        folder = os.environ.get("EGG_DISPLAY_DIR")
+        if folder:
+            path = os.path.join(folder, "cell-%d.jsonl" % cell)
+            self.file = open(path, "w", encoding="utf-8",
+                             errors="surrogateescape")
+
+    def _flush_stream(self):
+        if self.stream_name and self.stream_text:
+            self._write({"output_type": "stream", "name": self.stream_name,
+                         "text": "".join(self.stream_text)})
+        self.stream_name = None
+        self.stream_text = []
+
+    def _write(self, record):
+        if self.file is None:
+            return
+        try:
+            line = json.dumps(record, ensure_ascii=True, default=str)
+        except (TypeError, ValueError):
+            return
+        self.file.write(line + "\n")
+
+    def stream(self, name, text):
+        if self.file is None or not text:
+            return
+        if self.stream_name != name:
+            self._flush_stream()
+            self.stream_name = name
+        self.stream_text.append(text)
+
+    def emit(self, record):
+        self._flush_stream()
+        self._write(record)
+
+    def close(self):
+        if self.file is not None:
+            self._flush_stream()
+            self.file.close()
+            self.file = None
+
+
+_sink = _Sink()
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes through and records for the sink."""
+
+    def __init__(self, name, target):
+        self._name = name
+        self._target = target
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str")
+        _sink.stream(self._name, text)
+        return self._target.write(text)
+
+    def flush(self):
+        self._target.flush()
+
+    def fileno(self):
+        return self._target.fileno()
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    @property
+    def encoding(self):
+        return getattr(self._target, "encoding", "utf-8")
+
+    @property
+    def buffer(self):
+        return self._target.buffer
+
+
+def _plain(obj):
+    try:
+        from IPython.lib.pretty import pretty
+        return pretty(obj, max_width=79)
+    except ImportError:
+        pass
+    except Exception:
+        pass
+    return repr(obj)
+
+
+def mimebundle(obj):
+    """The mimebundle Jupyter would show for obj."""
+    data = {}
+    if not isinstance(obj, type):
+        method = getattr(obj, "_repr_mimebundle_", None)
+        if callable(method):
+            try:
+                bundle = method()
+                if isinstance(bundle, tuple):
+                    bundle = bundle[0]
+                if isinstance(bundle, dict):
+                    data.update(bundle)
+            except Exception:
+                pass
+        for name, mime in _MIME_METHODS:
+            if mime in data:
+                continue
+            method = getattr(obj, name, None)
+            if not callable(method):
+                continue
+            try:
+                value = method()
+            except Exception:
+                continue
+            if isinstance(value, tuple):
+                value = value[0]
+            if value is None:
+                continue
+            if isinstance(value, (bytes, bytearray)):
+                value = base64.b64encode(bytes(value)).decode("ascii")
+            if isinstance(value, str) and len(value) > _MAX_MIME_BYTES:
+                continue
+            data[mime] = value
+    data["text/plain"] = _plain(obj)
+    return data
+
+
+def display(*objs, **kwargs):
+    for obj in objs:
+        _sink.emit({"output_type": "display_data",
+                    "data": mimebundle(obj), "metadata": {}})
+
+
+class _Session:
+    def __init__(self, namespace):
+        self.namespace = namespace
+        self.count = 0
+        namespace.setdefault("display", display)
+        self._inline_done = False
+        sys.stdout = _Tee("stdout", sys.__stdout__)
+        sys.stderr = _Tee("stderr", sys.__stderr__)
+        sys.displayhook = self.displayhook
+
+    def displayhook(self, value):
+        if value is None:
+            return
+        builtins._ = value
+        self.namespace["_"] = value
+        _sink.emit({"output_type": "execute_result",
+                    "execution_count": self.count,
+                    "data": mimebundle(value), "metadata": {}})
+
+    def _setup_inline(self):
+        if self._inline_done or "matplotlib" not in sys.modules:
+            return
+        self._inline_done = True
+        try:
+            import matplotlib
+            matplotlib.rcParams.update(_INLINE_RC)
+        except Exception:
+            pass
+
+    def flush_figures(self):
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is None:
+            return
+        try:
+            numbers = plt.get_fignums()
+        except Exception:
+            return
+        for number in numbers:
+            try:
+                figure = plt.figure(number)
+                buffer = io.BytesIO()
+                figure.savefig(buffer, format="png", bbox_inches="tight")
+                png = base64.b64encode(buffer.getvalue()).decode("ascii")
+                _sink.emit({"output_type": "display_data",
+                            "data": {"image/png": png,
+                                     "text/plain": repr(figure)},
+                            "metadata": {}})
+            except Exception:
+                traceback.print_exc()
+        try:
+            plt.close("all")
+        except Exception:
+            pass
+
+    def run(self, code_bytes, cell):
+        self.count += 1
+        _sink.open(cell)
+        try:
+            return self._run(code_bytes, cell)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            _sink.close()
+
+    def _run(self, code_bytes, cell):
+        filename = "<cell %d>" % cell
+        source = code_bytes.decode("utf-8", errors="surrogateescape")
+        source = _translate_magics(source)
+        linecache.cache[filename] = (len(source), None,
+                                     source.splitlines(True), filename)
+        status = 0
+        try:
+            tree = ast.parse(source, filename, "exec")
+            last = None
+            if (tree.body and isinstance(tree.body[-1], ast.Expr)
+                    and not _ends_with_semicolon(source)):
+                last = ast.Interactive(body=[tree.body.pop()])
+            exec(compile(tree, filename, "exec", dont_inherit=True),
+                 self.namespace)
+            if last is not None:
+                exec(compile(last, filename, "single", dont_inherit=True),
+                     self.namespace)
+        except SystemExit as e:
+            if e.code is None:
+                status = 0
+            elif isinstance(e.code, int):
+                status = e.code
+            else:
+                print(e.code, file=sys.stderr)
+                status = 1
+        except BaseException:
+            etype, value, tb = sys.exc_info()
+            tb = tb.tb_next if tb is not None else None
+            if issubclass(etype, SyntaxError):
+                tb = None  # the frames are the driver's, not the cell's
+            lines = traceback.format_exception(etype, value, tb)
+            sys.stderr.flush()
+            sys.__stderr__.write("".join(lines))
+            sys.__stderr__.flush()
+            _sink.emit({"output_type": "error", "ename": etype.__name__,
+                        "evalue": _safe_str(value),
+                        "traceback": [line.rstrip("\n") for line in lines]})
+            status = 1
+        self._setup_inline()
+        self.flush_figures()
+        return status
+
+
+def _safe_str(value):
+    try:
+        return str(value)
+    except Exception:
+        return "<unprintable %s>" % type(value).__name__
+
+
+def _ends_with_semicolon(source):
+    lines = [line for line in source.rstrip().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return False
+    last = lines[-1].split("#", 1)[0].rstrip()
+    return last.endswith(";")
+
+
+def _translate_magics(source):
+    """IPython magics that change nothing in egg become 'pass'; others
+    fail the cell with a clear message."""
+    out = []
+    for line in source.splitlines(True):
+        stripped = line.strip()
+        if stripped.startswith("%matplotlib") or stripped.startswith(
+                "%config"):
+            indent = line[:len(line) - len(line.lstrip())]
+            out.append(indent + "pass\n")
+        elif stripped.startswith("%") or stripped.startswith("!"):
+            word = stripped.split()[0]
+            out.append(
+                "raise NotImplementedError(%r)\n"
+                % ("IPython syntax %s is not supported by egg's Python "
+                   "driver; use a Jupyter kernel" % word))
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+_session = None
+
+
+def run_cell(code_bytes, cell, namespace):
+    """Runs one cell in namespace; returns the status (0 = success)."""
+    global _session
+    if _session is None or _session.namespace is not namespace:
+        _session = _Session(namespace)
+    return _session.run(code_bytes, cell)
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_header(fd):
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            raise EOFError
+        line += byte
+        if len(line) > 64:
+            raise ValueError("cell header too long")
+    cell, length = line.split()
+    return int(cell), int(length)
+
+
+def main():
+    os.set_inheritable(3, False)
+    os.set_inheritable(4, False)
+    module = types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = module
+    while True:
+        try:
+            cell, length = _read_header(3)
+            code = _read_exact(3, length)
+        except EOFError:
+            return
+        status = run_cell(code, cell, module.__dict__)
+        os.write(4, b"%d %d\n" % (cell, status))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,533 @@
+// RunCells: drives one agent through a notebook's cells.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <string>
+
+#include "common/fd.h"
+#include "egg/hash.h"
+#include "egg/hatch.h"
+#include "hatch/agent_client.h"
+#include "hatch/wire.h"
+
+namespace egg {
+namespace {
+
+using hatch::AgentClient;
+using hatch::AgentFrame;
+
+constexpr int kHandshakeMs = 30000;
+constexpr int kSessionStartMs = 30000;
+constexpr int kPollMs = 100;
+constexpr size_t kMaxListedFiles = 100000;
+constexpr int kMaxListDepth = 64;
+
+uint64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 +
+         static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// ---- /out listing -----------------------------------------------------------
+
+struct FileStamp {
+  uint64_t size;
+  int64_t mtime_ns;
+  uint64_t inode;
+  bool operator==(const FileStamp&) const = default;
+};
+using Listing = std::map<std::string, FileStamp>;
+
+void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out) {
+  if (depth > kMaxListDepth) return;
+  DIR* d = fdopendir(dirfd);
+  if (d == nullptr) {
+    close(dirfd);
+    return;
+  }
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (out->size() >= kMaxListedFiles) break;
+    struct stat st;
+    if (fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      continue;
+    }
+    std::string path = prefix.empty() ? name : prefix + "/" + name;
+    if (S_ISDIR(st.st_mode)) {
+      int sub = openat(::dirfd(d), e->d_name,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) ListDir(sub, path, depth + 1, out);
+    } else if (S_ISREG(st.st_mode)) {
+      (*out)[path] = {static_cast<uint64_t>(st.st_size),
+                      st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
+                      st.st_ino};
+    }
+  }
+  closedir(d);
+}
+
+Listing ListOutput(const std::string& dir) {
+  Listing out;
+  if (dir.empty()) return out;
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) ListDir(fd, "", 0, &out);
+  return out;
+}
+
+std::string HashFile(const std::string& dir, const std::string& rel) {
+  // O_NOFOLLOW on the last part only; a cell could swap a parent for a
+  // symlink, so the hash is of what is there now, as the listing is.
+  int fd = open((dir + "/" + rel).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return "";
+  UniqueFd owned(fd);
+  Sha256 h;
+  uint8_t buf[1 << 16];
+  while (true) {
+    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
+    if (n < 0) return "";
+    if (n == 0) break;
+    h.Update(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+  }
+  return DigestHex(h.Finish());
+}
+
+std::vector<OutputFile> ChangedFiles(const std::string& dir,
+                                     const Listing& before,
+                                     const Listing& after) {
+  std::vector<OutputFile> files;
+  for (const auto& [path, stamp] : after) {
+    auto it = before.find(path);
+    if (it != before.end() && it->second == stamp) continue;
+    files.push_back({path, stamp.size, HashFile(dir, path)});
+  }
+  return files;
+}
+
+// ---- the run ------------------------------------------------------------------
+
+struct LiveSession {
+  uint32_t id = 0;
+  bool alive = false;
+  bool died_before = false;
+};
+
+class Runner {
+ public:
+  Runner(AgentHost& host, const RunOptions& options)
+      : host_(host), options_(options), client_(host.control_fd()) {}
+
+  RunReport Run(const std::vector<CellInput>& cells,
+                const std::vector<LanguageSession>& langs);
+
+ private:
+  bool Cancelled() const {
+    return options_.cancel != nullptr && options_.cancel->load();
+  }
+  void AgentFailed(const std::string& why) {
+    if (agent_error_.empty()) agent_error_ = why;
+    host_.Kill();
+  }
+  // Starts (or reuses) the session for a language. False with *why set if
+  // it could not be started.
+  bool EnsureSession(const std::string& key, const LanguageSession& lang,
+                     bool* fresh, std::string* why);
+  void RunOne(const CellInput& cell, const LanguageSession& lang,
+              CellResult* result);
+  // Handles a frame that is not about the running cell. False if it breaks
+  // the protocol.
+  bool HandleAside(const AgentFrame& f);
+  void KeepOutput(CellResult* r, bool is_err, const std::string& data,
+                  uint64_t cap);
+
+  AgentHost& host_;
+  const RunOptions& options_;
+  AgentClient client_;
+  std::map<std::string, LiveSession> sessions_;
+  uint32_t next_session_ = 1;
+  std::string agent_error_;
+  bool interrupted_ = false;
+};
+
+bool Runner::HandleAside(const AgentFrame& f) {
+  if (f.type == wire::Type::kSessionEnded) {
+    wire::SessionEnded m;
+    if (!wire::Decode(f.payload, &m)) return false;
+    for (auto& [key, s] : sessions_) {
+      if (s.id == m.session && s.alive) {
+        s.alive = false;
+        s.died_before = m.reason != wire::EndReason::kStopped;
+      }
+    }
+    return true;
+  }
+  if (f.type == wire::Type::kError) {
+    wire::ErrorMsg m;
+    return wire::Decode(f.payload, &m);
+  }
+  return false;
+}
+
+bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
+                           bool* fresh, std::string* why) {
+  LiveSession& s = sessions_[key];
+  *fresh = s.died_before;
+  if (s.alive) return true;
+  s.id = next_session_++;
+  wire::StartSession m;
+  m.session = s.id;
+  m.mode = lang.per_cell_command ? wire::SessionMode::kPerCellCommand
+                                 : wire::SessionMode::kDriver;
+  m.argv = lang.argv;
+  m.env = options_.setup.env;
+  if (m.env.empty()) {
+    m.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp",
+             "LANG=C.UTF-8"};
+  }
+  m.cwd = options_.setup.cwd;
+  m.cell_dir = options_.setup.cell_dir;
+  m.cell_suffix = lang.suffix;
+  if (auto st = client_.Send(wire::Encode(m)); !st) {
+    AgentFailed(st.error().message());
+    *why = agent_error_;
+    return false;
+  }
+  std::string error_text;
+  uint64_t deadline = NowMs() + kSessionStartMs;
+  while (NowMs() < deadline) {
+    auto frame = client_.Next(kPollMs);
+    if (!frame) {
+      AgentFailed(frame.error().message());
+      *why = agent_error_;
+      return false;
+    }
+    if (!*frame) {
+      if (auto end = host_.Ended()) {
+        AgentFailed(end->reason);
+        *why = agent_error_;
+        return false;
+      }
+      continue;
+    }
+    const AgentFrame& f = **frame;
+    if (f.type == wire::Type::kSessionStarted) {
+      wire::SessionStarted started;
+      if (!wire::Decode(f.payload, &started) || started.session != s.id) {
+        AgentFailed("agent sent a malformed session-started frame");
+        *why = agent_error_;
+        return false;
+      }
+      s.alive = true;
+      return true;
+    }
+    if (f.type == wire::Type::kError) {
+      wire::ErrorMsg e;
+      if (wire::Decode(f.payload, &e) && e.session == s.id) {
+        error_text = e.message;
+      }
+    }
+    if (f.type == wire::Type::kSessionEnded) {
+      wire::SessionEnded ended;
+      if (wire::Decode(f.payload, &ended) && ended.session == s.id) {
+        *why = "could not start the " + key + " session" +
+               (error_text.empty() ? "" : ": " + error_text);
+        return false;
+      }
+    }
+    if (!HandleAside(f)) {
+      AgentFailed("agent sent an unexpected frame while starting a session");
+      *why = agent_error_;
+      return false;
+    }
+  }
+  AgentFailed("the agent did not start the " + key + " session in time");
+  *why = agent_error_;
+  return false;
+}
+
+void Runner::KeepOutput(CellResult* r, bool is_err, const std::string& data,
+                        uint64_t cap) {
+  // The agent enforces the cap; this is the hatcher's own bound on what a
+  // misbehaving agent can make it store.
+  uint64_t kept = r->stdout_data.bytes.size() + r->stderr_data.bytes.size();
+  uint64_t room = kept >= cap ? 0 : cap - kept;
+  CapturedStream& s = is_err ? r->stderr_data : r->stdout_data;
+  size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
+  s.bytes.append(data, 0, take);
+  s.dropped += data.size() - take;
+}
+
+void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
+                    CellResult* r) {
+  Limits limits = MergeLimits(cell.limits, DefaultCellLimits());
+  std::string key = Lower(cell.language);
+  uint64_t started = NowMs();
+
+  if (!lang.per_cell_command && cell.code.find('\0') != std::string::npos &&
+      (key == "bash" || key == "sh" || key == "shell")) {
+    r->status = CellStatus::kError;
+    r->note = "the cell's code contains a NUL byte, which a shell cannot run";
+    return;
+  }
+  if (auto st = host_.BeforeCell(limits); !st) {
+    r->status = CellStatus::kAgentFailed;
+    r->note = "could not set the cell's limits: " + st.error().message();
+    AgentFailed(r->note);
+    return;
+  }
+  bool fresh = false;
+  std::string why;
+  if (!EnsureSession(key, lang, &fresh, &why)) {
+    r->status = agent_error_.empty() ? CellStatus::kError
+                                     : CellStatus::kAgentFailed;
+    r->note = why;
+    return;
+  }
+  LiveSession& session = sessions_[key];
+  if (fresh) {
+    r->fresh_session = true;
+    r->note = "the previous " + key + " session ended; this cell runs in a "
+              "fresh one (earlier state is gone)";
+    session.died_before = false;
+  }
+
+  wire::RunCell m{session.id, cell.index, *limits.wall_ms,
+                  *limits.output_bytes, cell.code};
+  if (auto st = client_.Send(wire::Encode(m)); !st) {
+    r->status = CellStatus::kAgentFailed;
+    AgentFailed(st.error().message());
+    r->note = agent_error_;
+    return;
+  }
+  uint64_t hard_deadline = started + *limits.wall_ms + options_.grace_ms;
+
+  while (true) {
+    if (Cancelled()) {
+      interrupted_ = true;
+      AgentFailed("interrupted");
+      r->status = CellStatus::kError;
+      r->note = "interrupted while running";
+      break;
+    }
+    if (NowMs() >= hard_deadline) {
+      AgentFailed("the agent did not stop a cell past its wall time; "
+                  "the sandbox was killed");
+      r->status = CellStatus::kLimit;
+      r->limit = "wall_time";
+      r->note = agent_error_;
+      break;
+    }
+    auto frame = client_.Next(kPollMs);
+    if (!frame) {
+      std::string what = frame.error().message();
+      if (auto end = host_.Ended()) {
+        if (!end->limit.empty()) {
+          r->status = CellStatus::kLimit;
+          r->limit = end->limit;
+        } else {
+          r->status = CellStatus::kAgentFailed;
+        }
+        what = end->reason;
+      } else {
+        r->status = CellStatus::kAgentFailed;
+      }
+      AgentFailed(what);
+      r->note = agent_error_;
+      break;
+    }
+    if (!*frame) {
+      if (auto end = host_.Ended()) {
+        // Frames already sent are still read: the loop ends on EOF.
+        (void)end;
+      }
+      continue;
+    }
+    const AgentFrame& f = **frame;
+    if (f.type == wire::Type::kStdout || f.type == wire::Type::kStderr) {
+      wire::Output out;
+      if (!wire::Decode(f.payload, &out) || out.session != session.id ||
+          out.cell != cell.index) {
+        r->status = CellStatus::kAgentFailed;
+        AgentFailed("agent sent output for the wrong cell");
+        r->note = agent_error_;
+        break;
+      }
+      KeepOutput(r, f.type == wire::Type::kStderr, out.data,
+                 *limits.output_bytes);
+      continue;
+    }
+    if (f.type == wire::Type::kDisplay) {
+      // TODO(feature): rich display data is accepted and not yet kept.
+      wire::Display d;
+      if (wire::Decode(f.payload, &d)) continue;
+    }
+    if (f.type == wire::Type::kCellDone) {
+      wire::CellDone done;
+      if (!wire::Decode(f.payload, &done) || done.session != session.id ||
+          done.cell != cell.index) {
+        r->status = CellStatus::kAgentFailed;
+        AgentFailed("agent sent a malformed cell-done frame");
+        r->note = agent_error_;
+        break;
+      }
+      r->exit_code = done.status;
+      r->signal = done.signal;
+      r->duration_ms = done.duration_ns / 1000000;
+      // What the agent read past the cap and dropped counts as dropped;
+      // it is attributed to stdout, since the agent does not say which.
+      r->stdout_data.dropped += done.dropped_bytes;
+      switch (done.outcome) {
+        case wire::Outcome::kCompleted:
+          r->status = (done.status == 0 && done.signal == 0)
+                          ? CellStatus::kOk
+                          : CellStatus::kError;
+          break;
+        case wire::Outcome::kSessionDied:
+          r->status = CellStatus::kSessionDied;
+          session.alive = false;
+          session.died_before = true;
+          break;
+        case wire::Outcome::kLimit:
+          r->status = CellStatus::kLimit;
+          r->limit =
+              done.limit == wire::Limit::kWallTime ? "wall_time" : "output";
+          if (!lang.per_cell_command) {
+            session.alive = false;
+            session.died_before = true;
+          }
+          break;
+        case wire::Outcome::kNotStarted:
+          r->status = CellStatus::kError;
+          if (r->note.empty()) r->note = "the cell could not be started";
+          break;
+      }
+      if (r->stdout_data.truncated() || r->stderr_data.truncated()) {
+        if (r->status == CellStatus::kOk || r->status == CellStatus::kError) {
+          r->status = CellStatus::kLimit;
+          r->limit = "output";
+        }
+      }
+      return;
+    }
+    if (f.type == wire::Type::kError) {
+      wire::ErrorMsg e;
+      if (wire::Decode(f.payload, &e)) {
+        if (e.session == session.id) {
+          r->note += (r->note.empty() ? "" : "; ") + e.message;
+        }
+        continue;
+      }
+    }
+    if (!HandleAside(f)) {
+      r->status = CellStatus::kAgentFailed;
+      AgentFailed("agent sent an unexpected or malformed frame");
+      r->note = agent_error_;
+      break;
+    }
+  }
+  r->duration_ms = NowMs() - started;
+}
+
+RunReport Runner::Run(const std::vector<CellInput>& cells,
+                      const std::vector<LanguageSession>& langs) {
+  RunReport report;
+  report.cells.resize(cells.size());
+  for (size_t i = 0; i < cells.size(); ++i) {
+    report.cells[i].index = cells[i].index;
+    report.cells[i].id = cells[i].id;
+    report.cells[i].language = cells[i].language;
+  }
+
+  if (auto st = client_.Handshake(kHandshakeMs); !st) {
+    AgentFailed("agent handshake failed: " + st.error().message());
+  }
+  Listing before = ListOutput(options_.output_dir);
+  bool failed = false;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    CellResult& r = report.cells[i];
+    if (Cancelled()) interrupted_ = true;
+    if (interrupted_) {
+      r.note = "not run: interrupted";
+    } else if (!agent_error_.empty()) {
+      r.note = "not run: the agent failed";
+    } else if (failed && options_.stop_on_error) {
+      r.note = "not run: an earlier cell failed";
+    } else {
+      RunOne(cells[i], langs[i], &r);
+      Listing after = ListOutput(options_.output_dir);
+      r.files = ChangedFiles(options_.output_dir, before, after);
+      before = std::move(after);
+      if (r.status != CellStatus::kOk) failed = true;
+    }
+    if (options_.on_cell) options_.on_cell(r);
+  }
+
+  if (agent_error_.empty()) {
+    // Ask the agent to end everything, and wait for it to close.
+    if (client_.Send(wire::EncodeShutdown())) {
+      uint64_t deadline = NowMs() + 5000;
+      while (NowMs() < deadline) {
+        auto frame = client_.Next(kPollMs);
+        if (!frame) break;
+      }
+    }
+  }
+  host_.Kill();
+  report.interrupted = interrupted_;
+  report.agent_error = interrupted_ ? "" : agent_error_;
+  return report;
+}
+
+}  // namespace
+
+const char* CellStatusName(CellStatus status) {
+  switch (status) {
+    case CellStatus::kOk:
+      return "ok";
+    case CellStatus::kError:
+      return "error";
+    case CellStatus::kSessionDied:
+      return "session_died";
+    case CellStatus::kLimit:
+      return "limit";
+    case CellStatus::kNotRun:
+      return "not_run";
+    case CellStatus::kAgentFailed:
+      return "agent_failed";
+  }
+  return "unknown";
+}
+
+bool RunReport::AllSucceeded() const {
+  if (interrupted || !agent_error.empty()) return false;
+  return std::all_of(cells.begin(), cells.end(), [](const CellResult& c) {
+    return c.status == CellStatus::kOk;
+  });
+}
+
+Result<RunReport> RunCells(const std::vector<CellInput>& cells,
+                           AgentHost& host, const RunOptions& options) {
+  std::vector<LanguageSession> langs;
+  for (const auto& cell : cells) {
+    auto lang = SessionForLanguage(cell.language, options.setup);
+    if (!lang) return Fail(lang.error().Wrap("cell " +
+                                             std::to_string(cell.index + 1)));
+    langs.push_back(std::move(*lang));
+  }
+  Runner runner(host, options);
+  return runner.Run(cells, langs);
+}
+
+}  // namespace egg

@@ -1,0 +1,462 @@
+// Tests of running cells: the agent and drivers run as plain processes
+// (no sandbox), driven through RunCells.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/fd.h"
+#include "egg/hatch.h"
+#include "hatch/wire.h"
+
+namespace egg {
+namespace {
+
+std::string AgentPath() { return std::string(EGG_BINARY_DIR) + "/egg-agent"; }
+std::string DriversDir() { return std::string(EGG_BINARY_DIR) + "/drivers"; }
+
+bool HaveProgram(const std::string& name) {
+  std::string cmd = "command -v " + name + " >/dev/null 2>&1";
+  return system(cmd.c_str()) == 0;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/egg-hatch-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+CellInput Cell(uint32_t index, const std::string& language,
+               const std::string& code) {
+  CellInput c;
+  c.index = index;
+  c.id = "c" + std::to_string(index);
+  c.language = language;
+  c.code = code;
+  c.limits.wall_ms = 60000;
+  return c;
+}
+
+RunOptions Options(const std::string& out_dir) {
+  RunOptions o;
+  o.setup.drivers_dir = DriversDir();
+  o.setup.cwd = out_dir;
+  o.setup.cell_dir = out_dir;
+  o.output_dir = out_dir;
+  return o;
+}
+
+RunReport RunAll(const std::vector<CellInput>& cells, RunOptions options) {
+  auto host = StartLocalAgent(AgentPath());
+  EXPECT_TRUE(host.has_value()) << host.error().message();
+  auto report = RunCells(cells, **host, options);
+  EXPECT_TRUE(report.has_value()) << report.error().message();
+  return *report;
+}
+
+class HatchTest : public ::testing::Test {
+ protected:
+  TempDir out_;
+};
+
+TEST_F(HatchTest, PythonSessionKeepsStateAcrossCells) {
+  auto r = RunAll({Cell(0, "python", "x = 41\ndef f(v):\n    return v + 1\n"),
+                Cell(1, "python", "print('unrelated')"),
+                Cell(2, "python", "print(f(x))")},
+               Options(out_.path()));
+  ASSERT_EQ(r.cells.size(), 3u);
+  for (const auto& c : r.cells) {
+    EXPECT_EQ(c.status, CellStatus::kOk) << c.note << c.stderr_data.bytes;
+  }
+  EXPECT_EQ(r.cells[2].stdout_data.bytes, "42\n");
+  EXPECT_TRUE(r.AllSucceeded());
+}
+
+TEST_F(HatchTest, BashSessionKeepsStateAcrossCells) {
+  auto r = RunAll({Cell(0, "bash", "greeting=hello; count() { echo $(( $1 + 1 )); }"),
+                Cell(1, "bash", "cd /; echo \"$greeting\"; count 2"),
+                Cell(2, "bash", "pwd; false")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[0].status, CellStatus::kOk);
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "hello\n3\n");
+  EXPECT_EQ(r.cells[2].stdout_data.bytes, "/\n");
+  EXPECT_EQ(r.cells[2].status, CellStatus::kError);
+  EXPECT_EQ(r.cells[2].exit_code, 1);
+}
+
+TEST_F(HatchTest, ShSessionKeepsStateAcrossCells) {
+  auto r = RunAll({Cell(0, "sh", "v='a b'\n"), Cell(1, "sh", "echo \"$v\"")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[1].status, CellStatus::kOk) << r.cells[1].stderr_data.bytes;
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "a b\n");
+}
+
+TEST_F(HatchTest, RSessionKeepsStateAcrossCells) {
+  if (!HaveProgram("Rscript")) GTEST_SKIP() << "Rscript is not installed";
+  auto r = RunAll({Cell(0, "r", "x <- c(1, 2, 3)"),
+                Cell(1, "r", "cat(sum(x), \"\\n\")"),
+                Cell(2, "r", "stop(\"boom\")"),
+                Cell(3, "r", "cat(length(x), \"\\n\")")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[1].status, CellStatus::kOk) << r.cells[1].stderr_data.bytes;
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "6 \n");
+  EXPECT_EQ(r.cells[2].status, CellStatus::kError);
+  EXPECT_NE(r.cells[2].stderr_data.bytes.find("boom"), std::string::npos);
+  EXPECT_EQ(r.cells[3].stdout_data.bytes, "3 \n");
+}
+
+TEST_F(HatchTest, PythonTracebackNamesTheCell) {
+  auto r = RunAll({Cell(2, "python", "def g():\n    raise ValueError('bad')\ng()")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[0].status, CellStatus::kError);
+  const std::string& err = r.cells[0].stderr_data.bytes;
+  EXPECT_NE(err.find("<cell 2>"), std::string::npos) << err;
+  EXPECT_NE(err.find("ValueError: bad"), std::string::npos) << err;
+  EXPECT_EQ(err.find("python.py"), std::string::npos) << err;
+}
+
+TEST_F(HatchTest, RawOutputBytesRoundTripThroughResultsJson) {
+  // Invalid UTF-8, NUL, a terminal escape and a title-setting sequence.
+  const char raw_bytes[] = "\xff\xfe\x00" "a\x1b[2J\x1b]0;pwned\x07\xc3(";
+  const char text_bytes[] = "caf\xc3\xa9 \x1b[31mred\x00";
+  std::string raw(raw_bytes, sizeof(raw_bytes) - 1);
+  std::string text(text_bytes, sizeof(text_bytes) - 1);
+  auto r = RunAll({Cell(0, "python",
+                     "import sys\n"
+                     "sys.stdout.buffer.write(b'\\xff\\xfe\\x00a\\x1b[2J"
+                     "\\x1b]0;pwned\\x07\\xc3(')\n"
+                     "sys.stderr.buffer.write(b'caf\\xc3\\xa9 \\x1b[31mred"
+                     "\\x00')\n")},
+               Options(out_.path()));
+  ASSERT_EQ(r.cells[0].status, CellStatus::kOk) << r.cells[0].note;
+  EXPECT_EQ(r.cells[0].stdout_data.bytes, raw);
+  EXPECT_EQ(r.cells[0].stderr_data.bytes, text);
+
+  auto doc = nlohmann::json::parse(ResultsJson(r, ResultsMeta{}));
+  const auto& cell = doc["cells"][0];
+  EXPECT_EQ(cell["stdout"]["encoding"], "base64");
+  EXPECT_EQ(cell["stderr"]["encoding"], "utf-8");
+  for (const char* stream : {"stdout", "stderr"}) {
+    EncodedBytes e{cell[stream]["encoding"], cell[stream]["data"]};
+    auto decoded = DecodeBytes(e);
+    ASSERT_TRUE(decoded.has_value());
+    EXPECT_EQ(*decoded, std::string(stream) == "stdout" ? raw : text);
+  }
+}
+
+TEST_F(HatchTest, BackgroundProcessHoldingStdoutDoesNotHangTheCell) {
+  auto c = Cell(0, "bash", "(sleep 120; echo late) & echo done");
+  c.limits.wall_ms = 60000;
+  auto r = RunAll({c, Cell(1, "bash", "echo next")}, Options(out_.path()));
+  EXPECT_EQ(r.cells[0].status, CellStatus::kOk) << r.cells[0].note;
+  EXPECT_EQ(r.cells[0].limit, "");
+  EXPECT_EQ(r.cells[0].stdout_data.bytes, "done\n");
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "next\n");
+}
+
+TEST_F(HatchTest, TwoGigabytesOfStdoutAreCutAtTheCapAndMarked) {
+  auto c = Cell(0, "python",
+                "import sys\nb = b'x' * (1 << 20)\n"
+                "for _ in range(2048):\n    sys.stdout.buffer.write(b)\n");
+  c.limits.output_bytes = 1 << 20;
+  auto r = RunAll({c, Cell(1, "python", "print('fresh')")}, Options(out_.path()));
+  const auto& cell = r.cells[0];
+  EXPECT_EQ(cell.status, CellStatus::kLimit);
+  EXPECT_EQ(cell.limit, "output");
+  EXPECT_EQ(cell.stdout_data.bytes.size() + cell.stderr_data.bytes.size(),
+            1u << 20);
+  EXPECT_TRUE(cell.stdout_data.truncated());
+  EXPECT_TRUE(r.cells[1].fresh_session);
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "fresh\n");
+
+  auto doc = nlohmann::json::parse(ResultsJson(r, ResultsMeta{}));
+  EXPECT_EQ(doc["cells"][0]["stdout"]["truncated"], true);
+  EXPECT_GT(doc["cells"][0]["stdout"]["dropped"].get<uint64_t>(), 0u);
+}
+
+TEST_F(HatchTest, CellOverItsWallTimeIsKilledAndReported) {
+  auto c = Cell(0, "python", "x = 1\nprint('started', flush=True)\n"
+                             "while True:\n    pass\n");
+  c.limits.wall_ms = 300;
+  auto r = RunAll({c, Cell(1, "python", "print('x' in globals())")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[0].status, CellStatus::kLimit);
+  EXPECT_EQ(r.cells[0].limit, "wall_time");
+  EXPECT_EQ(r.cells[0].stdout_data.bytes, "started\n");
+  EXPECT_EQ(r.cells[1].status, CellStatus::kOk);
+  EXPECT_TRUE(r.cells[1].fresh_session);
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "False\n");
+}
+
+TEST_F(HatchTest, CrashingPythonReportsSessionDeathAndNextCellIsFresh) {
+  auto r = RunAll({Cell(0, "python", "y = 5"),
+                Cell(1, "python", "import os\nprint('bye', flush=True)\n"
+                                  "os._exit(3)"),
+                Cell(2, "python", "print('y' in globals())")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[1].status, CellStatus::kSessionDied);
+  EXPECT_EQ(r.cells[1].exit_code, 3);
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "bye\n");
+  EXPECT_TRUE(r.cells[2].fresh_session);
+  EXPECT_FALSE(r.cells[2].note.empty());
+  EXPECT_EQ(r.cells[2].stdout_data.bytes, "False\n");
+}
+
+TEST_F(HatchTest, KilledBashReportsSignalAndNextCellIsFresh) {
+  auto r = RunAll({Cell(0, "bash", "v=1"), Cell(1, "bash", "kill -9 $$"),
+                Cell(2, "bash", "echo \"[${v:-unset}]\"")},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[1].status, CellStatus::kSessionDied);
+  EXPECT_EQ(r.cells[1].signal, 9);
+  EXPECT_TRUE(r.cells[2].fresh_session);
+  EXPECT_EQ(r.cells[2].stdout_data.bytes, "[unset]\n");
+}
+
+TEST_F(HatchTest, CellSeesNoSocketFromTheAgent) {
+  auto r = RunAll({Cell(0, "bash",
+                     "for f in /proc/self/fd/*; do readlink \"$f\" || :; done")},
+               Options(out_.path()));
+  ASSERT_EQ(r.cells[0].status, CellStatus::kOk);
+  EXPECT_EQ(r.cells[0].stdout_data.bytes.find("socket:"), std::string::npos)
+      << r.cells[0].stdout_data.bytes;
+}
+
+TEST_F(HatchTest, FilesWrittenToOutAreListedWithSizeAndHash) {
+  auto r = RunAll({Cell(0, "python",
+                     "import os\nos.makedirs('sub', exist_ok=True)\n"
+                     "open('sub/a.txt', 'w').write('abc')\n"),
+                Cell(1, "bash", "echo nothing")},
+               Options(out_.path()));
+  ASSERT_EQ(r.cells[0].files.size(), 1u);
+  EXPECT_EQ(r.cells[0].files[0].path, "sub/a.txt");
+  EXPECT_EQ(r.cells[0].files[0].size, 3u);
+  EXPECT_EQ(r.cells[0].files[0].sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_TRUE(r.cells[1].files.empty());
+}
+
+TEST_F(HatchTest, PerCellCommandLanguageRunsEachCellAsItsOwnProcess) {
+  auto o = Options(out_.path());
+  o.setup.commands.push_back({"pyscript", {"python3", "{file}"}, ".py"});
+  auto r = RunAll({Cell(0, "pyscript", "z = 1\nprint(__file__.endswith('.py'))"),
+                Cell(1, "pyscript", "print('z' in globals())"),
+                Cell(2, "pyscript", "import sys\nsys.exit(7)")},
+               o);
+  EXPECT_EQ(r.cells[0].stdout_data.bytes, "True\n");
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "False\n");
+  EXPECT_EQ(r.cells[2].status, CellStatus::kError);
+  EXPECT_EQ(r.cells[2].exit_code, 7);
+}
+
+TEST_F(HatchTest, UnknownLanguageIsRefusedBeforeAnythingRuns) {
+  auto host = StartLocalAgent(AgentPath());
+  ASSERT_TRUE(host.has_value());
+  auto r = RunCells({Cell(0, "bash", "touch ran"), Cell(1, "cobol", "x")},
+                    **host, Options(out_.path()));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kNotSupported);
+  EXPECT_FALSE(std::filesystem::exists(out_.path() + "/ran"));
+}
+
+TEST_F(HatchTest, StopOnErrorLeavesLaterCellsNotRun) {
+  auto o = Options(out_.path());
+  o.stop_on_error = true;
+  auto r = RunAll({Cell(0, "bash", "exit_status_is() { return 3; }; "
+                                "exit_status_is"),
+                Cell(1, "bash", "touch ran")},
+               o);
+  EXPECT_EQ(r.cells[0].status, CellStatus::kError);
+  EXPECT_EQ(r.cells[0].exit_code, 3);
+  EXPECT_EQ(r.cells[1].status, CellStatus::kNotRun);
+  EXPECT_FALSE(std::filesystem::exists(out_.path() + "/ran"));
+}
+
+TEST_F(HatchTest, ShellCellWithNulByteIsRefused) {
+  auto r = RunAll({Cell(0, "bash", std::string("echo a\0b", 8))},
+               Options(out_.path()));
+  EXPECT_EQ(r.cells[0].status, CellStatus::kError);
+  EXPECT_NE(r.cells[0].note.find("NUL"), std::string::npos);
+}
+
+// ---- a hostile agent ----------------------------------------------------------
+
+// An AgentHost whose "agent" is a thread writing chosen bytes.
+class FakeAgentHost : public AgentHost {
+ public:
+  explicit FakeAgentHost(std::vector<uint8_t> bytes) {
+    int sv[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ours_.Reset(sv[0]);
+    theirs_.Reset(sv[1]);
+    EXPECT_TRUE(WriteAll(theirs_.get(), std::span<const uint8_t>(bytes)));
+  }
+  int control_fd() const override { return ours_.get(); }
+  Status BeforeCell(const Limits&) override { return {}; }
+  std::optional<HostEnd> Ended() override { return std::nullopt; }
+  void Kill() override { killed = true; theirs_.Reset(); }
+  bool killed = false;
+
+ private:
+  UniqueFd ours_, theirs_;
+};
+
+std::vector<uint8_t> HelloBytes() {
+  return wire::Encode(wire::Hello{wire::kVersion, "fake"});
+}
+
+std::vector<uint8_t> Concat(std::vector<uint8_t> a,
+                            const std::vector<uint8_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+RunReport RunAgainst(std::vector<uint8_t> bytes, FakeAgentHost** out_host,
+                     std::unique_ptr<FakeAgentHost>* keep) {
+  *keep = std::make_unique<FakeAgentHost>(std::move(bytes));
+  *out_host = keep->get();
+  RunOptions o;
+  o.setup.drivers_dir = DriversDir();
+  auto r = RunCells({Cell(0, "python", "print(1)"), Cell(1, "python", "2")},
+                    **keep, o);
+  EXPECT_TRUE(r.has_value());
+  return *r;
+}
+
+TEST(HostileAgentTest, OversizedFrameLengthIsRejected) {
+  std::vector<uint8_t> frame = {wire::kVersion,
+                                static_cast<uint8_t>(wire::Type::kStdout), 0,
+                                0, 0xff, 0xff, 0xff, 0x7f};
+  FakeAgentHost* host;
+  std::unique_ptr<FakeAgentHost> keep;
+  auto r = RunAgainst(Concat(HelloBytes(), frame), &host, &keep);
+  EXPECT_NE(r.agent_error.find("exceeds limit"), std::string::npos)
+      << r.agent_error;
+  EXPECT_EQ(r.cells[0].status, CellStatus::kAgentFailed);
+  EXPECT_EQ(r.cells[1].status, CellStatus::kNotRun);
+  EXPECT_TRUE(host->killed);
+  EXPECT_FALSE(r.AllSucceeded());
+}
+
+TEST(HostileAgentTest, UnknownFrameTypeIsRejected) {
+  std::vector<uint8_t> frame = {wire::kVersion, 0x7e, 0, 0, 0, 0, 0, 0};
+  FakeAgentHost* host;
+  std::unique_ptr<FakeAgentHost> keep;
+  auto r = RunAgainst(Concat(HelloBytes(), frame), &host, &keep);
+  EXPECT_NE(r.agent_error.find("unknown frame type"), std::string::npos)
+      << r.agent_error;
+}
+
+TEST(HostileAgentTest, NonZeroReservedBytesAreRejected) {
+  std::vector<uint8_t> frame = {wire::kVersion,
+                                static_cast<uint8_t>(wire::Type::kError), 1,
+                                0, 0, 0, 0, 0};
+  FakeAgentHost* host;
+  std::unique_ptr<FakeAgentHost> keep;
+  auto r = RunAgainst(Concat(HelloBytes(), frame), &host, &keep);
+  EXPECT_NE(r.agent_error.find("reserved"), std::string::npos)
+      << r.agent_error;
+}
+
+TEST(HostileAgentTest, WrongProtocolVersionInHelloIsRejected) {
+  FakeAgentHost* host;
+  std::unique_ptr<FakeAgentHost> keep;
+  auto r = RunAgainst(wire::Encode(wire::Hello{7, "future"}), &host, &keep);
+  EXPECT_NE(r.agent_error.find("protocol"), std::string::npos)
+      << r.agent_error;
+  EXPECT_EQ(r.cells[0].status, CellStatus::kNotRun);
+}
+
+TEST(HostileAgentTest, OutputForAnotherCellIsRejected) {
+  auto bytes = Concat(HelloBytes(), wire::Encode(wire::SessionStarted{1, 9}));
+  std::string data = "spoof";
+  bytes = Concat(bytes, wire::EncodeOutput(
+                            wire::Type::kStdout, 1, 5,
+                            {reinterpret_cast<const uint8_t*>(data.data()),
+                             data.size()}));
+  FakeAgentHost* host;
+  std::unique_ptr<FakeAgentHost> keep;
+  auto r = RunAgainst(bytes, &host, &keep);
+  EXPECT_EQ(r.cells[0].status, CellStatus::kAgentFailed);
+  EXPECT_TRUE(r.cells[0].stdout_data.bytes.empty());
+}
+
+// ---- wire decoders --------------------------------------------------------------
+
+TEST(WireTest, CellDoneRejectsTrailingAndShortPayloads) {
+  auto frame = wire::Encode(wire::CellDone{});
+  std::vector<uint8_t> payload(frame.begin() + wire::kHeaderSize, frame.end());
+  wire::CellDone m;
+  EXPECT_TRUE(wire::Decode(payload, &m));
+  payload.push_back(0);
+  EXPECT_FALSE(wire::Decode(payload, &m));
+  payload.resize(payload.size() - 2);
+  EXPECT_FALSE(wire::Decode(payload, &m));
+}
+
+TEST(WireTest, CellDoneRejectsOutOfRangeOutcome) {
+  auto frame = wire::Encode(wire::CellDone{});
+  std::vector<uint8_t> payload(frame.begin() + wire::kHeaderSize, frame.end());
+  payload[8] = 9;  // outcome
+  wire::CellDone m;
+  EXPECT_FALSE(wire::Decode(payload, &m));
+}
+
+TEST(WireTest, StartSessionRejectsStringLongerThanPayload) {
+  wire::StartSession s;
+  s.argv = {"python3"};
+  auto frame = wire::Encode(s);
+  std::vector<uint8_t> payload(frame.begin() + wire::kHeaderSize, frame.end());
+  payload[9] = 0xff;  // argv[0] length low byte
+  wire::StartSession m;
+  EXPECT_FALSE(wire::Decode(payload, &m));
+}
+
+TEST(WireTest, StartSessionRoundTrips) {
+  wire::StartSession s;
+  s.session = 4;
+  s.mode = wire::SessionMode::kPerCellCommand;
+  s.argv = {"node", "{file}"};
+  s.env = {"A=b"};
+  s.cwd = "/out";
+  s.cell_dir = "/tmp";
+  s.cell_suffix = ".js";
+  auto frame = wire::Encode(s);
+  wire::Header h;
+  ASSERT_FALSE(wire::DecodeHeader(frame, wire::kMaxHatcherPayload, false, &h));
+  wire::StartSession m;
+  ASSERT_TRUE(wire::Decode(
+      std::span<const uint8_t>(frame).subspan(wire::kHeaderSize), &m));
+  EXPECT_EQ(m.argv, s.argv);
+  EXPECT_EQ(m.env, s.env);
+  EXPECT_EQ(m.cell_suffix, ".js");
+}
+
+TEST(WireTest, HatcherTypesAreRejectedFromTheAgentDirection) {
+  auto frame = wire::EncodeShutdown();
+  wire::Header h;
+  EXPECT_TRUE(wire::DecodeHeader(frame, wire::kMaxAgentPayload, true, &h));
+}
+
+TEST(ResultsTest, DecodeBytesRejectsBadBase64) {
+  EXPECT_FALSE(DecodeBytes({"base64", "a=bc"}).has_value());
+  EXPECT_FALSE(DecodeBytes({"base64", "abc"}).has_value());
+  EXPECT_FALSE(DecodeBytes({"rot13", "abc"}).has_value());
+  EXPECT_EQ(*DecodeBytes({"base64", "AP8="}), std::string("\x00\xff", 2));
+}
+
+}  // namespace
+}  // namespace egg
