@@ -411,7 +411,9 @@ void RunChild(const ChildPlan& plan) {
 
   Check(::setsid() >= 0, "setsid");
   for (const PlanRlimit& r : plan.rlimits) {
-    rlimit limit{r.value, r.value};
+    // RLIMIT_CPU: SIGXCPU at the soft limit names the cause; SIGKILL
+    // follows a second later if it is ignored.
+    rlimit limit{r.value, r.resource == RLIMIT_CPU ? r.value + 1 : r.value};
     Check(::setrlimit(r.resource, &limit) == 0, "setrlimit");
   }
   ArrangeFds(plan);
@@ -428,6 +430,10 @@ void RunChild(const ChildPlan& plan) {
                     const_cast<sock_filter*>(plan.seccomp.data())};
     Check(::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0,
           "loading seccomp filter");
+    sock_fprog guard{static_cast<unsigned short>(plan.ioctl_guard.size()),
+                     const_cast<sock_filter*>(plan.ioctl_guard.data())};
+    Check(::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &guard, 0, 0) == 0,
+          "loading seccomp ioctl filter");
   }
   ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());
   Die("exec", plan.argv[0], errno);

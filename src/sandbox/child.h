@@ -79,6 +79,7 @@ struct ChildPlan {
   std::vector<std::string> env_storage;
 
   std::vector<sock_filter> seccomp;
+  std::vector<sock_filter> ioctl_guard;
 };
 
 // Runs in the cloned child; never returns.

@@ -217,6 +217,7 @@ Result<ChildPlan> MakePlan(const SandboxSpec& spec, bool isolate,
     auto program = Seccomp();
     if (!program) return Fail(program.error());
     plan.seccomp = (*program)->code;
+    plan.ioctl_guard = (*program)->ioctl_guard;
   }
   return plan;
 }
@@ -455,7 +456,12 @@ class RunningSandbox final : public Sandbox {
       o.stopped_by = *reason_;
     } else if (cgroups_.OomKills() > 0) {
       o.stopped_by = LimitKind::kMemory;
-    } else if (!o.exited && o.signal == SIGXCPU) {
+    } else if (!o.exited &&
+               (o.signal == SIGXCPU ||
+                (o.signal == SIGKILL && !cgroups_.has_cpu() &&
+                 o.usage.cpu_ms * 1000000ull >= cpu_budget_ns_))) {
+      // RLIMIT_CPU: SIGXCPU, or SIGKILL at the hard limit for a PID 1,
+      // which the kernel spares from SIGXCPU.
       o.stopped_by = LimitKind::kCpu;
     } else if (failed && o.processes_limit_hit) {
       o.stopped_by = LimitKind::kProcesses;

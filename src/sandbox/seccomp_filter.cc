@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <linux/sched.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -114,6 +117,25 @@ constexpr uint64_t kNamespaceFlags =
     CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
     CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME;
 
+// A second, hand-written filter stacked on the first: TIOCSTI and
+// TIOCLINUX fail with EPERM however the request's high 32 bits are set
+// (the kernel compares only the low 32 bits).
+std::vector<sock_filter> IoctlGuard() {
+  constexpr uint32_t kArgLow = offsetof(seccomp_data, args[1]);
+  return {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 4),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArgLow),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 1, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+}
+
 struct CtxDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
 };
@@ -179,14 +201,8 @@ Result<SeccompProgram> BuildSeccompProgram() {
   // (clone3 is absent from kAllowed, so it gets the default ENOSYS;
   // libseccomp refuses a rule equal to the default action.)
 
-  // ioctl: everything but terminal injection. The kernel compares only the
-  // low 32 bits of the request, so the filter must too.
-  for (uint64_t request : {uint64_t{TIOCSTI}, uint64_t{TIOCLINUX}}) {
-    scmp_arg_cmp is = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, request);
-    if (auto s = Add(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &is); !s) {
-      return Fail(s.error());
-    }
-  }
+  // ioctl is allowed here; IoctlGuard() below denies terminal injection
+  // (libseccomp lets an unconditional allow override conditional denials).
   if (auto s = Add(ctx, SCMP_ACT_ALLOW, "ioctl"); !s) return Fail(s.error());
 
   // personality: querying and the default Linux personality only.
@@ -215,6 +231,7 @@ Result<SeccompProgram> BuildSeccompProgram() {
   auto bytes = std::span<uint8_t>(
       reinterpret_cast<uint8_t*>(program.code.data()), size);
   if (auto s = PreadExact(memfd.get(), bytes, 0); !s) return Fail(s.error());
+  program.ioctl_guard = IoctlGuard();
   return program;
 }
 

@@ -19,11 +19,12 @@
 namespace egg::sandbox_internal {
 
 struct SeccompProgram {
-  std::vector<sock_filter> code;
+  std::vector<sock_filter> code;         // the allowlist (libseccomp)
+  std::vector<sock_filter> ioctl_guard;  // stacked after it
 };
 
 // Compiles the filter (kSandboxSetup on failure). The child loads it with
-// prctl(PR_SET_SECCOMP) without allocating.
+// prctl(PR_SET_SECCOMP), code then ioctl_guard, without allocating.
 [[nodiscard]] Result<SeccompProgram> BuildSeccompProgram();
 
 }  // namespace egg::sandbox_internal

@@ -101,6 +101,7 @@ int Proc(const char* marker) {
   int found = 0;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    if (atoi(e->d_name) == getpid()) continue;  // our argv names the marker
     std::string base = std::string("/proc/") + e->d_name;
     char buf[4096] = {};
     int fd = open((base + "/cmdline").c_str(), O_RDONLY);
