@@ -162,7 +162,13 @@ struct TransferStats {
 // FetchBlob returns success: a sink must not publish them before.
 using BlobSink = std::function<Status(std::span<const uint8_t>)>;
 // Called with the bytes moved so far in the current transfer.
-using ProgressFn = std::function<void(uint64_t)>;
+using BlobProgressFn = std::function<void(uint64_t)>;
+
+// A byte range of a file.
+struct FileExtent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
 
 // One registry (host[:port]). Not thread-safe; keeps connections open
 // between calls.
@@ -189,7 +195,7 @@ class RegistryClient {
   // kVerificationFailed.
   [[nodiscard]] Status FetchBlob(const std::string& repo,
                                  const Descriptor& want, const BlobSink& sink,
-                                 const ProgressFn& progress = nullptr);
+                                 const BlobProgressFn& progress = nullptr);
   [[nodiscard]] Result<std::string> FetchBlobToString(
       const std::string& repo, const Descriptor& want);
   // Writes the blob to path through a temporary file that is renamed into
@@ -197,7 +203,7 @@ class RegistryClient {
   [[nodiscard]] Status FetchBlobToFile(const std::string& repo,
                                        const Descriptor& want,
                                        const std::string& path,
-                                       const ProgressFn& progress = nullptr);
+                                       const BlobProgressFn& progress = nullptr);
 
   // Uploads a blob unless the repository has it. Tries a cross-repository
   // mount from mount_from first when given. The upload is POST then PUT
@@ -207,10 +213,11 @@ class RegistryClient {
                                       const Digest& digest,
                                       std::string_view data,
                                       const std::string& mount_from = "");
-  // The same from bytes [offset, offset + size) of an open file.
+  // The same from byte ranges of an open file, concatenated in order.
   [[nodiscard]] Result<bool> PushBlobFromFile(
-      const std::string& repo, const Digest& digest, int fd, uint64_t offset,
-      uint64_t size, const ProgressFn& progress = nullptr);
+      const std::string& repo, const Digest& digest, int fd,
+      const std::vector<FileExtent>& extents,
+      const BlobProgressFn& progress = nullptr);
 
   struct Manifest {
     std::string media_type;
@@ -233,6 +240,62 @@ class RegistryClient {
   explicit RegistryClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// ---------------------------------------------------------------- eggs
+
+class Store;  // egg/store.h
+
+// Pack boundaries (docs/REGISTRY.md, "Packs"): a pack is cut after a chunk
+// whose raw digest starts with a zero byte once it holds kPackMinBytes of
+// frames, and always at kPackMaxBytes.
+inline constexpr uint64_t kPackMinBytes = 4ull << 20;
+inline constexpr uint64_t kPackMaxBytes = 64ull << 20;
+// Caps on what a puller accepts.
+inline constexpr uint64_t kMaxEggConfigBytes = 64ull << 20;
+inline constexpr uint64_t kMaxEggHeadBytes = 1ull << 30;
+inline constexpr size_t kMaxPacks = 1 << 16;
+
+struct EggTransferOptions {
+  ClientOptions client;
+  // (pack bytes moved, pack bytes to move); called often, from this thread.
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+struct EggPushResult {
+  Digest manifest{};      // the OCI manifest's digest (pin it)
+  Digest content_root{};
+  uint64_t packs = 0;
+  uint64_t packs_sent = 0;  // the rest the registry had already
+  uint64_t bytes_sent = 0;
+};
+
+// Pushes the egg at egg_path as an OCI artifact (docs/REGISTRY.md) to
+// ref's repository under ref's tag, or under its digest when pinned (then
+// the manifest must hash to it). The egg is opened and checked
+// structurally first; packs the registry has are not sent again.
+[[nodiscard]] Result<EggPushResult> PushEgg(const std::string& egg_path,
+                                            const Reference& ref,
+                                            const EggTransferOptions& options);
+
+struct EggPullResult {
+  Digest manifest{};
+  Digest content_root{};
+  uint64_t chunks = 0;
+  uint64_t chunks_from_store = 0;
+  uint64_t packs = 0;
+  uint64_t packs_fetched = 0;
+  uint64_t bytes_fetched = 0;  // all blob and manifest bytes
+};
+
+// Pulls the egg named by ref into out_path (atomically: nothing appears
+// unless every byte checked out; refuses an existing file unless
+// overwrite). Chunks the store holds are not fetched; fetched chunks and
+// the egg's trees are added to the store, each checked against its digest
+// first. The result is byte-identical to the pushed egg.
+[[nodiscard]] Result<EggPullResult> PullEgg(const Reference& ref,
+                                            const std::string& out_path,
+                                            bool overwrite, Store& store,
+                                            const EggTransferOptions& options);
 
 }  // namespace egg
 

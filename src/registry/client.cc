@@ -11,11 +11,13 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cctype>
 #include <map>
 #include <mutex>
 
 #include "common/atomic_file.h"
+#include "common/bytes.h"
 #include "common/fd.h"
 #include "egg/registry.h"
 #include "registry/internal.h"
@@ -41,18 +43,18 @@ struct Request {
   std::string method = "GET";
   std::string url;
   std::vector<std::string> headers;
-  // Upload body: from memory, or from [offset, offset + size) of fd.
+  // Upload body: from memory, or from byte ranges of fd, in order.
   bool upload = false;
   std::string_view body;
   int fd = -1;
-  uint64_t offset = 0;
-  uint64_t size = 0;
+  std::vector<FileExtent> extents;
+  uint64_t size = 0;  // total of extents
   // Cap on a collected (or streamed 2xx) response body.
   uint64_t max_body = 1 << 20;
   // Bytes the request is expected to move; stretches the deadline.
   uint64_t expected_bytes = 0;
   const BlobSink* sink = nullptr;     // 2xx bodies go here when set
-  const ProgressFn* progress = nullptr;
+  const BlobProgressFn* progress = nullptr;
   bool follow_redirects = false;
   bool may_authenticate = true;
 };
@@ -160,13 +162,23 @@ size_t OnRead(char* buffer, size_t size, size_t n, void* user) {
   uint64_t want = std::min<uint64_t>(size * n, total - t->read_pos);
   if (want == 0) return 0;
   if (req.fd >= 0) {
-    auto st = PreadExact(
-        req.fd,
-        std::span<uint8_t>(reinterpret_cast<uint8_t*>(buffer), want),
-        req.offset + t->read_pos);
-    if (!st) {
-      t->error = st.error();
-      return CURL_READFUNC_ABORT;
+    // Find the extent holding read_pos; extents are few (one per pack run).
+    uint64_t at = t->read_pos;
+    for (const auto& e : req.extents) {
+      if (at >= e.length) {
+        at -= e.length;
+        continue;
+      }
+      want = std::min<uint64_t>(want, e.length - at);
+      auto st = PreadExact(
+          req.fd,
+          std::span<uint8_t>(reinterpret_cast<uint8_t*>(buffer), want),
+          e.offset + at);
+      if (!st) {
+        t->error = st.error();
+        return CURL_READFUNC_ABORT;
+      }
+      break;
     }
   } else {
     std::memcpy(buffer, req.body.data() + t->read_pos, want);
@@ -182,6 +194,24 @@ int OnProgress(void* user, curl_off_t, curl_off_t dl, curl_off_t,
     (*t->req->progress)(static_cast<uint64_t>(dl > ul ? dl : ul));
   }
   return 0;
+}
+
+// The part [from, from + length) of the byte stream the extents make.
+std::vector<FileExtent> SliceExtents(const std::vector<FileExtent>& extents,
+                                     uint64_t from, uint64_t length) {
+  std::vector<FileExtent> out;
+  for (const auto& e : extents) {
+    if (length == 0) break;
+    if (from >= e.length) {
+      from -= e.length;
+      continue;
+    }
+    uint64_t take = std::min(e.length - from, length);
+    out.push_back({e.offset + from, take});
+    length -= take;
+    from = 0;
+  }
+  return out;
 }
 
 Code CodeForStatus(long status) {
@@ -494,9 +524,10 @@ struct RegistryClient::Impl {
   }
 
   Result<bool> Push(const std::string& repo, const Digest& digest,
-                    std::string_view data, int fd, uint64_t offset,
-                    uint64_t size, const std::string& mount_from,
-                    const ProgressFn& progress) {
+                    std::string_view data, int fd,
+                    const std::vector<FileExtent>& extents, uint64_t size,
+                    const std::string& mount_from,
+                    const BlobProgressFn& progress) {
     auto has = Has(repo, digest, nullptr);
     if (!has) return Fail(has.error());
     if (*has) return false;
@@ -520,7 +551,7 @@ struct RegistryClient::Impl {
     // PATCH chunks when large, then PUT the rest with the digest.
     uint64_t sent = 0;
     uint64_t chunk = std::max<uint64_t>(options.upload_chunk, 1);
-    ProgressFn shifted;
+    BlobProgressFn shifted;
     if (progress) shifted = [&](uint64_t n) { progress(sent + n); };
     while (size - sent > chunk) {
       Request patch;
@@ -528,12 +559,9 @@ struct RegistryClient::Impl {
       patch.url = *location;
       patch.upload = true;
       patch.fd = fd;
-      patch.offset = offset + sent;
+      patch.extents = SliceExtents(extents, sent, chunk);
       patch.size = chunk;
-      if (fd < 0) {
-        patch.body = data.substr(sent, chunk);
-        patch.fd = -1;
-      }
+      if (fd < 0) patch.body = data.substr(sent, chunk);
       patch.expected_bytes = chunk;
       patch.progress = &shifted;
       patch.headers = {"Content-Type: application/octet-stream",
@@ -552,7 +580,7 @@ struct RegistryClient::Impl {
     put.url = *location + sep + "digest=" + UrlEncode(DigestRef(digest));
     put.upload = true;
     put.fd = fd;
-    put.offset = offset + sent;
+    put.extents = SliceExtents(extents, sent, size - sent);
     put.size = size - sent;
     if (fd < 0) put.body = data.substr(sent);
     put.expected_bytes = size - sent;
@@ -613,7 +641,7 @@ Result<bool> RegistryClient::HasBlob(const std::string& repo,
 
 Status RegistryClient::FetchBlob(const std::string& repo,
                                  const Descriptor& want, const BlobSink& sink,
-                                 const ProgressFn& progress) {
+                                 const BlobProgressFn& progress) {
   Sha256 hash;
   uint64_t got = 0;
   BlobSink hashing = [&](std::span<const uint8_t> bytes) -> Status {
@@ -667,7 +695,7 @@ Result<std::string> RegistryClient::FetchBlobToString(
 Status RegistryClient::FetchBlobToFile(const std::string& repo,
                                        const Descriptor& want,
                                        const std::string& path,
-                                       const ProgressFn& progress) {
+                                       const BlobProgressFn& progress) {
   auto file = AtomicFile::Create(path, 0644, true);
   if (!file) return Fail(file.error());
   int fd = file->fd();
@@ -683,15 +711,20 @@ Result<bool> RegistryClient::PushBlob(const std::string& repo,
                                       const Digest& digest,
                                       std::string_view data,
                                       const std::string& mount_from) {
-  return impl_->Push(repo, digest, data, -1, 0, data.size(), mount_from,
+  return impl_->Push(repo, digest, data, -1, {}, data.size(), mount_from,
                      nullptr);
 }
 
-Result<bool> RegistryClient::PushBlobFromFile(const std::string& repo,
-                                              const Digest& digest, int fd,
-                                              uint64_t offset, uint64_t size,
-                                              const ProgressFn& progress) {
-  return impl_->Push(repo, digest, {}, fd, offset, size, "", progress);
+Result<bool> RegistryClient::PushBlobFromFile(
+    const std::string& repo, const Digest& digest, int fd,
+    const std::vector<FileExtent>& extents, const BlobProgressFn& progress) {
+  uint64_t size = 0;
+  for (const auto& e : extents) {
+    if (AddOverflows(size, e.length, &size)) {
+      return Fail(Code::kInvalidArgument, "extent lengths overflow");
+    }
+  }
+  return impl_->Push(repo, digest, {}, fd, extents, size, "", progress);
 }
 
 Result<RegistryClient::Manifest> RegistryClient::FetchManifest(

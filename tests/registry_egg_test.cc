@@ -1,0 +1,260 @@
+// Eggs through a real registry (Debian's docker-registry on 127.0.0.1):
+// byte-identical round trips, pulls that fetch only what the store lacks,
+// and refusals that leave nothing behind.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "egg/egg.h"
+#include "egg/registry.h"
+#include "egg/store.h"
+#include "registry_servers.h"
+
+namespace egg {
+namespace {
+
+using testing::ChildServer;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+void WriteRandomFile(const std::string& path, size_t size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string data(size, '\0');
+  for (size_t i = 0; i + 8 <= size; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&data[i], &v, 8);
+  }
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// An egg with a "runtime" tree (seeded by runtime_seed) and a "data" tree.
+std::string MakeEgg(const std::string& dir, const std::string& name,
+                    uint64_t runtime_seed, uint64_t data_seed) {
+  std::string rt = dir + "/" + name + "-rt";
+  std::string data = dir + "/" + name + "-data";
+  WriteRandomFile(rt + "/usr/lib/libbig.so", 6 << 20, runtime_seed);
+  WriteRandomFile(rt + "/usr/bin/tool", 300 << 10, runtime_seed + 1);
+  WriteRandomFile(data + "/input.bin", 1 << 20, data_seed);
+  EggInput input;
+  input.manifest = {{"name", name}};
+  input.notebook = {{"cells", nlohmann::json::array()}};
+  input.trees.push_back({"runtime", rt, {}, nullptr});
+  input.trees.push_back({"data", data, {}, nullptr});
+  std::string out = dir + "/" + name + ".egg";
+  auto written = WriteEgg(input, out);
+  EXPECT_TRUE(written) << written.error().message();
+  return out;
+}
+
+class EggRegistryTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::access(testing::kDockerRegistry, X_OK) != 0) return;
+    dir_ = new TempDir();
+    server_ = new ChildServer();
+    if (!testing::StartDockerRegistry(*server_, dir_->path())) {
+      delete server_;
+      server_ = nullptr;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (::access(testing::kDockerRegistry, X_OK) != 0) {
+      GTEST_SKIP() << "docker-registry is not installed (scripts/deps.sh)";
+    }
+    ASSERT_NE(server_, nullptr) << "docker-registry did not start";
+  }
+
+  Reference Ref(const std::string& repo_tag) {
+    auto ref = ParseReference("127.0.0.1:" +
+                              std::to_string(server_->port()) + "/" +
+                              repo_tag);
+    EXPECT_TRUE(ref) << ref.error().message();
+    return *ref;
+  }
+
+  Store OpenStore(const std::string& root) {
+    StoreOptions options;
+    options.root = root;
+    auto store = Store::Open(options);
+    EXPECT_TRUE(store) << store.error().message();
+    return std::move(*store);
+  }
+
+  static std::string BlobPath(const Digest& d) {
+    std::string hex = DigestHex(d);
+    return dir_->path() + "/data/docker/registry/v2/blobs/sha256/" +
+           hex.substr(0, 2) + "/" + hex + "/data";
+  }
+
+  static TempDir* dir_;
+  static ChildServer* server_;
+};
+
+TempDir* EggRegistryTest::dir_ = nullptr;
+ChildServer* EggRegistryTest::server_ = nullptr;
+
+TEST_F(EggRegistryTest, PulledEggIsByteIdenticalAndVerifies) {
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "one", 1, 2);
+  auto pushed = PushEgg(egg_path, Ref("lab/one:v1"), {});
+  ASSERT_TRUE(pushed) << pushed.error().message();
+  EXPECT_GE(pushed->packs, 2u);
+  EXPECT_EQ(pushed->packs_sent, pushed->packs);
+
+  Store store = OpenStore(work.path() + "/store");
+  std::string out = work.path() + "/pulled.egg";
+  auto pulled = PullEgg(Ref("lab/one:v1"), out, false, store, {});
+  ASSERT_TRUE(pulled) << pulled.error().message();
+  EXPECT_EQ(pulled->manifest, pushed->manifest);
+  EXPECT_EQ(pulled->content_root, pushed->content_root);
+  EXPECT_EQ(pulled->packs_fetched, pulled->packs);
+  EXPECT_EQ(ReadAll(out), ReadAll(egg_path));
+  auto egg = EggFile::Open(out);
+  ASSERT_TRUE(egg) << egg.error().message();
+  EXPECT_TRUE(egg->VerifyContent());
+
+  // Pinned by the manifest digest, too.
+  std::string pinned = work.path() + "/pinned.egg";
+  auto by_digest = PullEgg(
+      Ref("lab/one@" + DigestRef(pushed->manifest)), pinned, false, store,
+      {});
+  ASSERT_TRUE(by_digest) << by_digest.error().message();
+  EXPECT_EQ(ReadAll(pinned), ReadAll(egg_path));
+}
+
+TEST_F(EggRegistryTest, SecondPullFetchesNoPack) {
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "two", 3, 4);
+  ASSERT_TRUE(PushEgg(egg_path, Ref("lab/two:v1"), {}));
+  Store store = OpenStore(work.path() + "/store");
+  auto first = PullEgg(Ref("lab/two:v1"), work.path() + "/a.egg", false,
+                       store, {});
+  ASSERT_TRUE(first) << first.error().message();
+  auto second = PullEgg(Ref("lab/two:v1"), work.path() + "/b.egg", false,
+                        store, {});
+  ASSERT_TRUE(second) << second.error().message();
+  EXPECT_EQ(second->packs_fetched, 0u);
+  EXPECT_EQ(second->chunks_from_store, second->chunks);
+  EXPECT_LT(second->bytes_fetched, 64u << 10);
+  EXPECT_EQ(ReadAll(work.path() + "/b.egg"), ReadAll(egg_path));
+}
+
+TEST_F(EggRegistryTest, SharedRuntimeIsNeitherPushedNorPulledTwice) {
+  TempDir work;
+  std::string first = MakeEgg(work.path(), "first", 5, 6);
+  std::string second = MakeEgg(work.path(), "second", 5, 7);
+  auto p1 = PushEgg(first, Ref("lab/shared:first"), {});
+  ASSERT_TRUE(p1) << p1.error().message();
+  auto p2 = PushEgg(second, Ref("lab/shared:second"), {});
+  ASSERT_TRUE(p2) << p2.error().message();
+  EXPECT_LT(p2->packs_sent, p2->packs) << "runtime packs were sent again";
+  EXPECT_LT(p2->bytes_sent, 2u << 20);
+
+  Store store = OpenStore(work.path() + "/store");
+  ASSERT_TRUE(PullEgg(Ref("lab/shared:first"), work.path() + "/1.egg",
+                      false, store, {}));
+  auto pulled = PullEgg(Ref("lab/shared:second"), work.path() + "/2.egg",
+                        false, store, {});
+  ASSERT_TRUE(pulled) << pulled.error().message();
+  EXPECT_LT(pulled->packs_fetched, pulled->packs);
+  EXPECT_GT(pulled->chunks_from_store, 0u);
+  EXPECT_LT(pulled->bytes_fetched, 3u << 20);
+  EXPECT_EQ(ReadAll(work.path() + "/2.egg"), ReadAll(second));
+}
+
+TEST_F(EggRegistryTest, TamperedPackIsRefusedAndLeavesNoEgg) {
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "bad", 8, 9);
+  auto pushed = PushEgg(egg_path, Ref("lab/bad:v1"), {});
+  ASSERT_TRUE(pushed) << pushed.error().message();
+
+  // Flip one byte of every pack in the registry's own storage.
+  TempDir scratch;
+  Store probe = OpenStore(scratch.path() + "/s");
+  auto client = RegistryClient::Create(Ref("lab/bad:v1"), {});
+  ASSERT_TRUE(client);
+  auto manifest = (*client)->FetchManifest("lab/bad", "v1");
+  ASSERT_TRUE(manifest);
+  auto doc = nlohmann::json::parse(manifest->bytes);
+  int flipped = 0;
+  for (const auto& layer : doc["layers"]) {
+    if (layer["mediaType"] != kEggPackType) continue;
+    auto d = ParseDigest(layer["digest"].get<std::string>());
+    std::fstream f(BlobPath(*d), std::ios::in | std::ios::out |
+                                     std::ios::binary);
+    ASSERT_TRUE(f) << BlobPath(*d);
+    f.seekp(100);
+    f.put('\x5a');
+    ++flipped;
+  }
+  ASSERT_GT(flipped, 0);
+
+  Store store = OpenStore(work.path() + "/store");
+  std::string out = work.path() + "/pulled.egg";
+  auto pulled = PullEgg(Ref("lab/bad:v1"), out, false, store, {});
+  ASSERT_FALSE(pulled);
+  EXPECT_EQ(pulled.error().code(), Code::kVerificationFailed)
+      << pulled.error().message();
+  EXPECT_FALSE(fs::exists(out));
+  for (const auto& entry : fs::directory_iterator(work.path())) {
+    EXPECT_EQ(entry.path().filename().string().find(".pulled.egg.tmp"),
+              std::string::npos)
+        << "temporary file left: " << entry.path();
+  }
+  auto verified = store.Verify();
+  ASSERT_TRUE(verified);
+  EXPECT_TRUE(verified->problems.empty());
+}
+
+TEST_F(EggRegistryTest, RefusesArtifactThatIsNotAnEgg) {
+  TempDir work;
+  auto client = RegistryClient::Create(Ref("lab/img:v1"), {});
+  ASSERT_TRUE(client);
+  std::string config = "{}";
+  ASSERT_TRUE((*client)->PushBlob("lab/img", Sha256Of(config), config));
+  std::string manifest =
+      "{\"schemaVersion\":2,\"mediaType\":\"" +
+      std::string(kOciManifestType) +
+      "\",\"config\":{\"mediaType\":"
+      "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" +
+      DigestRef(Sha256Of(config)) + "\",\"size\":2},\"layers\":[]}";
+  ASSERT_TRUE((*client)->PushManifest("lab/img", "v1", kOciManifestType,
+                                      manifest));
+  Store store = OpenStore(work.path() + "/store");
+  auto pulled =
+      PullEgg(Ref("lab/img:v1"), work.path() + "/x.egg", false, store, {});
+  ASSERT_FALSE(pulled);
+  EXPECT_EQ(pulled.error().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(work.path() + "/x.egg"));
+}
+
+TEST_F(EggRegistryTest, PullRefusesToReplaceAFileWithoutOverwrite) {
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "keep", 10, 11);
+  ASSERT_TRUE(PushEgg(egg_path, Ref("lab/keep:v1"), {}));
+  std::string out = work.path() + "/exists.egg";
+  std::ofstream(out) << "mine";
+  Store store = OpenStore(work.path() + "/store");
+  auto pulled = PullEgg(Ref("lab/keep:v1"), out, false, store, {});
+  ASSERT_FALSE(pulled);
+  EXPECT_EQ(pulled.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ReadAll(out), "mine");
+}
+
+}  // namespace
+}  // namespace egg
