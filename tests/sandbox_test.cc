@@ -419,6 +419,52 @@ TEST_P(HostileCell, BackgroundProcessesDieWithTheSandbox) {
   EXPECT_EQ(HostProcessesNamed("eggprobebg"), 0);
 }
 
+// SIGKILL of the hatching process: PR_SET_PDEATHSIG takes the sandbox's
+// PID 1 down, the PID namespace takes the rest, and the next start
+// removes the dead owner's control groups.
+TEST_P(HostileCell, NothingSurvivesSigkillOfTheHatchingProcess) {
+  std::vector<std::string> argv;
+  if (GetParam() == Who::kUser) {
+    gid_t gid = 0;
+    uid_t uid = TestUid(&gid);
+    argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(uid),
+            "--regid=" + std::to_string(gid), "--clear-groups"};
+  }
+  for (std::string a : {std::string(kProbeDir) + "/egg_sandbox_runner",
+                        std::string("--probe-dir"), std::string(kProbeDir),
+                        std::string("--wall-ms"), std::string("60000"),
+                        std::string("--"), std::string("sleep"),
+                        std::string("60")}) {
+    argv.push_back(a);
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execv(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    seen = HostProcessesNamed("egg_sandbox_pro") > 0;
+    if (!seen) ::usleep(10000);
+  }
+  ASSERT_TRUE(seen) << "the probe never started";
+  // setpriv execs the runner, so pid is the hatching process either way.
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  int left = 1;
+  for (int i = 0; i < 300 && left > 0; ++i) {
+    left = HostProcessesNamed("egg_sandbox_pro");
+    if (left > 0) ::usleep(10000);
+  }
+  EXPECT_EQ(left, 0);
+  (void)ProbeSandboxHost();  // a start reaps groups of dead owners
+}
+
 INSTANTIATE_TEST_SUITE_P(AsRootAndUser, HostileCell,
                          ::testing::Values(Who::kRoot, Who::kUser),
                          [](const auto& info) {
