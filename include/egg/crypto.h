@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "egg/hash.h"
 #include "egg/status.h"
 
@@ -316,6 +318,26 @@ struct ChainReport {
 // for validity windows. Never fails: problems are in the report.
 ChainReport VerifyChain(const Digest& root, std::span<const uint8_t> section,
                         const AllowedSigners* trust, int64_t now);
+
+// The trust root every command uses: `explicit_path` when non-empty (it
+// must load), else DefaultAllowedSignersPath() if that file exists, else
+// none (nullopt: nothing is trusted). Malformed files are
+// kInvalidArgument; there is no built-in key and no environment override.
+[[nodiscard]] Result<std::optional<AllowedSigners>> LoadTrust(
+    const std::string& explicit_path);
+
+// Machine form of a report (the "signatures" object of `egg verify
+// --json`); readers must ignore unknown fields.
+nlohmann::json ChainReportJson(const ChainReport& report);
+// Human lines, one per entry ("#0 builder 2024-...Z SHA256:... alice
+// (trusted)"); every string is escaped for the terminal.
+std::vector<std::string> ChainReportLines(const ChainReport& report);
+// One line saying what the signatures prove, e.g. "signed by trusted key
+// (alice@example.org)", "unsigned", "signed only by untrusted keys",
+// "INVALID: ...". Never says verified unless state is kTrusted.
+std::string ChainSummary(const ChainReport& report);
+// "YYYY-MM-DDTHH:MM:SSZ"
+std::string FormatUtc(uint64_t seconds);
 
 }  // namespace egg::crypto
 

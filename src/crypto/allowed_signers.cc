@@ -166,15 +166,6 @@ bool MatchPatternList(std::string_view s,
   return matched;
 }
 
-std::string FormatTime(int64_t t) {
-  time_t tt = static_cast<time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Applies one option ("name" or name="value") to `signer`.
 Status ApplyOption(std::string_view opt, AllowedSigner& signer) {
   size_t eq = opt.find('=');
@@ -339,10 +330,12 @@ TrustDecision AllowedSigners::Decide(const PublicKey& key,
       why = "key is not allowed for namespace " + std::string(ns);
     } else if (s.valid_after && (now < *s.valid_after ||
                                  signed_time < *s.valid_after)) {
-      why = "key is not valid before " + FormatTime(*s.valid_after);
+      why = "key is not valid before " +
+            FormatUtc(static_cast<uint64_t>(*s.valid_after));
     } else if (s.valid_before && (now > *s.valid_before ||
                                   signed_time > *s.valid_before)) {
-      why = "key expired at " + FormatTime(*s.valid_before);
+      why = "key expired at " +
+            FormatUtc(static_cast<uint64_t>(*s.valid_before));
     } else {
       d.trusted = true;
       d.principals = s.principals;
