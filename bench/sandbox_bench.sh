@@ -15,7 +15,10 @@ runs=${2:-200}
 probes="$build/tests/sandbox_probes"
 runner="$probes/egg_sandbox_runner"
 probe="$probes/egg_sandbox_probe"
-[[ -x $runner && -x $probe ]] || { echo "build egg_sandbox_runner first" >&2; exit 2; }
+if [[ ! -x $runner || ! -x $probe ]]; then
+  echo "build the egg_sandbox_runner target first" >&2
+  exit 2
+fi
 
 lib64=()
 [[ -d /usr/lib64 ]] && lib64=(--ro-bind /usr/lib64 /lib64)

@@ -1,24 +1,27 @@
 // The hostile-cell suite. Each test runs tests/probes/sandbox_probe.cc
 // inside a sandbox (through sandbox_runner, as root and as an unprivileged
 // user) and asserts what it could not do, then that the host is unchanged.
+#include "egg/sandbox.h"
+
+#include <dirent.h>
 #include <fcntl.h>
-#include <sched.h>
+#include <gtest/gtest.h>
 #include <linux/seccomp.h>
-#include <sys/ioctl.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -26,12 +29,8 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "common/fd.h"
-#include "egg/sandbox.h"
 #include "sandbox/seccomp_filter.h"
-
 
 namespace egg {
 namespace {
@@ -86,14 +85,13 @@ struct Options {
 // Runs sandbox_runner (directly or as the test user) and parses its
 // OUTCOME line.
 ProbeRun RunProbe(Who who, const Options& opts,
-             const std::vector<std::string>& probe) {
+                  const std::vector<std::string>& probe) {
   std::vector<std::string> argv;
   if (who == Who::kUser) {
     gid_t gid = 0;
     uid_t uid = TestUid(&gid);
     argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(uid),
-            "--regid=" + std::to_string(gid), "--clear-groups",
-            "--reset-env"};
+            "--regid=" + std::to_string(gid), "--clear-groups", "--reset-env"};
   }
   argv.push_back(std::string(kProbeDir) + "/egg_sandbox_runner");
   argv.push_back("--probe-dir");
@@ -143,8 +141,7 @@ int HostProcessesNamed(const std::string& marker) {
   int count = 0;
   for (const auto& e : fs::directory_iterator("/proc")) {
     std::string name = e.path().filename();
-    if (name.empty() || !isdigit(static_cast<unsigned char>(name[0])))
-      continue;
+    if (name.empty() || !isdigit(static_cast<unsigned char>(name[0]))) continue;
     std::ifstream comm(e.path() / "comm");
     std::string c;
     std::getline(comm, c);
@@ -248,10 +245,10 @@ TEST_P(HostileCell, NormalProgramReadsDataAndWritesOut) {
 }
 
 TEST_P(HostileCell, CannotReadFilesPlantedInRootAndTmp) {
-  std::string secret_root = "/root/egg-sandbox-secret-" +
-                            std::to_string(::getpid());
-  std::string secret_tmp = "/tmp/egg-sandbox-secret-" +
-                           std::to_string(::getpid());
+  std::string secret_root =
+      "/root/egg-sandbox-secret-" + std::to_string(::getpid());
+  std::string secret_tmp =
+      "/tmp/egg-sandbox-secret-" + std::to_string(::getpid());
   { std::ofstream(secret_root) << "secret"; }
   { std::ofstream(secret_tmp) << "secret"; }
   ::chmod(secret_tmp.c_str(), 0644);
@@ -265,9 +262,8 @@ TEST_P(HostileCell, CannotReadFilesPlantedInRootAndTmp) {
 
 TEST_P(HostileCell, CannotWriteOutsideScratchAndOut) {
   std::string name = "egg-sandbox-escape-" + std::to_string(::getpid());
-  for (const std::string& path :
-       {"/usr/" + name, "/probe/" + name, "/" + name, "/dev/" + name,
-        "/proc/" + name}) {
+  for (const std::string& path : {"/usr/" + name, "/probe/" + name, "/" + name,
+                                  "/dev/" + name, "/proc/" + name}) {
     ProbeRun run = Probe({"write", path});
     EXPECT_EQ(run.Get("code"), "0") << path << ": " << run.output;
   }
@@ -320,9 +316,9 @@ TEST_P(HostileCell, CannotSeeHostProcesses) {
 }
 
 TEST_P(HostileCell, CannotUseDeniedKernelInterfaces) {
-  for (const char* probe : {"ptrace", "mount", "userns", "module", "io_uring",
-                            "keyctl", "bpf", "userfaultfd", "perf", "clone3",
-                            "personality", "caps", "fds"}) {
+  for (const char* probe :
+       {"ptrace", "mount", "userns", "module", "io_uring", "keyctl", "bpf",
+        "userfaultfd", "perf", "clone3", "personality", "caps", "fds"}) {
     ProbeRun run = Probe({probe});
     EXPECT_EQ(run.Get("code"), "0") << probe << ": " << run.output;
     EXPECT_TRUE(run.Blocked()) << probe << ": " << run.output;
@@ -367,7 +363,8 @@ TEST_P(HostileCell, CannotInjectIntoTerminal) {
 }
 
 TEST_P(HostileCell, ForkBombIsContainedByTheProcessLimit) {
-  ProbeRun run = Probe({"forkbomb"}, {{"--processes", "32", "--wall-ms", "2000"}});
+  ProbeRun run =
+      Probe({"forkbomb"}, {{"--processes", "32", "--wall-ms", "2000"}});
   EXPECT_EQ(run.Get("killed"), "1") << run.output;
   EXPECT_EQ(run.Get("stopped_by"), "wall") << run.output;
   if (GetParam() == Who::kRoot && ProbeSandboxHost().cgroup_pids) {
@@ -376,7 +373,8 @@ TEST_P(HostileCell, ForkBombIsContainedByTheProcessLimit) {
 }
 
 TEST_P(HostileCell, AllocationPastTheMemoryLimitIsReportedAsMemory) {
-  ProbeRun run = Probe({"alloc", "512"}, {{"--memory", std::to_string(64 << 20)}});
+  ProbeRun run =
+      Probe({"alloc", "512"}, {{"--memory", std::to_string(64 << 20)}});
   if (GetParam() == Who::kRoot && ProbeSandboxHost().cgroup_memory) {
     EXPECT_EQ(run.Get("stopped_by"), "memory") << run.output;
     EXPECT_EQ(run.Get("killed"), "1") << run.output;
@@ -430,11 +428,11 @@ TEST_P(HostileCell, NothingSurvivesSigkillOfTheHatchingProcess) {
     argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(uid),
             "--regid=" + std::to_string(gid), "--clear-groups"};
   }
-  for (std::string a : {std::string(kProbeDir) + "/egg_sandbox_runner",
-                        std::string("--probe-dir"), std::string(kProbeDir),
-                        std::string("--wall-ms"), std::string("60000"),
-                        std::string("--"), std::string("sleep"),
-                        std::string("60")}) {
+  for (std::string a :
+       {std::string(kProbeDir) + "/egg_sandbox_runner",
+        std::string("--probe-dir"), std::string(kProbeDir),
+        std::string("--wall-ms"), std::string("60000"), std::string("--"),
+        std::string("sleep"), std::string("60")}) {
     argv.push_back(a);
   }
   pid_t pid = ::fork();
@@ -632,7 +630,8 @@ TEST(SandboxSpecBuilderTest, RejectsLimitsOutOfBounds) {
 TEST(SandboxSpecBuilderTest, RejectsBindsOverTheLayout) {
   for (const char* target : {"/proc", "/dev/x", "/tmp", "/out/x", "/"}) {
     SandboxSpecBuilder b;
-    b.RuntimeRootPart("/usr", "/usr").ReadOnly("/usr", target)
+    b.RuntimeRootPart("/usr", "/usr")
+        .ReadOnly("/usr", target)
         .Command({"/bin/true"});
     EXPECT_FALSE(std::move(b).Build()) << target;
   }

@@ -52,8 +52,7 @@ enum class SandboxBackend {
 
 // "namespaces" or "none"; anything else is kInvalidArgument (kNotSupported
 // for backends that exist in the design but not in this build).
-[[nodiscard]] Result<SandboxBackend> ParseSandboxBackend(
-    std::string_view name);
+[[nodiscard]] Result<SandboxBackend> ParseSandboxBackend(std::string_view name);
 const char* SandboxBackendName(SandboxBackend backend);
 
 // One read-only or writable bind of a host path into the sandbox.
@@ -203,7 +202,7 @@ struct Usage {
 struct Outcome {
   bool exited = false;  // true: exit_code holds the status
   int exit_code = 0;
-  int signal = 0;       // the signal that ended the first process
+  int signal = 0;  // the signal that ended the first process
   LimitKind stopped_by = LimitKind::kNone;
   bool killed = false;  // egg killed it (limit or Kill())
   // Limits reached without necessarily stopping the run.
@@ -244,12 +243,12 @@ class Sandbox {
 
 // What the host offers, for `egg doctor` and for tests that must skip.
 struct SandboxHostSupport {
-  bool user_namespaces = false;   // can create a user namespace now
-  int landlock_abi = 0;           // 0: unavailable
-  std::string cgroup_mode;        // "v1", "v2" or "none"
-  bool cgroup_memory = false;     // memory limit via cgroup works
+  bool user_namespaces = false;  // can create a user namespace now
+  int landlock_abi = 0;          // 0: unavailable
+  std::string cgroup_mode;       // "v1", "v2" or "none"
+  bool cgroup_memory = false;    // memory limit via cgroup works
   bool cgroup_pids = false;
-  bool cgroup_cpu = false;        // tree CPU accounting via cgroup
+  bool cgroup_cpu = false;  // tree CPU accounting via cgroup
 };
 SandboxHostSupport ProbeSandboxHost();
 

@@ -41,8 +41,8 @@ std::string ReadSmall(const std::string& path) {
 bool WriteSmall(const std::string& path, const std::string& value) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd.valid()) return false;
-  ssize_t n = RetryEintr(
-      [&] { return ::write(fd.get(), value.data(), value.size()); });
+  ssize_t n =
+      RetryEintr([&] { return ::write(fd.get(), value.data(), value.size()); });
   return n == static_cast<ssize_t>(value.size());
 }
 
@@ -102,8 +102,7 @@ std::map<std::string, Hierarchy> FindHierarchies() {
     const std::string& fstype = dash[1];
     const std::string& root = fields[3];
     const std::string& mount_point = fields[4];
-    auto relative =
-        [&](const std::string& path) -> std::optional<std::string> {
+    auto relative = [&](const std::string& path) -> std::optional<std::string> {
       if (root == "/") return path;
       if (path.compare(0, root.size(), root) != 0) return std::nullopt;
       return path.substr(root.size());
@@ -202,8 +201,8 @@ void ReapStale(const std::string& parent, bool v2) {
 std::string MakeGroup(const Hierarchy& h) {
   static std::atomic<uint64_t> counter{0};
   ReapStale(h.dir, h.v2);
-  std::string dir = h.dir + "/" + kPrefix + std::to_string(::getpid()) +
-                    "-" + std::to_string(counter.fetch_add(1));
+  std::string dir = h.dir + "/" + kPrefix + std::to_string(::getpid()) + "-" +
+                    std::to_string(counter.fetch_add(1));
   if (::mkdir(dir.c_str(), 0755) != 0) return "";
   return dir;
 }

@@ -28,9 +28,9 @@ constexpr uint64_t kLlExecute = 1ull << 0;
 constexpr uint64_t kLlWriteFile = 1ull << 1;
 constexpr uint64_t kLlReadFile = 1ull << 2;
 constexpr uint64_t kLlReadDir = 1ull << 3;
-constexpr uint64_t kLlRefer = 1ull << 13;     // ABI 2
-constexpr uint64_t kLlTruncate = 1ull << 14;  // ABI 3
-constexpr uint64_t kLlIoctlDev = 1ull << 15;  // ABI 5
+constexpr uint64_t kLlRefer = 1ull << 13;             // ABI 2
+constexpr uint64_t kLlTruncate = 1ull << 14;          // ABI 3
+constexpr uint64_t kLlIoctlDev = 1ull << 15;          // ABI 5
 constexpr uint64_t kLlScopeAbstractUnix = 1ull << 0;  // ABI 6
 constexpr uint64_t kLlScopeSignal = 1ull << 1;        // ABI 6
 
@@ -357,8 +357,7 @@ void ArrangeFds(const ChildPlan& plan) {
     Check(staged[i] >= 0, "staging an fd");
   }
   for (size_t i = 0; i < plan.fds.size(); ++i) {
-    Check(::dup2(staged[i], plan.fds[i].to) == plan.fds[i].to,
-          "placing an fd");
+    Check(::dup2(staged[i], plan.fds[i].to) == plan.fds[i].to, "placing an fd");
   }
 
   // Close everything that is neither a target nor the sync socket.

@@ -53,7 +53,7 @@ struct PlanRlimit {
 };
 
 struct ChildPlan {
-  bool isolate = true;  // false: the none backend
+  bool isolate = true;       // false: the none backend
   bool drop_groups = false;  // setgroups(0) is allowed (root parent)
   int sync_fd = -1;
   int last_cap = 40;

@@ -10,8 +10,8 @@ namespace egg::sandbox_internal {
 namespace {
 
 void Emit(const char* level, const std::string& message) {
-  std::string line = std::string("egg: ") + level + "sandbox: " +
-                     EscapeForTerminal(message) + "\n";
+  std::string line = std::string("egg: ") + level +
+                     "sandbox: " + EscapeForTerminal(message) + "\n";
   // One write so that concurrent lines do not interleave.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;

@@ -1,5 +1,7 @@
 // StartSandbox and the running Sandbox: prepares the child's plan, clones,
 // finishes the parent's half of the setup, then enforces limits.
+#include "egg/sandbox.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +25,6 @@
 #include <mutex>
 
 #include "common/fd.h"
-#include "egg/sandbox.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/child.h"
 #include "sandbox/log.h"
@@ -41,8 +42,7 @@ using Clock = std::chrono::steady_clock;
 constexpr unsigned kNobody = 65534;
 constexpr const char* kDevNodes[] = {"/dev/null", "/dev/zero", "/dev/full",
                                      "/dev/random", "/dev/urandom"};
-constexpr const char* kReservedTop[] = {"proc", "dev", "tmp", "scratch",
-                                        "out"};
+constexpr const char* kReservedTop[] = {"proc", "dev", "tmp", "scratch", "out"};
 
 int LandlockAbi() {
   long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0,
@@ -126,8 +126,8 @@ Status AddRootFolder(const std::string& folder, ChildPlan& plan) {
   return {};
 }
 
-Result<ChildPlan> MakePlan(const SandboxSpec& spec, bool isolate,
-                           int sync_fd, int devnull_fd) {
+Result<ChildPlan> MakePlan(const SandboxSpec& spec, bool isolate, int sync_fd,
+                           int devnull_fd) {
   ChildPlan plan;
   plan.isolate = isolate;
   plan.drop_groups = ::geteuid() == 0;
@@ -172,15 +172,13 @@ Result<ChildPlan> MakePlan(const SandboxSpec& spec, bool isolate,
     auto by_target = [](const PlanBind& a, const PlanBind& b) {
       return a.target < b.target;
     };
-    std::stable_sort(plan.root_binds.begin(), plan.root_binds.end(),
-                     by_target);
+    std::stable_sort(plan.root_binds.begin(), plan.root_binds.end(), by_target);
     std::stable_sort(plan.binds.begin(), plan.binds.end(), by_target);
 
     uint64_t scratch = *spec.limits().scratch_bytes;
     uint64_t inodes = std::max<uint64_t>(1024, scratch / 4096);
     plan.tmpfs_options = "size=" + std::to_string(scratch) +
-                         ",nr_inodes=" + std::to_string(inodes) +
-                         ",mode=1777";
+                         ",nr_inodes=" + std::to_string(inodes) + ",mode=1777";
   }
 
   // stdio and extra fds.
@@ -258,8 +256,8 @@ uint64_t NowNs() {
 
 class RunningSandbox final : public Sandbox {
  public:
-  RunningSandbox(pid_t pid, UniqueFd pidfd, CgroupSet cgroups,
-                 UniqueFd scratch, const Limits& limits, bool isolate)
+  RunningSandbox(pid_t pid, UniqueFd pidfd, CgroupSet cgroups, UniqueFd scratch,
+                 const Limits& limits, bool isolate)
       : pid_(pid),
         pidfd_(std::move(pidfd)),
         cgroups_(std::move(cgroups)),
@@ -315,8 +313,8 @@ class RunningSandbox final : public Sandbox {
       uint64_t now = NowNs();
       int timeout_ms = 50;
       if (deadline_ns_ > now) {
-        timeout_ms = static_cast<int>(std::min<uint64_t>(
-            50, (deadline_ns_ - now) / 1000000 + 1));
+        timeout_ms = static_cast<int>(
+            std::min<uint64_t>(50, (deadline_ns_ - now) / 1000000 + 1));
       }
       pollfd p{pidfd_.get(), POLLIN, 0};
       RetryEintr([&] { return ::poll(&p, 1, timeout_ms); });
@@ -438,15 +436,14 @@ class RunningSandbox final : public Sandbox {
       o.signal = info.si_status;
     }
     o.killed = killed_;
-    o.usage.cpu_ms = cgroups_.has_cpu()
-                         ? cgroups_.CpuNs() / 1000000
-                         : (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
-                               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) /
-                                   1000;
-    o.usage.memory_peak_bytes = cgroups_.has_memory()
-                                    ? cgroups_.MemoryPeak()
-                                    : static_cast<uint64_t>(ru.ru_maxrss) *
-                                          1024;
+    o.usage.cpu_ms =
+        cgroups_.has_cpu()
+            ? cgroups_.CpuNs() / 1000000
+            : (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+    o.usage.memory_peak_bytes =
+        cgroups_.has_memory() ? cgroups_.MemoryPeak()
+                              : static_cast<uint64_t>(ru.ru_maxrss) * 1024;
     o.usage.scratch_used_bytes = ScratchUsed();
     o.processes_limit_hit = cgroups_.PidsMaxReached();
     o.scratch_full = ScratchFull();
@@ -456,10 +453,9 @@ class RunningSandbox final : public Sandbox {
       o.stopped_by = *reason_;
     } else if (cgroups_.OomKills() > 0) {
       o.stopped_by = LimitKind::kMemory;
-    } else if (!o.exited &&
-               (o.signal == SIGXCPU ||
-                (o.signal == SIGKILL && !cgroups_.has_cpu() &&
-                 o.usage.cpu_ms * 1000000ull >= cpu_budget_ns_))) {
+    } else if (!o.exited && (o.signal == SIGXCPU ||
+                             (o.signal == SIGKILL && !cgroups_.has_cpu() &&
+                              o.usage.cpu_ms * 1000000ull >= cpu_budget_ns_))) {
       // RLIMIT_CPU: SIGXCPU, or SIGKILL at the hard limit for a PID 1,
       // which the kernel spares from SIGXCPU.
       o.stopped_by = LimitKind::kCpu;
@@ -499,7 +495,8 @@ Status ReadChildMessages(int sock, UniqueFd& scratch) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n = RetryEintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
+    ssize_t n =
+        RetryEintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
     if (n < 0) return Fail(ErrnoError("reading the sandbox setup channel"));
     if (n == 0) return {};
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
@@ -523,8 +520,8 @@ Status ReadChildMessages(int sock, UniqueFd& scratch) {
 Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   bool isolate = spec.backend() == SandboxBackend::kNamespaces;
   if (!isolate) {
-    sandbox_internal::LogWarning(
-        "running '" + spec.argv()[0] + "' with NO SANDBOX (none backend)");
+    sandbox_internal::LogWarning("running '" + spec.argv()[0] +
+                                 "' with NO SANDBOX (none backend)");
   }
   const Limits& limits = spec.limits();
 
@@ -532,7 +529,8 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   CgroupSet cgroups = CgroupSet::Create();
   std::vector<sandbox_internal::PlanRlimit> rlimits = {{RLIMIT_CORE, 0}};
   if (cgroups.has_memory()) {
-    if (auto s = cgroups.SetMemory(*limits.memory_bytes); !s) return Fail(s.error());
+    if (auto s = cgroups.SetMemory(*limits.memory_bytes); !s)
+      return Fail(s.error());
   } else {
     sandbox_internal::LogWarning(
         "no memory cgroup: falling back to RLIMIT_AS, which limits address "
@@ -555,8 +553,8 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   // The unprivileged sandbox identity must be able to write /out.
   if (isolate && ::geteuid() == 0 && !spec.output().empty()) {
     if (::chown(spec.output().c_str(), kNobody, kNobody) != 0) {
-      return Fail(ErrnoError("giving '" + spec.output() +
-                             "' to the sandbox user"));
+      return Fail(
+          ErrnoError("giving '" + spec.output() + "' to the sandbox user"));
     }
   }
 
@@ -587,8 +585,8 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   if (pid == 0) sandbox_internal::RunChild(*plan);
   if (pid < 0) {
     int err = errno;
-    if (isolate && (err == EPERM || err == EINVAL || err == ENOSPC ||
-                    err == EUSERS)) {
+    if (isolate &&
+        (err == EPERM || err == EINVAL || err == ENOSPC || err == EUSERS)) {
       return Fail(Code::kNotSupported,
                   std::string("this host does not let egg create "
                               "namespaces (") +

@@ -16,8 +16,8 @@ namespace egg {
 namespace {
 
 // Paths the sandbox layout owns; binds may not replace them.
-constexpr const char* kReserved[] = {"/", "/proc", "/dev", "/tmp",
-                                     "/scratch", "/out"};
+constexpr const char* kReserved[] = {"/",    "/proc",    "/dev",
+                                     "/tmp", "/scratch", "/out"};
 
 bool IsNormalisedAbsolute(const std::string& path) {
   if (path.empty() || path[0] != '/') return false;
@@ -37,10 +37,9 @@ bool IsNormalisedAbsolute(const std::string& path) {
 
 bool IsUnder(const std::string& path, const std::string& folder) {
   if (folder == "/") return true;
-  return path == folder ||
-         (path.size() > folder.size() && path.compare(0, folder.size(),
-                                                      folder) == 0 &&
-          path[folder.size()] == '/');
+  return path == folder || (path.size() > folder.size() &&
+                            path.compare(0, folder.size(), folder) == 0 &&
+                            path[folder.size()] == '/');
 }
 
 bool IsEnvName(const std::string& name) {
@@ -60,9 +59,8 @@ Result<SandboxBackend> ParseSandboxBackend(std::string_view name) {
   if (name == "namespaces") return SandboxBackend::kNamespaces;
   if (name == "none") return SandboxBackend::kNone;
   if (name == "gvisor" || name == "oci" || name == "vm") {
-    return Fail(Code::kNotSupported,
-                "sandbox backend '" + std::string(name) +
-                    "' is not built into this egg");
+    return Fail(Code::kNotSupported, "sandbox backend '" + std::string(name) +
+                                         "' is not built into this egg");
   }
   return Fail(Code::kInvalidArgument,
               "unknown sandbox backend '" + std::string(name) + "'");
@@ -96,9 +94,7 @@ const char* LimitKindName(LimitKind kind) {
   return "?";
 }
 
-SandboxSpecBuilder::SandboxSpecBuilder() {
-  spec_.limits_ = DefaultEggLimits();
-}
+SandboxSpecBuilder::SandboxSpecBuilder() { spec_.limits_ = DefaultEggLimits(); }
 
 void SandboxSpecBuilder::Keep(Error error) {
   if (!error_) error_ = std::move(error);
@@ -129,8 +125,7 @@ Status SandboxSpecBuilder::CheckHostPath(const std::string& path,
   if (path != resolved) {
     return Fail(Code::kInvalidArgument,
                 std::string(what) + " '" + path +
-                    "' is not canonical (it resolves to '" + resolved +
-                    "')");
+                    "' is not canonical (it resolves to '" + resolved + "')");
   }
   return {};
 }
@@ -162,8 +157,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::RuntimeRootPart(
     Keep(Error(Code::kInvalidArgument,
                "runtime root parts given with a runtime root folder"));
   } else if (host == "/" || sandbox == "/") {
-    Keep(Error(Code::kInvalidArgument,
-               "a runtime root part cannot be /"));
+    Keep(Error(Code::kInvalidArgument, "a runtime root part cannot be /"));
   } else {
     spec_.root_parts_.push_back({host, sandbox, false});
   }
@@ -185,8 +179,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::ReadOnly(const std::string& host,
   return *this;
 }
 
-SandboxSpecBuilder& SandboxSpecBuilder::Output(
-    const std::string& host_folder) {
+SandboxSpecBuilder& SandboxSpecBuilder::Output(const std::string& host_folder) {
   if (!Ok()) return *this;
   struct stat st;
   if (auto s = CheckHostPath(host_folder, "output folder"); !s) {
@@ -230,8 +223,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::SetLimits(const Limits& limits) {
   return *this;
 }
 
-SandboxSpecBuilder& SandboxSpecBuilder::Command(
-    std::vector<std::string> argv) {
+SandboxSpecBuilder& SandboxSpecBuilder::Command(std::vector<std::string> argv) {
   if (!Ok()) return *this;
   if (argv.empty()) {
     Keep(Error(Code::kInvalidArgument, "command is empty"));
@@ -255,8 +247,8 @@ SandboxSpecBuilder& SandboxSpecBuilder::Env(const std::string& name,
                                             const std::string& value) {
   if (!Ok()) return *this;
   if (!IsEnvName(name)) {
-    Keep(Error(Code::kInvalidArgument,
-               "environment name '" + name + "' is not [A-Za-z_][A-Za-z0-9_]*"));
+    Keep(Error(Code::kInvalidArgument, "environment name '" + name +
+                                           "' is not [A-Za-z_][A-Za-z0-9_]*"));
   } else if (value.find('\0') != std::string::npos) {
     Keep(Error(Code::kInvalidArgument,
                "environment value of '" + name + "' holds a NUL"));
@@ -280,9 +272,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::Cwd(const std::string& sandbox_path) {
   return *this;
 }
 
-static bool FdIsOpen(int fd) {
-  return fd >= 0 && ::fcntl(fd, F_GETFD) != -1;
-}
+static bool FdIsOpen(int fd) { return fd >= 0 && ::fcntl(fd, F_GETFD) != -1; }
 
 SandboxSpecBuilder& SandboxSpecBuilder::Stdin(int host_fd) {
   if (!Ok()) return *this;
@@ -320,9 +310,9 @@ SandboxSpecBuilder& SandboxSpecBuilder::PassFd(int host_fd, int sandbox_fd) {
     Keep(Error(Code::kInvalidArgument,
                "fd " + std::to_string(host_fd) + " is not open"));
   } else if (sandbox_fd < 3 || sandbox_fd >= 1024) {
-    Keep(Error(Code::kInvalidArgument,
-               "sandbox fd " + std::to_string(sandbox_fd) +
-                   " is outside 3..1023"));
+    Keep(Error(
+        Code::kInvalidArgument,
+        "sandbox fd " + std::to_string(sandbox_fd) + " is outside 3..1023"));
   } else if (std::any_of(spec_.fds_.begin(), spec_.fds_.end(),
                          [&](const SandboxFd& f) {
                            return f.sandbox_fd == sandbox_fd;
@@ -352,8 +342,8 @@ SandboxSpecBuilder& SandboxSpecBuilder::WeakenHostPath(const HostPath& path) {
     Keep(Error(Code::kInvalidArgument, "the host's / cannot be bound"));
   } else {
     sandbox_internal::LogWarning(
-        "the sandbox sees host path '" + path.host + "' at '" +
-        path.sandbox + (path.writable ? "' writable" : "' read-only"));
+        "the sandbox sees host path '" + path.host + "' at '" + path.sandbox +
+        (path.writable ? "' writable" : "' read-only"));
     spec_.binds_.push_back({path.host, path.sandbox, path.writable});
   }
   return *this;
@@ -371,8 +361,8 @@ SandboxSpecBuilder& SandboxSpecBuilder::WeakenDevice(
     Keep(Error(Code::kInvalidArgument,
                "device '" + host_device + "' is not a device under /dev"));
   } else {
-    sandbox_internal::LogWarning("the sandbox may use device '" +
-                                 host_device + "'");
+    sandbox_internal::LogWarning("the sandbox may use device '" + host_device +
+                                 "'");
     spec_.devices_.push_back(host_device);
   }
   return *this;
@@ -434,8 +424,8 @@ Result<SandboxSpec> SandboxSpecBuilder::Build() && {
   }
   for (const SandboxBind& b : spec_.binds_) {
     for (const char* r : kReserved) {
-      if (b.sandbox == r || (std::string_view(r) != "/" &&
-                             IsUnder(b.sandbox, r))) {
+      if (b.sandbox == r ||
+          (std::string_view(r) != "/" && IsUnder(b.sandbox, r))) {
         return Fail(Code::kInvalidArgument,
                     "bind target '" + b.sandbox +
                         "' is reserved by the sandbox layout");

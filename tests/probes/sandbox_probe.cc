@@ -5,6 +5,7 @@
 // Commands that are meant to hit a limit (alloc, spin, forkbomb, fill,
 // ignore-term) run until stopped.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -25,7 +26,6 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include <string>
 
@@ -339,8 +339,8 @@ int main(int argc, char** argv) {
   if (cmd == "mount") return Mount();
   if (cmd == "userns") return UserNs();
   if (cmd == "module") {
-    int a = MustBeDenied("init_module",
-                         syscall(SYS_init_module, nullptr, 0, ""));
+    int a =
+        MustBeDenied("init_module", syscall(SYS_init_module, nullptr, 0, ""));
     int b = MustBeDenied("finit_module", syscall(SYS_finit_module, -1, "", 0));
     int c = MustBeDenied("delete_module",
                          syscall(SYS_delete_module, "egg_none", 0));

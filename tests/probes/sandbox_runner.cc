@@ -25,24 +25,33 @@ int main(int argc, char** argv) {
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      return i + 1 < argc ? argv[++i] : "";
-    };
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--") {
       for (++i; i < argc; ++i) args.push_back(argv[i]);
       break;
     }
-    if (a == "--probe-dir") probe_dir = next();
-    else if (a == "--out") out = next();
-    else if (a == "--data") data = next();
-    else if (a == "--none") none = true;
-    else if (a == "--stdin") pass_stdin = true;
-    else if (a == "--memory") limits.memory_bytes = std::stoull(next());
-    else if (a == "--processes") limits.processes = std::stoull(next());
-    else if (a == "--cpu-ms") limits.cpu_ms = std::stoull(next());
-    else if (a == "--wall-ms") limits.wall_ms = std::stoull(next());
-    else if (a == "--scratch") limits.scratch_bytes = std::stoull(next());
-    else return 2;
+    if (a == "--probe-dir")
+      probe_dir = next();
+    else if (a == "--out")
+      out = next();
+    else if (a == "--data")
+      data = next();
+    else if (a == "--none")
+      none = true;
+    else if (a == "--stdin")
+      pass_stdin = true;
+    else if (a == "--memory")
+      limits.memory_bytes = std::stoull(next());
+    else if (a == "--processes")
+      limits.processes = std::stoull(next());
+    else if (a == "--cpu-ms")
+      limits.cpu_ms = std::stoull(next());
+    else if (a == "--wall-ms")
+      limits.wall_ms = std::stoull(next());
+    else if (a == "--scratch")
+      limits.scratch_bytes = std::stoull(next());
+    else
+      return 2;
   }
 
   egg::SandboxSpecBuilder b;
@@ -82,12 +91,12 @@ int main(int argc, char** argv) {
     return 3;
   }
   fflush(stdout);
-  printf("OUTCOME exited=%d code=%d signal=%d stopped_by=%s killed=%d "
-         "pids_hit=%d scratch_full=%d cpu_ms=%llu mem_peak=%llu\n",
-         o->exited, o->exit_code, o->signal,
-         egg::LimitKindName(o->stopped_by), o->killed,
-         o->processes_limit_hit, o->scratch_full,
-         static_cast<unsigned long long>(o->usage.cpu_ms),
-         static_cast<unsigned long long>(o->usage.memory_peak_bytes));
+  printf(
+      "OUTCOME exited=%d code=%d signal=%d stopped_by=%s killed=%d "
+      "pids_hit=%d scratch_full=%d cpu_ms=%llu mem_peak=%llu\n",
+      o->exited, o->exit_code, o->signal, egg::LimitKindName(o->stopped_by),
+      o->killed, o->processes_limit_hit, o->scratch_full,
+      static_cast<unsigned long long>(o->usage.cpu_ms),
+      static_cast<unsigned long long>(o->usage.memory_peak_bytes));
   return 0;
 }
