@@ -53,7 +53,7 @@ struct NotebookImport {
 };
 
 // Limits on what the decoders accept.
-inline constexpr uint64_t kMaxNotebookBytes = 256ull << 20;
+inline constexpr uint64_t kMaxIpynbBytes = 256ull << 20;
 inline constexpr size_t kMaxCells = 100000;
 inline constexpr int kMaxJsonDepth = 64;
 
@@ -103,6 +103,24 @@ struct NotebookRun {
 // "outputs" is absent. Unknown fields are ignored.
 [[nodiscard]] Result<NotebookRun> ParseRunResults(std::string_view text);
 nlohmann::json RunResultsToJson(const NotebookRun& run);
+
+struct RunReport;  // egg/hatch.h
+
+// Reads a display file written by the Python display driver
+// (src/hatch/drivers/python_display.py): one nbformat output object per
+// line. Every record is checked with NormalizeOutput; kInvalidArgument
+// names the line. At most kMaxDisplayRecords records.
+inline constexpr size_t kMaxDisplayRecords = 10000;
+[[nodiscard]] Result<nlohmann::json> ParseDisplayRecords(
+    std::string_view text);
+
+// Turns a hatch run into fresh outputs. For each cell, the display file
+// "<display_dir>/cell-<index>.jsonl" is used when present and valid (""
+// skips the lookup); otherwise raw stdout/stderr become stream outputs
+// and a failed cell gets an error output naming its status. A display
+// file that fails to parse is reported in the cell's `failure` note.
+NotebookRun RunFromHatch(const RunReport& report,
+                         const std::string& display_dir);
 
 // --- Comparison ------------------------------------------------------------
 

@@ -487,7 +487,7 @@ Result<NotebookImport> ParseIpynb(std::string_view text) {
 }
 
 Result<NotebookImport> ImportIpynb(const std::string& path) {
-  auto text = ReadFileToString(path, kMaxNotebookBytes);
+  auto text = ReadFileToString(path, kMaxIpynbBytes);
   if (!text) return Fail(text.error().Wrap(path));
   auto nb = ParseIpynb(*text);
   if (!nb) return Fail(nb.error().Wrap(path));

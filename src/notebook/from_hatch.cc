@@ -1,0 +1,170 @@
+// From a hatch run (egg/hatch.h) to nbformat outputs: display files from
+// the Python display driver when present, raw streams otherwise.
+#include <cctype>
+#include <optional>
+
+#include "common/fd.h"
+#include "egg/hatch.h"
+#include "egg/notebook.h"
+
+namespace egg {
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kMaxDisplayFileBytes = 256ull << 20;
+
+// Raw bytes as valid UTF-8 (bad sequences become U+FFFD), so that the
+// JSON holding them can always be written.
+std::string ValidUtf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (size_t i = 0; i < bytes.size();) {
+    auto b = static_cast<uint8_t>(bytes[i]);
+    size_t len = b < 0x80           ? 1
+                 : (b >> 5) == 0x6  ? 2
+                 : (b >> 4) == 0xE  ? 3
+                 : (b >> 3) == 0x1E ? 4
+                                    : 0;
+    bool ok = len > 0 && i + len <= bytes.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (static_cast<uint8_t>(bytes[i + k]) & 0xC0) == 0x80;
+    }
+    if (ok && len > 1) {
+      // Reject overlong forms and surrogates through a decode.
+      uint32_t cp = b & (0x7F >> len);
+      for (size_t k = 1; k < len; ++k) {
+        cp = (cp << 6) | (static_cast<uint8_t>(bytes[i + k]) & 0x3F);
+      }
+      static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[len] && cp <= 0x10FFFF &&
+           !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (!ok) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    out.append(bytes.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
+// "ZeroDivisionError: division by zero" as the last line of a Python
+// traceback on stderr, for runs without the display driver.
+std::optional<json> PythonErrorFromStderr(std::string_view err) {
+  size_t end = err.find_last_not_of("\n ");
+  if (end == std::string_view::npos) return std::nullopt;
+  size_t start = err.rfind('\n', end);
+  start = start == std::string_view::npos ? 0 : start + 1;
+  std::string_view line = err.substr(start, end - start + 1);
+  size_t colon = line.find(": ");
+  std::string_view name = line.substr(0, colon);
+  if (name.empty() || name.size() > 200) return std::nullopt;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+          c == '.')) {
+      return std::nullopt;
+    }
+  }
+  std::string_view value =
+      colon == std::string_view::npos ? "" : line.substr(colon + 2);
+  size_t dot = name.rfind('.');
+  if (dot != std::string_view::npos) name = name.substr(dot + 1);
+  return json{{"output_type", "error"},
+              {"ename", ValidUtf8(name)},
+              {"evalue", ValidUtf8(value)},
+              {"traceback", json::array()}};
+}
+
+std::string FailureOf(const CellResult& cell) {
+  std::string what = CellStatusName(cell.status);
+  if (!cell.limit.empty()) what += " (" + cell.limit + " limit)";
+  if (!cell.note.empty()) what += ": " + cell.note;
+  return what;
+}
+
+}  // namespace
+
+Result<json> ParseDisplayRecords(std::string_view text) {
+  json outputs = json::array();
+  size_t line_no = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++line_no;
+    if (line.empty()) continue;
+    std::string where = "display line " + std::to_string(line_no);
+    if (outputs.size() >= kMaxDisplayRecords) {
+      return Fail(Code::kInvalidArgument,
+                  where + ": more than " +
+                      std::to_string(kMaxDisplayRecords) + " outputs");
+    }
+    auto record = ParseJsonText(line, where);
+    if (!record) return Fail(record.error());
+    auto output = NormalizeOutput(*record, where);
+    if (!output) return Fail(output.error());
+    outputs.push_back(std::move(*output));
+  }
+  return outputs;
+}
+
+NotebookRun RunFromHatch(const RunReport& report,
+                         const std::string& display_dir) {
+  NotebookRun run;
+  for (const CellResult& cell : report.cells) {
+    CellRun out;
+    out.id = cell.id;
+    out.ran = cell.status != CellStatus::kNotRun;
+    out.failed = cell.status == CellStatus::kSessionDied ||
+                 cell.status == CellStatus::kLimit ||
+                 cell.status == CellStatus::kAgentFailed;
+    if (out.failed) out.failure = FailureOf(cell);
+    out.seconds = static_cast<double>(cell.duration_ms) / 1000.0;
+
+    bool have_display = false;
+    if (!display_dir.empty() && out.ran) {
+      std::string path =
+          display_dir + "/cell-" + std::to_string(cell.index) + ".jsonl";
+      auto text = ReadFileToString(path, kMaxDisplayFileBytes);
+      if (text) {
+        auto outputs = ParseDisplayRecords(*text);
+        if (outputs) {
+          out.outputs = std::move(*outputs);
+          have_display = true;
+        } else {
+          out.failure = outputs.error().message();
+        }
+      }
+    }
+    if (!have_display) {
+      std::string stdout_text = ValidUtf8(cell.stdout_data.bytes);
+      std::string stderr_text = ValidUtf8(cell.stderr_data.bytes);
+      if (!stdout_text.empty()) {
+        out.outputs.push_back({{"output_type", "stream"},
+                               {"name", "stdout"},
+                               {"text", stdout_text}});
+      }
+      if (!stderr_text.empty()) {
+        out.outputs.push_back({{"output_type", "stream"},
+                               {"name", "stderr"},
+                               {"text", stderr_text}});
+      }
+      std::string lang = cell.language;
+      if (cell.status == CellStatus::kError &&
+          (lang == "python" || lang == "python3" || lang == "py")) {
+        if (auto error = PythonErrorFromStderr(stderr_text)) {
+          out.outputs.push_back(std::move(*error));
+        }
+      }
+    }
+    run.cells.push_back(std::move(out));
+  }
+  return run;
+}
+
+}  // namespace egg
