@@ -126,6 +126,15 @@ struct ManifestOptions {
     const Manifest& manifest);
 [[nodiscard]] Result<std::string> NotebookJson(const Manifest& manifest);
 
+// Builds the data tree of `manifest` under `stage_dir` (an existing empty
+// folder): each entry at its `to` path, files hard-linked where possible
+// and copied otherwise, folders recreated. Sources are re-opened without
+// following symlinks; one that changed type since parsing is
+// kInvalidArgument; kIo on file system errors. The caller removes
+// `stage_dir`.
+[[nodiscard]] Status StageData(const Manifest& manifest,
+                               const std::string& stage_dir);
+
 // Human units. Durations: "500ms", "30s", "5m", "2h", "1d" (a unit is
 // required). Sizes: plain bytes "4096", or "B", "KiB", "MiB", "GiB", "TiB",
 // "kB", "MB", "GB", "TB". Overflow and junk are kInvalidArgument.
