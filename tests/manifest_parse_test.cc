@@ -601,6 +601,17 @@ TEST_F(ManifestTest, RejectsRuntimeFolderThatIsAFile) {
               Code::kInvalidArgument, 2, 19);
 }
 
+TEST(ManifestExample, BundledExampleIsValid) {
+  auto m = LoadManifest(std::string(EGG_SOURCE_DIR) +
+                        "/examples/hello/egg.yaml");
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  EXPECT_EQ(m->name, "plant-growth");
+  EXPECT_EQ(m->runtime.kind, RuntimeKind::kDebian);
+  EXPECT_EQ(m->created_from, Manifest::CreatedFrom::kManifest);
+  EXPECT_EQ(m->data.size(), 1u);
+  EXPECT_GE(m->cells.size(), 4u);
+}
+
 // ---- units, times, licenses, names ----------------------------------------
 
 TEST(ManifestUnits, ParsesDurationsAndSizes) {

@@ -1,0 +1,278 @@
+// egg build: egg.yaml in, one egg out. Parses and checks the manifest,
+// stages the data tree, brings the runtime into the local store, writes
+// the egg atomically and, with --sign, signs it before it is published.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cli/cli.h"
+#include "egg/crypto.h"
+#include "egg/egg.h"
+#include "egg/manifest.h"
+#include "egg/runtime.h"
+#include "egg/store.h"
+
+namespace egg::cli {
+namespace {
+
+struct BuildArgs {
+  std::string manifest;
+  std::string out;
+  std::string key;
+  bool force = false;
+  bool refresh_runtime = false;
+};
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+std::string FolderOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// A folder removed (with everything in it) when this goes out of scope.
+class TempFolder {
+ public:
+  static Result<TempFolder> Create(const std::string& parent,
+                                   const std::string& prefix) {
+    std::string tmpl = parent + "/" + prefix + "XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      return Fail(Code::kIo, "creating a folder in " + Quote(parent) + ": " +
+                                 std::strerror(errno));
+    }
+    return TempFolder(tmpl);
+  }
+  TempFolder(TempFolder&& other) noexcept : path_(std::move(other.path_)) {
+    other.path_.clear();
+  }
+  ~TempFolder() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempFolder(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// A file path unlinked when this goes out of scope.
+struct RemoveOnExit {
+  std::string path;
+  ~RemoveOnExit() {
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+// The runtime as a tree in the store (imported or built if needed).
+Result<Digest> RuntimeTree(const Manifest& m, Store& store,
+                           bool refresh) {
+  const RuntimeSpec& r = m.runtime;
+  std::string path = m.folder + "/" + r.path;
+  switch (r.kind) {
+    case RuntimeKind::kFolder: {
+      auto info = ImportRuntimeFolder(store, path);
+      if (!info) return Fail(info.error().Wrap("runtime folder " + Quote(path)));
+      return info->digest;
+    }
+    case RuntimeKind::kTarball: {
+      auto info = ImportRuntimeTar(store, path);
+      if (!info) {
+        return Fail(info.error().Wrap("runtime tarball " + Quote(path)));
+      }
+      return info->digest;
+    }
+    case RuntimeKind::kDigest: {
+      auto d = ParseDigest(r.digest);
+      if (!d) return Fail(d.error());
+      return *d;
+    }
+    case RuntimeKind::kDebian: {
+      DebianOptions options;
+      options.suite = r.suite;
+      options.packages = r.packages;
+      if (!refresh) {
+        // Reuse a runtime built earlier for the same request, so that a
+        // rebuild gives the same egg rather than newer packages.
+        auto list = ListRuntimes(store);
+        if (list) {
+          for (const RuntimeInfo& info : *list) {
+            std::vector<std::string> requested = info.requested;
+            std::sort(requested.begin(), requested.end());
+            if (info.source == "debian" && info.suite == r.suite &&
+                requested == r.packages) {
+              std::fprintf(stderr,
+                           "egg: using the stored Debian runtime %s "
+                           "(--refresh-runtime builds a new one)\n",
+                           DigestRef(info.digest).c_str());
+              return info.digest;
+            }
+          }
+        }
+      }
+      Progress progress("building the Debian runtime with mmdebstrap", 0);
+      auto info = CreateDebianRuntime(store, options);
+      if (!info) return Fail(info.error().Wrap("runtime debian"));
+      return info->digest;
+    }
+    case RuntimeKind::kOci:
+      return Fail(Code::kNotSupported,
+                  "runtime oci: fetching a runtime from a registry is not "
+                  "supported by egg build yet; pull it into the store and "
+                  "use 'digest:'");
+    case RuntimeKind::kNone:
+      break;
+  }
+  return Fail(Code::kInvalidArgument, "the manifest names no runtime");
+}
+
+// Signs the unsigned egg at `unsigned_path` into `out`.
+Status SignInto(const std::string& unsigned_path, const std::string& out,
+                crypto::Signer& signer, bool overwrite) {
+  auto egg = EggFile::Open(unsigned_path, EggFile::Depth::kSummary);
+  if (!egg) return Fail(egg.error());
+  auto chain = crypto::DecodeChain(egg->signatures());
+  if (!chain) return Fail(chain.error());
+  auto time = crypto::SigningTime();
+  if (!time) return Fail(time.error());
+  if (Status s = crypto::AppendSignature(*chain, egg->content_root(), signer,
+                                         "builder", *time);
+      !s) {
+    return s;
+  }
+  return egg->WriteWithSignatures(crypto::EncodeChain(*chain), out,
+                                  overwrite);
+}
+
+int RunBuild(const BuildArgs& a) {
+  // 1. The manifest: every check happens before anything is written.
+  auto m = LoadManifest(a.manifest);
+  if (!m) return Report(m.error());
+  if (m->created_from == Manifest::CreatedFrom::kDefault) {
+    Warn("no 'created' in the manifest and no SOURCE_DATE_EPOCH: the egg "
+         "says it was created at " + m->created);
+  }
+  const std::string out =
+      a.out.empty() ? FolderOf(a.manifest) + "/" + m->name + ".egg" : a.out;
+  struct stat st;
+  if (!a.force && ::lstat(out.c_str(), &st) == 0) {
+    return Report(Error(Code::kInvalidArgument,
+                        Quote(out) + " exists (use --force to replace it)"));
+  }
+  std::unique_ptr<crypto::Signer> signer;
+  if (!a.key.empty()) {
+    auto s = crypto::LoadSigner(a.key);
+    if (!s) return Report(s.error().Wrap("--sign " + Quote(a.key)));
+    signer = std::move(*s);
+  }
+
+  // 2. The stored forms of the manifest and notebook.
+  auto manifest_json = ManifestJsonValue(*m);
+  if (!manifest_json) return Report(manifest_json.error());
+  auto notebook_json = NotebookJsonValue(*m);
+  if (!notebook_json) return Report(notebook_json.error());
+
+  // 3. The data tree, staged beside the output (same file system, so
+  // files are hard-linked rather than copied).
+  const std::string out_folder = FolderOf(out);
+  std::optional<TempFolder> stage;
+  EggInput input;
+  input.manifest = std::move(*manifest_json);
+  input.notebook = std::move(*notebook_json);
+  if (!m->data.empty()) {
+    auto folder = TempFolder::Create(out_folder, ".egg-build-");
+    if (!folder) return Report(folder.error());
+    stage.emplace(std::move(*folder));
+    if (Status s = StageData(*m, stage->path()); !s) return Report(s.error());
+    TreeInput data;
+    data.name = "data";
+    data.directory = stage->path();
+    input.trees.push_back(std::move(data));
+  }
+
+  // 4. The runtime, through the local store.
+  auto store = Store::Open();
+  if (!store) return Report(store.error().Wrap("local store"));
+  auto runtime = RuntimeTree(*m, *store, a.refresh_runtime);
+  if (!runtime) return Report(runtime.error());
+  auto encoded = store->Get(ObjectKind::kTree, *runtime);
+  if (!encoded) {
+    return Report(encoded.error().Wrap("runtime " + DigestRef(*runtime) +
+                                       " in the local store"));
+  }
+  auto tree = DecodeTree(*encoded);
+  if (!tree) return Report(tree.error().Wrap("runtime " + DigestRef(*runtime)));
+  StoreChunkSource source(*store);
+  TreeInput rt;
+  rt.name = "runtime";
+  rt.tree = std::move(*tree);
+  rt.source = &source;
+  input.trees.push_back(std::move(rt));
+
+  // 5. Write: straight to `out`, or unsigned beside it and then signed
+  // into `out`, so that `out` appears whole or not at all.
+  WriteOptions options;
+  options.force = a.force;
+  Progress progress("writing " + out, 0);
+  options.progress = [&progress](uint64_t done, uint64_t total) {
+    progress.Update(done);
+  };
+  RemoveOnExit unsigned_file;
+  std::string target = out;
+  if (signer) {
+    auto folder = TempFolder::Create(out_folder, ".egg-sign-");
+    if (!folder) return Report(folder.error());
+    // The folder is only a unique name; the file replaces it.
+    target = folder->path() + ".egg";
+    unsigned_file.path = target;
+    options.force = false;
+  }
+  auto summary = WriteEgg(input, target, options);
+  progress.Done();
+  if (!summary) return Report(summary.error());
+  if (signer) {
+    if (Status s = SignInto(target, out, *signer, a.force); !s) {
+      return Report(s.error().Wrap("signing " + Quote(out)));
+    }
+  }
+
+  std::fprintf(stderr,
+               "egg: built %s: %zu cells, %llu data files (%llu bytes), "
+               "runtime %s, %llu bytes\n",
+               Quote(out).c_str(), m->cells.size(),
+               static_cast<unsigned long long>(m->data_summary.files),
+               static_cast<unsigned long long>(m->data_summary.bytes),
+               DigestRef(*runtime).c_str(),
+               static_cast<unsigned long long>(summary->file_bytes));
+  std::printf("%s  %s\n", DigestRef(summary->content_root).c_str(),
+              out.c_str());
+  return kExitOk;
+}
+
+Registration reg(10, [](CLI::App& app) {
+  auto a = std::make_shared<BuildArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "build", "Build an egg from an egg.yaml manifest (docs/MANIFEST.md)");
+  sub->add_option("manifest", a->manifest, "The egg.yaml")->required();
+  sub->add_option("-o,--output", a->out,
+                  "Output file (default: <name>.egg beside the manifest)");
+  sub->add_option("--sign", a->key,
+                  "Sign with this OpenSSH Ed25519 key as the builder");
+  sub->add_flag("--force", a->force, "Replace an existing output file");
+  sub->add_flag("--refresh-runtime", a->refresh_runtime,
+                "Build a Debian runtime again instead of reusing the one "
+                "in the local store");
+  return std::pair<CLI::App*, Runner>(sub, [a] { return RunBuild(*a); });
+});
+
+}  // namespace
+}  // namespace egg::cli
