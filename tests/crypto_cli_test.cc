@@ -192,6 +192,8 @@ TEST_F(CryptoCli, UntrustedSignerIsNeverReportedAsVerified) {
   auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["signatures"]["state"], "untrusted");
   EXPECT_FALSE(j["signatures"]["entries"][0]["trusted"].get<bool>());
+  EXPECT_FALSE(j["verified"].get<bool>());
+  EXPECT_TRUE(j["content_intact"].get<bool>());
 }
 
 TEST_F(CryptoCli, DefaultTrustFileIsUsedWhenPresent) {

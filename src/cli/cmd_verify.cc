@@ -100,7 +100,9 @@ int RunVerify(const VerifyArgs& a) {
 
   const bool chain_ok = report.state != crypto::SignatureState::kInvalid;
   const bool trusted = report.state == crypto::SignatureState::kTrusted;
-  const bool verified = chain_ok && (!a.require_signature || trusted);
+  // "verified" means a trusted key vouches for this content; an unsigned
+  // or untrusted-only egg is never called verified, even when it exits 0.
+  const bool verified = chain_ok && trusted;
   std::string trust_desc =
       trust_ptr ? trust_ptr->origin() : std::string("none");
 
