@@ -200,6 +200,44 @@ TEST_F(ManifestTest, RejectsMalformedSourceDateEpoch) {
   EXPECT_EQ(m.error().code(), Code::kInvalidArgument);
 }
 
+TEST_F(ManifestTest, AcceptsCommandLanguages) {
+  auto m = Parse(std::string(kHead) +
+                 "languages:\n"
+                 "  node: {command: [node, '{file}'], suffix: .js}\n"
+                 "  julia: {command: [julia, --startup-file=no, '{file}']}\n"
+                 "cells:\n  - {language: node, code: 'console.log(1)'}\n");
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  ASSERT_EQ(m->languages.size(), 2u);
+  EXPECT_EQ(m->languages[0].name, "julia");
+  EXPECT_EQ(m->languages[1].suffix, ".js");
+  auto json = ManifestJson(*m);
+  ASSERT_TRUE(json.has_value());
+  EXPECT_NE(json->find("\"node\":{\"command\":[\"node\",\"{file}\"],"
+                       "\"suffix\":\".js\"}"),
+            std::string::npos)
+      << *json;
+}
+
+TEST_F(ManifestTest, RejectsLanguageCommandWithoutFile) {
+  ExpectError(std::string(kHead) + kCells +
+                  "languages: {node: {command: [node, x.js]}}\n",
+              Code::kInvalidArgument, 6, 29);
+}
+
+TEST_F(ManifestTest, RejectsRedefiningBuiltinLanguage) {
+  ExpectError(std::string(kHead) + kCells +
+                  "languages: {python: {command: [sh, '{file}']}}\n",
+              Code::kInvalidArgument, 6, 13);
+}
+
+TEST_F(ManifestTest, RejectsDeeplyNestedYamlWithoutCrashing) {
+  std::string deep = "name: " + std::string(100000, '[') +
+                     std::string(100000, ']') + "\n";
+  auto m = Parse(deep);
+  ASSERT_FALSE(m.has_value());
+  EXPECT_EQ(m.error().code(), Code::kInvalidArgument);
+}
+
 TEST_F(ManifestTest, AcceptsEveryRuntimeKind) {
   dir_.Write("root.tar.zst", "not read at parse time");
   std::string digest = "sha256:" + std::string(64, 'a');
@@ -711,7 +749,7 @@ TEST_F(ManifestTest, ManifestJsonIsCanonical) {
             "\"data\":{\"bytes\":8,\"entries\":[{\"path\":\"measurements.csv\","
             "\"type\":\"file\"}],\"files\":1,\"folders\":0,\"mount\":\"/data\","
             "\"tree\":\"data\"},\"description\":\"\",\"egg_manifest\":1,"
-            "\"license\":\"MIT\",\"limits\":{\"memory_bytes\":1073741824},"
+            "\"languages\":{},\"license\":\"MIT\",\"limits\":{\"memory_bytes\":1073741824},"
             "\"name\":\"demo\",\"permissions\":{\"devices\":[],\"host_paths\":"
             "[],\"network\":false},\"runtime\":{\"kind\":\"folder\",\"tree\":"
             "\"runtime\"}}");

@@ -72,6 +72,14 @@ struct RuntimeSpec {
   std::string reference;              // kOci: "oci://host/repo@sha256:..."
 };
 
+// A language run as one process per cell (for hatch's CommandLanguage):
+// `command` is argv with "{file}" standing for the cell's source file.
+struct ManifestLanguage {
+  std::string name;                  // lower case, not a built-in language
+  std::vector<std::string> command;  // 1-64 arguments; one has "{file}"
+  std::string suffix;                // "" or "." + 1-16 of [A-Za-z0-9]
+};
+
 struct Manifest {
   std::string name;         // [A-Za-z0-9._-]{1,64}, not starting with '.'
   std::string description;  // may be empty
@@ -82,6 +90,7 @@ struct Manifest {
   enum class CreatedFrom { kManifest, kSourceDateEpoch, kDefault };
   CreatedFrom created_from = CreatedFrom::kDefault;
 
+  std::vector<ManifestLanguage> languages;  // sorted by name
   std::vector<ManifestCell> cells;  // in notebook order; at least one code cell
   std::vector<DataEntry> data;
   DataSummary data_summary;

@@ -97,8 +97,13 @@ Result<nlohmann::json> ManifestJsonValue(const Manifest& m) {
     ++code_cells;
     languages.insert(c.language);
   }
+  json langs = json::object();
+  for (const ManifestLanguage& l : m.languages) {
+    langs[l.name] = {{"command", l.command}, {"suffix", l.suffix}};
+  }
   return json{
       {"egg_manifest", kManifestJsonVersion},
+      {"languages", std::move(langs)},
       {"name", m.name},
       {"description", m.description},
       {"author", m.author},

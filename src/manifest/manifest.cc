@@ -112,6 +112,7 @@ class Parser {
                                        const std::string& where) const;
   Status CheckCellPermissions(const Permissions& cell, const Node& node,
                               const std::string& where) const;
+  Status Languages(const Node& node);
   Status Cells(const Node& node);
   Status Cell(const Node& node, size_t index);
   Status Data(const Node& node);
@@ -491,6 +492,82 @@ bool IsLanguage(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
            c == '.' || c == '_' || c == '-';
   });
+}
+
+// Languages with a live session in hatch; a manifest cannot redefine them.
+bool IsBuiltinLanguage(std::string_view s) {
+  for (std::string_view b : {"python", "python3", "py", "bash", "sh", "r"}) {
+    if (s == b) return true;
+  }
+  return false;
+}
+
+Status Parser::Languages(const Node& node) {
+  if (!node.IsMap()) return At(node, "languages: expected a mapping");
+  std::set<std::string> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const Node& key = it->first;
+    if (!key.IsScalar() || !IsLanguage(key.Scalar())) {
+      return At(key, "languages: " + Quote(key.IsScalar() ? key.Scalar() : "") +
+                         " must be 1-32 of [a-z0-9+._-]");
+    }
+    ManifestLanguage lang;
+    lang.name = key.Scalar();
+    std::string where = "language " + Quote(lang.name);
+    if (!seen.insert(lang.name).second) {
+      return At(key, "duplicate key " + Quote(lang.name) + " in languages");
+    }
+    if (IsBuiltinLanguage(lang.name)) {
+      return At(key, where + " is built in and cannot be redefined");
+    }
+    auto fields = Map(it->second, where, {"command", "suffix"});
+    if (!fields) return tl::unexpected(fields.error());
+    const Node* command = fields->Get("command");
+    if (command == nullptr) {
+      return At(it->second, "missing key 'command' in " + where);
+    }
+    auto args = Sequence(*command, "command in " + where);
+    if (!args) return tl::unexpected(args.error());
+    if (args->empty() || args->size() > 64) {
+      return At(*command, "command in " + where + ": 1 to 64 arguments");
+    }
+    bool has_file = false;
+    for (const Node& arg : *args) {
+      auto a = String(arg, "command in " + where);
+      if (!a) return tl::unexpected(a.error());
+      if (a->empty() || a->size() > 4096 || !IsPrintableUtf8(*a)) {
+        return At(arg, "command in " + where +
+                           ": an argument is empty, too long or has a"
+                           " control character");
+      }
+      has_file = has_file || a->find("{file}") != std::string::npos;
+      lang.command.push_back(*a);
+    }
+    if (!has_file) {
+      return At(*command, "command in " + where +
+                              " must contain {file} (the cell's file)");
+    }
+    if (const Node* suffix = fields->Get("suffix")) {
+      auto sfx = String(*suffix, "suffix in " + where);
+      if (!sfx) return tl::unexpected(sfx.error());
+      bool ok = sfx->size() >= 2 && sfx->size() <= 17 && (*sfx)[0] == '.' &&
+                std::all_of(sfx->begin() + 1, sfx->end(), [](char c) {
+                  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9');
+                });
+      if (!ok) {
+        return At(*suffix, "suffix " + Quote(*sfx) + " in " + where +
+                               " must be '.' and 1-16 of [A-Za-z0-9]");
+      }
+      lang.suffix = *sfx;
+    }
+    m_.languages.push_back(std::move(lang));
+  }
+  std::sort(m_.languages.begin(), m_.languages.end(),
+            [](const ManifestLanguage& a, const ManifestLanguage& b) {
+              return a.name < b.name;
+            });
+  return {};
 }
 
 Status Parser::Cells(const Node& node) {
@@ -1056,7 +1133,8 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
     }
     auto top = Map(root, "",
                    {"name", "description", "author", "license", "created",
-                    "cells", "data", "runtime", "permissions", "limits"});
+                    "cells", "data", "runtime", "permissions", "limits",
+                    "languages"});
     if (!top) return tl::unexpected(top.error());
     if (Status s = Metadata(*top); !s) return tl::unexpected(s.error());
 
@@ -1072,6 +1150,9 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
     }
     egg_bound_ = MergeLimits(m_.limits, DefaultEggLimits());
 
+    if (const Node* v = top->Get("languages")) {
+      if (Status s = Languages(*v); !s) return tl::unexpected(s.error());
+    }
     const Node* cells = top->Get("cells");
     if (cells == nullptr) return At(root, "missing key 'cells'");
     if (Status s = Cells(*cells); !s) return tl::unexpected(s.error());
