@@ -15,9 +15,9 @@ Status CheckName(std::string_view name) {
     return Fail(Code::kInvalidArgument,
                 "name '" + std::string(name) + "' is not allowed");
   }
-  if (name.size() > kMaxNameBytes) {
+  if (name.size() > kMaxNameComponentBytes) {
     return Fail(Code::kInvalidArgument,
-                "name longer than " + std::to_string(kMaxNameBytes) +
+                "name longer than " + std::to_string(kMaxNameComponentBytes) +
                     " bytes");
   }
   if (name.find('/') != std::string_view::npos) {
@@ -34,9 +34,9 @@ Status CheckName(std::string_view name) {
 
 Result<std::string> NormalizeRelativePath(std::string_view path) {
   if (path.empty()) return Fail(Code::kInvalidArgument, "empty path");
-  if (path.size() > kMaxPathBytes) {
+  if (path.size() > kMaxRelativePathBytes) {
     return Fail(Code::kInvalidArgument,
-                "path longer than " + std::to_string(kMaxPathBytes) +
+                "path longer than " + std::to_string(kMaxRelativePathBytes) +
                     " bytes");
   }
   if (path.front() == '/') {

@@ -14,12 +14,12 @@ namespace egg {
 
 // Longest single component and longest relative path, in bytes (Linux's
 // NAME_MAX and PATH_MAX).
-inline constexpr size_t kMaxNameBytes = 255;
-inline constexpr size_t kMaxPathBytes = 4096;
+inline constexpr size_t kMaxNameComponentBytes = 255;
+inline constexpr size_t kMaxRelativePathBytes = 4096;
 
 // Checks one path component: not empty, not "." or "..", no '/', no NUL,
 // valid UTF-8, no C0/C1 control character (nor bidi or line separators),
-// at most kMaxNameBytes. kInvalidArgument names the first problem.
+// at most kMaxNameComponentBytes. kInvalidArgument names the first problem.
 [[nodiscard]] Status CheckName(std::string_view name);
 
 // Turns a relative path into its one spelling: "a//b", "./a/" and "a/./b"
