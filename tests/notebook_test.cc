@@ -438,6 +438,25 @@ TEST(Compare, KeepsNumbersThatAreNotTimings) {
   EXPECT_FALSE(Cmp({Stream("3 cats\n")}, {Stream("4 cats\n")}, opt).equal);
 }
 
+TEST(Compare, FloatsWithinRelativeToleranceMatch) {
+  CompareOptions opt;
+  EXPECT_TRUE(
+      Cmp({Result1("0.6186673737323087")}, {Result1("0.61866737373231")}, opt)
+          .equal);
+  EXPECT_FALSE(Cmp({Result1("0.6186673")}, {Result1("0.6186674")}, opt).equal);
+  opt.float_relative_tolerance = 0;
+  EXPECT_FALSE(
+      Cmp({Result1("0.6186673737323087")}, {Result1("0.61866737373231")}, opt)
+          .equal);
+}
+
+TEST(Compare, IntegersMustMatchExactly) {
+  CompareOptions opt;
+  opt.float_relative_tolerance = 0.5;
+  EXPECT_FALSE(Cmp({Result1("[10, 20]")}, {Result1("[10, 21]")}, opt).equal);
+  EXPECT_TRUE(Cmp({Result1("[1.0, 20]")}, {Result1("[1.1, 20]")}, opt).equal);
+}
+
 TEST(Compare, IgnoresTrailingWhitespaceAndAnsiColour) {
   CompareOptions opt;
   EXPECT_TRUE(

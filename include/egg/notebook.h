@@ -111,8 +111,7 @@ struct RunReport;  // egg/hatch.h
 // line. Every record is checked with NormalizeOutput; kInvalidArgument
 // names the line. At most kMaxDisplayRecords records.
 inline constexpr size_t kMaxDisplayRecords = 10000;
-[[nodiscard]] Result<nlohmann::json> ParseDisplayRecords(
-    std::string_view text);
+[[nodiscard]] Result<nlohmann::json> ParseDisplayRecords(std::string_view text);
 
 // Turns a hatch run into fresh outputs. For each cell, the display file
 // "<display_dir>/cell-<index>.jsonl" is used when present and valid (""
@@ -133,6 +132,10 @@ struct CompareOptions {
   bool strip_ansi = true;           // colour codes (tracebacks)
   bool compare_stderr = false;      // warnings vary between versions
   bool compare_tracebacks = false;  // errors compare by ename and evalue
+  // Decimal numbers with a '.' or exponent in text match when within this
+  // relative difference (float summation changed between Python
+  // versions); integers always match exactly. 0 demands equal text.
+  double float_relative_tolerance = 1e-12;
   ImageCompare images = ImageCompare::kPixels;
   int pixel_tolerance = 16;            // per channel, 0-255
   double max_differing_pixels = 0.01;  // fraction allowed past tolerance

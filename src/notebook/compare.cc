@@ -3,6 +3,7 @@
 // whitespace, ANSI colour), images by decoded pixels or by hash.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -133,6 +134,62 @@ std::string MaskTimings(std::string_view text) {
     out += text[i++];
   }
   return out;
+}
+
+// Extent of a decimal number at text[i] ("-1.5e-3"), 0 if none; sets
+// *is_float when it has a fraction or an exponent.
+size_t NumberLength(std::string_view text, size_t i, bool* is_float) {
+  if (i > 0 && (IsWordChar(text[i - 1]) || text[i - 1] == '.')) return 0;
+  size_t j = i;
+  if (j < text.size() && text[j] == '-') ++j;
+  size_t digits = j;
+  while (j < text.size() && IsDigit(text[j])) ++j;
+  if (j == digits) return 0;
+  *is_float = false;
+  if (j + 1 < text.size() && text[j] == '.' && IsDigit(text[j + 1])) {
+    *is_float = true;
+    ++j;
+    while (j < text.size() && IsDigit(text[j])) ++j;
+  }
+  if (j < text.size() && (text[j] == 'e' || text[j] == 'E')) {
+    size_t k = j + 1;
+    if (k < text.size() && (text[k] == '+' || text[k] == '-')) ++k;
+    if (k < text.size() && IsDigit(text[k])) {
+      *is_float = true;
+      j = k;
+      while (j < text.size() && IsDigit(text[j])) ++j;
+    }
+  }
+  return j - i;
+}
+
+// Equal text, or equal but for decimal numbers within `tolerance`.
+bool TextsMatch(std::string_view a, std::string_view b, double tolerance) {
+  if (a == b) return true;
+  if (tolerance <= 0) return false;
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    bool fa = false, fb = false;
+    size_t na = NumberLength(a, i, &fa);
+    size_t nb = NumberLength(b, j, &fb);
+    if (na > 0 && nb > 0) {
+      std::string sa(a.substr(i, na)), sb(b.substr(j, nb));
+      if (sa != sb) {
+        if (!fa && !fb) return false;
+        double x = std::strtod(sa.c_str(), nullptr);
+        double y = std::strtod(sb.c_str(), nullptr);
+        double scale = std::max(std::fabs(x), std::fabs(y));
+        if (std::fabs(x - y) > tolerance * scale) return false;
+      }
+      i += na;
+      j += nb;
+      continue;
+    }
+    if (a[i] != b[j]) return false;
+    ++i;
+    ++j;
+  }
+  return i == a.size() && j == b.size();
 }
 
 std::string TrimTrailingWhitespace(std::string_view text) {
@@ -338,7 +395,8 @@ OutputComparison CompareData(const json& a, const json& b,
     } else {
       std::string ta = NormalizeText(StringOf(da[mime]), options);
       std::string tb = NormalizeText(StringOf(db[mime]), options);
-      one = {ta == tb, ta == tb ? "" : "  " + mime + ":\n" + TextDiff(ta, tb)};
+      bool same = TextsMatch(ta, tb, options.float_relative_tolerance);
+      one = {same, same ? "" : "  " + mime + ":\n" + TextDiff(ta, tb)};
     }
     if (!one.equal) {
       result.equal = false;
@@ -433,7 +491,8 @@ OutputComparison CompareOutputs(const json& stored, const json& fresh,
     } else {
       std::string ta = NormalizeText(a[i].text, options);
       std::string tb = NormalizeText(b[i].text, options);
-      one = {ta == tb, ta == tb ? "" : TextDiff(ta, tb)};
+      bool same = TextsMatch(ta, tb, options.float_relative_tolerance);
+      one = {same, same ? "" : TextDiff(ta, tb)};
     }
     if (!one.equal) {
       result.equal = false;

@@ -37,8 +37,7 @@ std::string ValidUtf8(std::string_view bytes) {
         cp = (cp << 6) | (static_cast<uint8_t>(bytes[i + k]) & 0x3F);
       }
       static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= kMin[len] && cp <= 0x10FFFF &&
-           !(cp >= 0xD800 && cp <= 0xDFFF);
+      ok = cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
     }
     if (!ok) {
       out += "\xEF\xBF\xBD";
@@ -101,8 +100,8 @@ Result<json> ParseDisplayRecords(std::string_view text) {
     std::string where = "display line " + std::to_string(line_no);
     if (outputs.size() >= kMaxDisplayRecords) {
       return Fail(Code::kInvalidArgument,
-                  where + ": more than " +
-                      std::to_string(kMaxDisplayRecords) + " outputs");
+                  where + ": more than " + std::to_string(kMaxDisplayRecords) +
+                      " outputs");
     }
     auto record = ParseJsonText(line, where);
     if (!record) return Fail(record.error());

@@ -144,10 +144,31 @@ class _Tee(io.TextIOBase):
         return self._target.buffer
 
 
+def _counter_printer(obj, p, cycle):
+    # Counter's own repr order (most common first), which IPython's
+    # printer has not always kept.
+    name = type(obj).__name__
+    if cycle:
+        p.text(name + "(...)")
+    elif not len(obj):
+        p.text(name + "()")
+    else:
+        with p.group(len(name) + 1, name + "(", ")"):
+            p.pretty(dict(obj.most_common()))
+
+
+_pretty = None
+
+
 def _plain(obj):
+    global _pretty
     try:
-        from IPython.lib.pretty import pretty
-        return pretty(obj, max_width=79)
+        if _pretty is None:
+            import collections
+            from IPython.lib import pretty as module
+            module.for_type(collections.Counter, _counter_printer)
+            _pretty = module
+        return _pretty.pretty(obj, max_width=79)
     except ImportError:
         pass
     except Exception:
