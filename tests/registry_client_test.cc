@@ -43,8 +43,8 @@ TEST(ReferenceTest, RejectsMalformedReferences) {
   for (const char* bad :
        {"", "noslash", "host/", "host/Repo:tag", "host/repo", "host:0/r:t",
         "host:99999/r:t", "host:/r:t", "ho st/r:t", "host/r:-tag",
-        "host/r@sha512:00", "host/r@sha256:abc", "host/a//b:t",
-        "host/a..b:t", "..host/r:t", "host/r:t\n"}) {
+        "host/r@sha512:00", "host/r@sha256:abc", "host/a//b:t", "host/a..b:t",
+        "..host/r:t", "host/r:t\n"}) {
     auto ref = ParseReference(bad);
     EXPECT_FALSE(ref) << bad;
     if (!ref) {
@@ -100,10 +100,9 @@ TEST(TrustConfigTest, ParsesEveryKeyAndResolvesPaths) {
 }
 
 TEST(TrustConfigTest, RejectsUnknownKeysAndWrongTypes) {
-  for (const char* bad :
-       {"plain_htp: []", "plain_http: yes", "plain_http: [[1]]",
-        "runtime_signers: [a]", "[1, 2]", "redirect_hosts: [\"\"]",
-        "a: [unclosed"}) {
+  for (const char* bad : {"plain_htp: []", "plain_http: yes",
+                          "plain_http: [[1]]", "runtime_signers: [a]", "[1, 2]",
+                          "redirect_hosts: [\"\"]", "a: [unclosed"}) {
     auto config = ParseTrustConfig(bad, "/cfg");
     EXPECT_FALSE(config) << bad;
     if (!config) {
@@ -230,8 +229,7 @@ class HostileServerTest : public ::testing::Test {
 
   // Fetches into a fresh folder and returns the error code; checks the
   // folder is empty afterwards on failure.
-  Result<std::string> FetchTo(RegistryClient& client,
-                              const std::string& repo) {
+  Result<std::string> FetchTo(RegistryClient& client, const std::string& repo) {
     TempDir out;
     std::string path = out.path() + "/blob";
     auto st = client.FetchBlobToFile(repo, GoodBlob(), path);
@@ -507,13 +505,11 @@ TEST_F(DockerRegistryTest, PushesManifestByTagAndFetchesByDigest) {
   Digest cd = Sha256Of(config);
   ASSERT_TRUE(client->PushBlob("lab/m", cd, config));
   std::string manifest =
-      "{\"schemaVersion\":2,\"mediaType\":\"" +
-      std::string(kOciManifestType) + "\",\"artifactType\":\"" +
-      std::string(kEggArtifactType) + "\",\"config\":{\"mediaType\":\"" +
-      std::string(kEggConfigType) + "\",\"digest\":\"" + DigestRef(cd) +
-      "\",\"size\":2},\"layers\":[]}";
-  auto digest = client->PushManifest("lab/m", "v1", kOciManifestType,
-                                     manifest);
+      "{\"schemaVersion\":2,\"mediaType\":\"" + std::string(kOciManifestType) +
+      "\",\"artifactType\":\"" + std::string(kEggArtifactType) +
+      "\",\"config\":{\"mediaType\":\"" + std::string(kEggConfigType) +
+      "\",\"digest\":\"" + DigestRef(cd) + "\",\"size\":2},\"layers\":[]}";
+  auto digest = client->PushManifest("lab/m", "v1", kOciManifestType, manifest);
   ASSERT_TRUE(digest) << digest.error().message();
   auto by_tag = client->FetchManifest("lab/m", "v1");
   ASSERT_TRUE(by_tag) << by_tag.error().message();

@@ -3,7 +3,11 @@
 // and refusals that leave nothing behind.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -80,9 +84,8 @@ class EggRegistryTest : public ::testing::Test {
   }
 
   Reference Ref(const std::string& repo_tag) {
-    auto ref = ParseReference("127.0.0.1:" +
-                              std::to_string(server_->port()) + "/" +
-                              repo_tag);
+    auto ref = ParseReference("127.0.0.1:" + std::to_string(server_->port()) +
+                              "/" + repo_tag);
     EXPECT_TRUE(ref) << ref.error().message();
     return *ref;
   }
@@ -130,9 +133,8 @@ TEST_F(EggRegistryTest, PulledEggIsByteIdenticalAndVerifies) {
 
   // Pinned by the manifest digest, too.
   std::string pinned = work.path() + "/pinned.egg";
-  auto by_digest = PullEgg(
-      Ref("lab/one@" + DigestRef(pushed->manifest)), pinned, false, store,
-      {});
+  auto by_digest = PullEgg(Ref("lab/one@" + DigestRef(pushed->manifest)),
+                           pinned, false, store, {});
   ASSERT_TRUE(by_digest) << by_digest.error().message();
   EXPECT_EQ(ReadAll(pinned), ReadAll(egg_path));
 }
@@ -142,11 +144,11 @@ TEST_F(EggRegistryTest, SecondPullFetchesNoPack) {
   std::string egg_path = MakeEgg(work.path(), "two", 3, 4);
   ASSERT_TRUE(PushEgg(egg_path, Ref("lab/two:v1"), {}));
   Store store = OpenStore(work.path() + "/store");
-  auto first = PullEgg(Ref("lab/two:v1"), work.path() + "/a.egg", false,
-                       store, {});
+  auto first =
+      PullEgg(Ref("lab/two:v1"), work.path() + "/a.egg", false, store, {});
   ASSERT_TRUE(first) << first.error().message();
-  auto second = PullEgg(Ref("lab/two:v1"), work.path() + "/b.egg", false,
-                        store, {});
+  auto second =
+      PullEgg(Ref("lab/two:v1"), work.path() + "/b.egg", false, store, {});
   ASSERT_TRUE(second) << second.error().message();
   EXPECT_EQ(second->packs_fetched, 0u);
   EXPECT_EQ(second->chunks_from_store, second->chunks);
@@ -166,10 +168,10 @@ TEST_F(EggRegistryTest, SharedRuntimeIsNeitherPushedNorPulledTwice) {
   EXPECT_LT(p2->bytes_sent, 2u << 20);
 
   Store store = OpenStore(work.path() + "/store");
-  ASSERT_TRUE(PullEgg(Ref("lab/shared:first"), work.path() + "/1.egg",
-                      false, store, {}));
-  auto pulled = PullEgg(Ref("lab/shared:second"), work.path() + "/2.egg",
-                        false, store, {});
+  ASSERT_TRUE(PullEgg(Ref("lab/shared:first"), work.path() + "/1.egg", false,
+                      store, {}));
+  auto pulled = PullEgg(Ref("lab/shared:second"), work.path() + "/2.egg", false,
+                        store, {});
   ASSERT_TRUE(pulled) << pulled.error().message();
   EXPECT_LT(pulled->packs_fetched, pulled->packs);
   EXPECT_GT(pulled->chunks_from_store, 0u);
@@ -195,8 +197,8 @@ TEST_F(EggRegistryTest, TamperedPackIsRefusedAndLeavesNoEgg) {
   for (const auto& layer : doc["layers"]) {
     if (layer["mediaType"] != kEggPackType) continue;
     auto d = ParseDigest(layer["digest"].get<std::string>());
-    std::fstream f(BlobPath(*d), std::ios::in | std::ios::out |
-                                     std::ios::binary);
+    std::fstream f(BlobPath(*d),
+                   std::ios::in | std::ios::out | std::ios::binary);
     ASSERT_TRUE(f) << BlobPath(*d);
     f.seekp(100);
     f.put('\x5a');
@@ -228,13 +230,12 @@ TEST_F(EggRegistryTest, RefusesArtifactThatIsNotAnEgg) {
   std::string config = "{}";
   ASSERT_TRUE((*client)->PushBlob("lab/img", Sha256Of(config), config));
   std::string manifest =
-      "{\"schemaVersion\":2,\"mediaType\":\"" +
-      std::string(kOciManifestType) +
+      "{\"schemaVersion\":2,\"mediaType\":\"" + std::string(kOciManifestType) +
       "\",\"config\":{\"mediaType\":"
       "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" +
       DigestRef(Sha256Of(config)) + "\",\"size\":2},\"layers\":[]}";
-  ASSERT_TRUE((*client)->PushManifest("lab/img", "v1", kOciManifestType,
-                                      manifest));
+  ASSERT_TRUE(
+      (*client)->PushManifest("lab/img", "v1", kOciManifestType, manifest));
   Store store = OpenStore(work.path() + "/store");
   auto pulled =
       PullEgg(Ref("lab/img:v1"), work.path() + "/x.egg", false, store, {});
@@ -254,6 +255,54 @@ TEST_F(EggRegistryTest, PullRefusesToReplaceAFileWithoutOverwrite) {
   ASSERT_FALSE(pulled);
   EXPECT_EQ(pulled.error().code(), Code::kInvalidArgument);
   EXPECT_EQ(ReadAll(out), "mine");
+}
+
+// Runs the egg binary with a shell command line; returns its exit status.
+int RunEgg(const std::string& args, std::string* out = nullptr) {
+  const char* bin = std::getenv("EGG_BIN");
+  std::string cmd = std::string(bin ? bin : "egg") + " " + args;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return -1;
+  char buf[4096];
+  std::string text;
+  while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) text.append(buf, n);
+  int status = ::pclose(pipe);
+  if (out) *out = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(EggRegistryTest, CliPushPrintsPinAndPullRoundTrips) {
+  if (std::getenv("EGG_BIN") == nullptr) {
+    GTEST_SKIP() << "EGG_BIN is not set (run through ctest)";
+  }
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "cli", 12, 13);
+  std::string host = "127.0.0.1:" + std::to_string(server_->port());
+  std::string pin;
+  ASSERT_EQ(RunEgg("push '" + egg_path + "' " + host + "/lab/cli:v1", &pin), 0);
+  while (!pin.empty() && pin.back() == '\n') pin.pop_back();
+  EXPECT_TRUE(pin.starts_with(host + "/lab/cli@sha256:")) << pin;
+  std::string out = work.path() + "/pulled.egg";
+  std::string store = work.path() + "/store";
+  ASSERT_EQ(RunEgg("pull " + pin + " -o '" + out + "' --store '" + store +
+                   "' 2>/dev/null"),
+            0);
+  EXPECT_EQ(ReadAll(out), ReadAll(egg_path));
+  // Refuses to replace the file, then does with --force.
+  EXPECT_EQ(RunEgg("pull " + pin + " -o '" + out + "' --store '" + store +
+                   "' 2>/dev/null"),
+            kExitUsage);
+  EXPECT_EQ(RunEgg("pull " + pin + " -o '" + out + "' --store '" + store +
+                   "' --force 2>/dev/null"),
+            0);
+  // A tag that was never pushed, and a password on the command line.
+  EXPECT_EQ(RunEgg("pull " + host + "/lab/cli:nope -o '" + work.path() +
+                   "/x.egg' --store '" + store + "' 2>/dev/null"),
+            kExitUsage);
+  EXPECT_FALSE(fs::exists(work.path() + "/x.egg"));
+  EXPECT_EQ(RunEgg("pull " + pin + " --username u -o '" + work.path() +
+                   "/y.egg' 2>/dev/null"),
+            kExitUsage);
 }
 
 }  // namespace

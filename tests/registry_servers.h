@@ -176,8 +176,7 @@ inline bool StartDockerRegistry(ChildServer& server, const std::string& dir) {
 inline bool StartHostileServer(ChildServer& server, const std::string& dir) {
   std::string script =
       std::string(EGG_SOURCE_DIR) + "/tests/registry_hostile_server.py";
-  return server.Start({"/usr/bin/python3", script}, true,
-                      dir + "/hostile.log");
+  return server.Start({"/usr/bin/python3", script}, true, dir + "/hostile.log");
 }
 
 }  // namespace egg::testing

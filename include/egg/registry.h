@@ -34,10 +34,8 @@ inline constexpr std::string_view kEggArtifactType =
     "application/vnd.egg.egg.v1";
 inline constexpr std::string_view kEggConfigType =
     "application/vnd.egg.egg.config.v1+json";
-inline constexpr std::string_view kEggHeadType =
-    "application/vnd.egg.head.v1";
-inline constexpr std::string_view kEggPackType =
-    "application/vnd.egg.pack.v1";
+inline constexpr std::string_view kEggHeadType = "application/vnd.egg.head.v1";
+inline constexpr std::string_view kEggPackType = "application/vnd.egg.pack.v1";
 inline constexpr std::string_view kEggRuntimeArtifactType =
     "application/vnd.egg.runtime.v1";
 inline constexpr std::string_view kEggRuntimeConfigType =
@@ -47,11 +45,11 @@ inline constexpr std::string_view kEggRuntimeConfigType =
 // (the digest wins). An optional "oci://" prefix is accepted. The host is
 // always explicit: egg has no default registry.
 struct Reference {
-  std::string host;                // "registry.example.org" or "127.0.0.1"
-  std::optional<uint16_t> port;    // absent: the scheme's default
-  std::string repository;          // "lab/eggs"
-  std::string tag;                 // may be empty when digest is set
-  std::optional<Digest> digest;    // a pin
+  std::string host;              // "registry.example.org" or "127.0.0.1"
+  std::optional<uint16_t> port;  // absent: the scheme's default
+  std::string repository;        // "lab/eggs"
+  std::string tag;               // may be empty when digest is set
+  std::optional<Digest> digest;  // a pin
 
   // "host[:port]"
   std::string Authority() const;
@@ -196,14 +194,13 @@ class RegistryClient {
   [[nodiscard]] Status FetchBlob(const std::string& repo,
                                  const Descriptor& want, const BlobSink& sink,
                                  const BlobProgressFn& progress = nullptr);
-  [[nodiscard]] Result<std::string> FetchBlobToString(
-      const std::string& repo, const Descriptor& want);
+  [[nodiscard]] Result<std::string> FetchBlobToString(const std::string& repo,
+                                                      const Descriptor& want);
   // Writes the blob to path through a temporary file that is renamed into
   // place only once the digest matched.
-  [[nodiscard]] Status FetchBlobToFile(const std::string& repo,
-                                       const Descriptor& want,
-                                       const std::string& path,
-                                       const BlobProgressFn& progress = nullptr);
+  [[nodiscard]] Status FetchBlobToFile(
+      const std::string& repo, const Descriptor& want, const std::string& path,
+      const BlobProgressFn& progress = nullptr);
 
   // Uploads a blob unless the repository has it. Tries a cross-repository
   // mount from mount_from first when given. The upload is POST then PUT
@@ -262,7 +259,7 @@ struct EggTransferOptions {
 };
 
 struct EggPushResult {
-  Digest manifest{};      // the OCI manifest's digest (pin it)
+  Digest manifest{};  // the OCI manifest's digest (pin it)
   Digest content_root{};
   uint64_t packs = 0;
   uint64_t packs_sent = 0;  // the rest the registry had already

@@ -1,9 +1,8 @@
 // Credentials from Docker/containers auth files, base64, and parsing of
 // WWW-Authenticate challenges.
-#include <nlohmann/json.hpp>
-
 #include <cctype>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "common/fd.h"
 #include "egg/registry.h"
@@ -143,8 +142,8 @@ std::optional<UrlParts> SplitUrl(std::string_view url) {
     return std::nullopt;
   }
   for (char c : authority) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' &&
-        c != '-' && c != ':') {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' &&
+        c != ':') {
       return std::nullopt;
     }
     parts.authority += static_cast<char>(std::tolower(c));
@@ -182,8 +181,7 @@ std::optional<std::string> ResolveLocation(std::string_view base,
     // Relative to the base's folder.
     std::string_view bp = b->path_and_query;
     bp = bp.substr(0, bp.find('?'));
-    path = std::string(bp.substr(0, bp.rfind('/') + 1)) +
-           std::string(location);
+    path = std::string(bp.substr(0, bp.rfind('/') + 1)) + std::string(location);
   }
   return ResolveLocation(base, b->scheme + "://" + b->authority + path);
 }
@@ -239,22 +237,20 @@ Result<std::optional<Credentials>> CredentialsFromFile(
                       "\" has no \"auth\" (credential helpers are not "
                       "supported)");
     }
-    auto decoded =
-        registry_internal::Base64Decode(auth->get<std::string>());
+    auto decoded = registry_internal::Base64Decode(auth->get<std::string>());
     size_t colon = decoded ? decoded->find(':') : std::string::npos;
     if (colon == std::string::npos) {
       return Fail(Code::kInvalidArgument,
                   path + ": \"auth\" for \"" + want +
                       "\" is not base64 of user:password");
     }
-    return std::optional<Credentials>(Credentials{
-        decoded->substr(0, colon), decoded->substr(colon + 1)});
+    return std::optional<Credentials>(
+        Credentials{decoded->substr(0, colon), decoded->substr(colon + 1)});
   }
   return std::optional<Credentials>();
 }
 
-Result<std::optional<Credentials>> FindCredentials(
-    std::string_view authority) {
+Result<std::optional<Credentials>> FindCredentials(std::string_view authority) {
   std::vector<std::string> files;
   if (const char* f = std::getenv("REGISTRY_AUTH_FILE"); f && *f) {
     files.push_back(f);

@@ -7,14 +7,14 @@
 // itself (Basic credentials also to the token realm it names).
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cctype>
+#include <cstring>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
 #include "common/bytes.h"
@@ -53,7 +53,7 @@ struct Request {
   uint64_t max_body = 1 << 20;
   // Bytes the request is expected to move; stretches the deadline.
   uint64_t expected_bytes = 0;
-  const BlobSink* sink = nullptr;     // 2xx bodies go here when set
+  const BlobSink* sink = nullptr;  // 2xx bodies go here when set
   const BlobProgressFn* progress = nullptr;
   bool follow_redirects = false;
   bool may_authenticate = true;
@@ -81,9 +81,7 @@ struct Transfer {
   bool checked_length = false;
   uint64_t read_pos = 0;
 
-  bool Success() const {
-    return resp->status >= 200 && resp->status < 300;
-  }
+  bool Success() const { return resp->status >= 200 && resp->status < 300; }
 };
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -128,23 +126,21 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
     curl_off_t declared = -1;
     curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &declared);
     if (declared > 0 && static_cast<uint64_t>(declared) > cap) {
-      t->error = Error(Code::kIo, "server declares a body of " +
-                                      std::to_string(declared) +
-                                      " bytes, over the cap of " +
-                                      std::to_string(cap));
+      t->error = Error(Code::kIo,
+                       "server declares a body of " + std::to_string(declared) +
+                           " bytes, over the cap of " + std::to_string(cap));
       return 0;
     }
   }
   if (t->resp->received + len > cap) {
-    t->error = Error(Code::kIo, "body larger than the " +
-                                    std::to_string(cap) +
+    t->error = Error(Code::kIo, "body larger than the " + std::to_string(cap) +
                                     " bytes expected; cut off");
     return 0;
   }
   t->resp->received += len;
   if (to_sink) {
-    auto st = (*t->req->sink)(std::span<const uint8_t>(
-        reinterpret_cast<const uint8_t*>(data), len));
+    auto st = (*t->req->sink)(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data), len));
     if (!st) {
       t->error = st.error();
       return 0;
@@ -171,8 +167,7 @@ size_t OnRead(char* buffer, size_t size, size_t n, void* user) {
       }
       want = std::min<uint64_t>(want, e.length - at);
       auto st = PreadExact(
-          req.fd,
-          std::span<uint8_t>(reinterpret_cast<uint8_t*>(buffer), want),
+          req.fd, std::span<uint8_t>(reinterpret_cast<uint8_t*>(buffer), want),
           e.offset + at);
       if (!st) {
         t->error = st.error();
@@ -267,16 +262,14 @@ struct RegistryClient::Impl {
     bool same = parts->authority == authority;
     if (!same && !options.trust.AllowsRedirectTo(parts->authority)) {
       return Fail(Code::kPermissionDenied,
-                  std::string(why) + " to another host \"" +
-                      parts->authority +
+                  std::string(why) + " to another host \"" + parts->authority +
                       "\" refused (not in redirect_hosts of the trust "
                       "config)");
     }
     if (parts->scheme == "http" &&
         !options.trust.AllowsPlainHttp(parts->authority)) {
       return Fail(Code::kPermissionDenied,
-                  std::string(why) + " to plain HTTP at \"" +
-                      parts->authority +
+                  std::string(why) + " to plain HTTP at \"" + parts->authority +
                       "\" refused (not in plain_http of the trust config)");
     }
     return {};
@@ -284,8 +277,7 @@ struct RegistryClient::Impl {
 
   bool SameRegistry(const std::string& url) {
     auto parts = SplitUrl(url);
-    return parts && parts->authority == authority &&
-           parts->scheme == scheme;
+    return parts && parts->authority == authority && parts->scheme == scheme;
   }
 
   // One HTTP exchange, no redirects, no authentication retry.
@@ -324,8 +316,7 @@ struct RegistryClient::Impl {
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT,
-                     std::string(kUserAgent).c_str());
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, std::string(kUserAgent).c_str());
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(deadline));
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options.connect_ms));
@@ -362,16 +353,14 @@ struct RegistryClient::Impl {
       double total = 0;
       curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &total);
       bool overall = total * 1000 + 50 >= static_cast<double>(deadline);
-      return Fail(Code::kIo,
-                  what + (overall
-                              ? ": deadline of " +
-                                    std::to_string(deadline / 1000) +
-                                    " s passed before the transfer ended"
-                              : ": transfer stalled (under " +
-                                    std::to_string(options.stall_rate) +
-                                    " bytes/s for " +
-                                    std::to_string(options.stall_seconds) +
-                                    " s)"));
+      return Fail(
+          Code::kIo,
+          what + (overall ? ": deadline of " + std::to_string(deadline / 1000) +
+                                " s passed before the transfer ended"
+                          : ": transfer stalled (under " +
+                                std::to_string(options.stall_rate) +
+                                " bytes/s for " +
+                                std::to_string(options.stall_seconds) + " s)"));
     }
     if (rc != CURLE_OK) {
       return Fail(Code::kIo, what + ": " + curl_easy_strerror(rc));
@@ -386,8 +375,7 @@ struct RegistryClient::Impl {
   Status FetchToken(const Challenge& c) {
     auto realm = c.params.find("realm");
     if (realm == c.params.end()) {
-      return Fail(Code::kPermissionDenied,
-                  "bearer challenge without a realm");
+      return Fail(Code::kPermissionDenied, "bearer challenge without a realm");
     }
     auto check = CheckUrl(realm->second, "token realm");
     if (!check) return check;
@@ -437,7 +425,7 @@ struct RegistryClient::Impl {
   Result<Response> Send(const Request& req) {
     std::string url = req.url;
     bool retried_auth = false;
-    for (int hop = 0;; ) {
+    for (int hop = 0;;) {
       auto check = CheckUrl(url, hop ? "redirect" : "request");
       if (!check) return Fail(check.error());
       bool same = SameRegistry(url);
@@ -449,9 +437,9 @@ struct RegistryClient::Impl {
         retried_auth = true;
         auto challenge = ParseChallenge(resp->Header("www-authenticate"));
         if (!challenge) {
-          return Fail(Code::kPermissionDenied,
-                      req.method + " " + url +
-                          ": HTTP 401 without a usable challenge");
+          return Fail(
+              Code::kPermissionDenied,
+              req.method + " " + url + ": HTTP 401 without a usable challenge");
         }
         if (challenge->scheme == "bearer") {
           if (!options.credentials) {
@@ -473,7 +461,8 @@ struct RegistryClient::Impl {
             return Fail(Code::kPermissionDenied,
                         req.method + " " + url +
                             ": registry wants a login and no credentials "
-                            "name \"" + authority + "\"");
+                            "name \"" +
+                            authority + "\"");
           }
           if (scheme != "https") {
             // Basic credentials over plain HTTP only where allowed; the
@@ -482,9 +471,9 @@ struct RegistryClient::Impl {
           use_basic = true;
           continue;
         }
-        return Fail(Code::kNotSupported,
-                    "unsupported authentication scheme \"" +
-                        challenge->scheme + "\"");
+        return Fail(
+            Code::kNotSupported,
+            "unsupported authentication scheme \"" + challenge->scheme + "\"");
       }
 
       bool redirect = resp->status == 301 || resp->status == 302 ||
@@ -492,8 +481,8 @@ struct RegistryClient::Impl {
                       resp->status == 308;
       if (redirect && req.follow_redirects) {
         if (++hop > options.max_redirects) {
-          return Fail(Code::kIo, req.method + " " + req.url +
-                                     ": too many redirects");
+          return Fail(Code::kIo,
+                      req.method + " " + req.url + ": too many redirects");
         }
         auto next = ResolveLocation(url, resp->Header("location"));
         if (!next) {
@@ -667,17 +656,16 @@ Status RegistryClient::FetchBlob(const std::string& repo,
   }
   Digest digest = hash.Finish();
   if (digest != want.digest) {
-    return Fail(Code::kVerificationFailed,
-                what + ": content hashes to " + DigestRef(digest) +
-                    "; refused");
+    return Fail(Code::kVerificationFailed, what + ": content hashes to " +
+                                               DigestRef(digest) + "; refused");
   }
   ++impl_->stats.blobs_fetched;
   impl_->stats.bytes_fetched += got;
   return {};
 }
 
-Result<std::string> RegistryClient::FetchBlobToString(
-    const std::string& repo, const Descriptor& want) {
+Result<std::string> RegistryClient::FetchBlobToString(const std::string& repo,
+                                                      const Descriptor& want) {
   if (want.size > impl_->options.max_manifest_bytes * 64) {
     return Fail(Code::kInvalidArgument,
                 "blob " + DigestRef(want.digest) + " too large for memory");
@@ -700,8 +688,7 @@ Status RegistryClient::FetchBlobToFile(const std::string& repo,
   if (!file) return Fail(file.error());
   int fd = file->fd();
   auto st = FetchBlob(
-      repo, want,
-      [fd](std::span<const uint8_t> b) { return WriteAll(fd, b); },
+      repo, want, [fd](std::span<const uint8_t> b) { return WriteAll(fd, b); },
       progress);
   if (!st) return st;  // the temporary file is removed
   return file->Commit();
@@ -733,10 +720,9 @@ Result<RegistryClient::Manifest> RegistryClient::FetchManifest(
   req.url = impl_->RepoUrl(repo, "/manifests/" + target);
   req.max_body = impl_->options.max_manifest_bytes;
   req.follow_redirects = true;
-  req.headers = {
-      "Accept: " + std::string(kOciManifestType) + ", " +
-      std::string(kOciIndexType) +
-      ", application/vnd.docker.distribution.manifest.v2+json"};
+  req.headers = {"Accept: " + std::string(kOciManifestType) + ", " +
+                 std::string(kOciIndexType) +
+                 ", application/vnd.docker.distribution.manifest.v2+json"};
   auto resp = impl_->Send(req);
   if (!resp) return Fail(resp.error());
   if (resp->status != 200) return Fail(impl_->Failure(req, *resp));

@@ -21,8 +21,8 @@ bool ValidHost(std::string_view host) {
   if (host.front() == '.' || host.back() == '.') return false;
   char prev = 0;
   for (char c : host) {
-    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
-              c == '.';
+    bool ok =
+        std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
     if (!ok || (c == '.' && prev == '.')) return false;
     prev = c;
   }

@@ -4,11 +4,11 @@
 // packs of zstd frames, cut per tree at content-defined boundaries so that
 // the same runtime gives the same packs in every egg.
 #include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -64,9 +64,9 @@ Result<std::vector<Pack>> PlanPacks(const EggFile& egg,
         if (!seen.insert(raw).second) continue;
         auto it = by_raw.find(raw);
         if (it == by_raw.end()) {
-          return Fail(Code::kCorruption,
-                      "tree \"" + name + "\" names chunk " + DigestHex(raw) +
-                          " missing from the chunk index");
+          return Fail(Code::kCorruption, "tree \"" + name + "\" names chunk " +
+                                             DigestHex(raw) +
+                                             " missing from the chunk index");
         }
         uint64_t len = index[it->second].frame_length;
         if (!current.chunks.empty() && current.size + len > kPackMaxBytes) {
@@ -108,8 +108,8 @@ Result<Digest> HashExtents(int fd, const std::vector<FileExtent>& extents) {
   for (const auto& e : extents) {
     for (uint64_t done = 0; done < e.length;) {
       uint64_t n = std::min<uint64_t>(buffer.size(), e.length - done);
-      auto st = PreadExact(fd, std::span<uint8_t>(buffer.data(), n),
-                           e.offset + done);
+      auto st =
+          PreadExact(fd, std::span<uint8_t>(buffer.data(), n), e.offset + done);
       if (!st) return Fail(st.error());
       hash.Update(std::span<const uint8_t>(buffer.data(), n));
       done += n;
@@ -121,8 +121,7 @@ Result<Digest> HashExtents(int fd, const std::vector<FileExtent>& extents) {
 Status PwriteAll(int fd, std::span<const uint8_t> data, uint64_t offset) {
   while (!data.empty()) {
     ssize_t n = RetryEintr([&] {
-      return ::pwrite(fd, data.data(), data.size(),
-                      static_cast<off_t>(offset));
+      return ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
     });
     if (n < 0) return Fail(ErrnoError("write pulled egg"));
     data = data.subspan(static_cast<size_t>(n));
@@ -133,9 +132,8 @@ Status PwriteAll(int fd, std::span<const uint8_t> data, uint64_t offset) {
 
 json DescriptorJson(std::string_view type, const Digest& digest,
                     uint64_t size) {
-  return json{{"mediaType", type},
-              {"digest", DigestRef(digest)},
-              {"size", size}};
+  return json{
+      {"mediaType", type}, {"digest", DigestRef(digest)}, {"size", size}};
 }
 
 // Reads a descriptor of the expected media type from a hostile manifest.
@@ -151,13 +149,12 @@ Result<Descriptor> ParseDescriptor(const json& j, std::string_view type,
     return Fail(Code::kInvalidArgument,
                 "manifest: " + what + " has media type \"" +
                     j["mediaType"].get<std::string>().substr(0, 100) +
-                    "\", expected \"" + std::string(type) +
-                    "\" (not an egg?)");
+                    "\", expected \"" + std::string(type) + "\" (not an egg?)");
   }
   std::string digest = j["digest"].get<std::string>();
-  auto parsed = digest.starts_with("sha256:") ? ParseDigest(digest)
-                                               : Result<Digest>(Fail(
-                                                     Code::kCorruption, ""));
+  auto parsed = digest.starts_with("sha256:")
+                    ? ParseDigest(digest)
+                    : Result<Digest>(Fail(Code::kCorruption, ""));
   if (!parsed) {
     return Fail(Code::kCorruption, "manifest: " + what + " digest malformed");
   }
@@ -193,8 +190,7 @@ Status ParseManifest(const std::string& bytes, Recipe& recipe) {
   auto config = ParseDescriptor(m["config"], kEggConfigType, "config");
   if (!config) return Fail(config.error());
   recipe.config = *config;
-  if (!m.contains("layers") || !m["layers"].is_array() ||
-      m["layers"].empty()) {
+  if (!m.contains("layers") || !m["layers"].is_array() || m["layers"].empty()) {
     return Fail(Code::kCorruption, "manifest lacks layers");
   }
   const json& layers = m["layers"];
@@ -205,8 +201,8 @@ Status ParseManifest(const std::string& bytes, Recipe& recipe) {
   if (!head) return Fail(head.error());
   recipe.head = *head;
   for (size_t i = 1; i < layers.size(); ++i) {
-    auto pack = ParseDescriptor(layers[i], kEggPackType,
-                                "layer " + std::to_string(i));
+    auto pack =
+        ParseDescriptor(layers[i], kEggPackType, "layer " + std::to_string(i));
     if (!pack) return Fail(pack.error());
     if (pack->size > kPackMaxBytes) {
       return Fail(Code::kCorruption, "manifest: pack " + std::to_string(i) +
@@ -253,8 +249,8 @@ Status ParseConfig(const std::string& bytes, Recipe& recipe) {
     return bad("\"packs\" does not match the manifest's layers");
   }
   for (const auto& p : c["packs"]) {
-    if (!p.is_object() || !p.contains("chunks") ||
-        !p["chunks"].is_array() || p["chunks"].empty()) {
+    if (!p.is_object() || !p.contains("chunks") || !p["chunks"].is_array() ||
+        p["chunks"].empty()) {
       return bad("a pack lists no chunks");
     }
     std::vector<Digest> chunks;
@@ -271,8 +267,7 @@ Status ParseConfig(const std::string& bytes, Recipe& recipe) {
 
 }  // namespace
 
-Result<EggPushResult> PushEgg(const std::string& egg_path,
-                              const Reference& ref,
+Result<EggPushResult> PushEgg(const std::string& egg_path, const Reference& ref,
                               const EggTransferOptions& options) {
   // Open and check the egg's structure; frames are checked by digest as
   // the registry receives them, not here.
@@ -299,8 +294,8 @@ Result<EggPushResult> PushEgg(const std::string& egg_path,
   uint64_t head_size = head_extents[0].length + head_extents[1].length;
   uint64_t total = 0;
   for (auto& pack : *packs) {
-    auto d = HashExtents(fd->get(),
-                         PackExtents(pack, index, layout.blocks.offset));
+    auto d =
+        HashExtents(fd->get(), PackExtents(pack, index, layout.blocks.offset));
     if (!d) return Fail(d.error());
     pack.digest = *d;
     total += pack.size;
@@ -384,9 +379,8 @@ Result<EggPushResult> PushEgg(const std::string& egg_path,
   return result;
 }
 
-Result<EggPullResult> PullEgg(const Reference& ref,
-                              const std::string& out_path, bool overwrite,
-                              Store& store,
+Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
+                              bool overwrite, Store& store,
                               const EggTransferOptions& options) {
   auto client = RegistryClient::Create(ref, options.client);
   if (!client) return Fail(client.error());
@@ -493,8 +487,7 @@ Result<EggPullResult> PullEgg(const Reference& ref,
         Sha256Of(*frame) != e.frame) {
       continue;  // fetched below instead
     }
-    if (auto st = PwriteAll(fd, *frame, layout.blocks.offset + e.offset);
-        !st) {
+    if (auto st = PwriteAll(fd, *frame, layout.blocks.offset + e.offset); !st) {
       return Fail(st.error());
     }
     done[i] = true;
@@ -533,8 +526,7 @@ Result<EggPullResult> PullEgg(const Reference& ref,
                           ": frame does not match the egg's index");
         }
         if (!store.Has(ObjectKind::kChunk, e.raw)) {
-          if (auto st = store.PutFrame(ObjectKind::kChunk, e.raw, frame);
-              !st) {
+          if (auto st = store.PutFrame(ObjectKind::kChunk, e.raw, frame); !st) {
             return st;
           }
         }
@@ -571,8 +563,8 @@ Result<EggPullResult> PullEgg(const Reference& ref,
     if (auto st = PreadExact(fd, bytes, t.section.offset); !st) {
       return Fail(st.error());
     }
-    if (auto st = store.PutExpecting(ObjectKind::kTree, t.section.digest,
-                                     bytes);
+    if (auto st =
+            store.PutExpecting(ObjectKind::kTree, t.section.digest, bytes);
         !st) {
       return Fail(st.error());
     }

@@ -41,9 +41,8 @@ Result<std::vector<std::string>> StringList(const YAML::Node& node,
   std::vector<std::string> out;
   if (!node) return out;
   if (!node.IsSequence()) {
-    return Fail(Code::kInvalidArgument,
-                std::string("trust config: \"") + key +
-                    "\" must be a list of strings");
+    return Fail(Code::kInvalidArgument, std::string("trust config: \"") + key +
+                                            "\" must be a list of strings");
   }
   for (const auto& item : node) {
     if (!item.IsScalar() || item.Scalar().empty()) {
@@ -78,8 +77,7 @@ bool TrustConfig::AllowsRuntimeFrom(const Reference& ref) const {
     if (!AuthorityMatches(auth, ref.Authority())) continue;
     if (slash == std::string::npos) return true;
     std::string prefix = entry.substr(slash + 1);
-    if (ref.repository == prefix ||
-        ref.repository.starts_with(prefix + "/")) {
+    if (ref.repository == prefix || ref.repository.starts_with(prefix + "/")) {
       return true;
     }
   }
@@ -124,8 +122,7 @@ Result<TrustConfig> ParseTrustConfig(std::string_view yaml,
   auto redirects = StringList(root["redirect_hosts"], "redirect_hosts");
   if (!redirects) return Fail(redirects.error());
   config.redirect_hosts = *redirects;
-  auto runtimes =
-      StringList(root["runtime_registries"], "runtime_registries");
+  auto runtimes = StringList(root["runtime_registries"], "runtime_registries");
   if (!runtimes) return Fail(runtimes.error());
   config.runtime_registries = *runtimes;
   for (const char* key : {"runtime_signers", "runtime_versions"}) {
@@ -133,8 +130,7 @@ Result<TrustConfig> ParseTrustConfig(std::string_view yaml,
     if (!node) continue;
     if (!node.IsScalar() || node.Scalar().empty()) {
       return Fail(Code::kInvalidArgument,
-                  std::string("trust config: \"") + key +
-                      "\" must be a path");
+                  std::string("trust config: \"") + key + "\" must be a path");
     }
     std::string& field = std::string_view(key) == "runtime_signers"
                              ? config.runtime_signers
@@ -146,8 +142,7 @@ Result<TrustConfig> ParseTrustConfig(std::string_view yaml,
   return config;
 }
 
-Result<TrustConfig> LoadTrustConfig(const std::string& path,
-                                    bool must_exist) {
+Result<TrustConfig> LoadTrustConfig(const std::string& path, bool must_exist) {
   std::string dir = path.substr(0, path.rfind('/'));
   auto text = ReadFileToString(path, 1 << 20);
   if (!text) {
