@@ -100,6 +100,11 @@ class Store {
       ObjectKind kind, const Digest& digest,
       uint64_t max_bytes = 256ull << 20) const;
 
+  // Makes everything written so far durable (syncfs). Chunks are written
+  // without a per-object fsync; Put of a tree calls this first, so a
+  // durable tree never names a chunk that a crash could lose.
+  [[nodiscard]] Status Sync();
+
   // Removes one object (absent is fine).
   [[nodiscard]] Status Remove(ObjectKind kind, const Digest& digest);
 
@@ -148,6 +153,8 @@ class Store {
  private:
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
+  Status WriteChunkFile(const std::string& shard, const std::string& path,
+                        std::span<const uint8_t> frame);
   std::unique_ptr<Impl> impl_;
 };
 
