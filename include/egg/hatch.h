@@ -182,6 +182,31 @@ struct RunReport {
                                          AgentHost& host,
                                          const RunOptions& options);
 
+// Running the agent in a sandbox (egg/sandbox.h) and the cells in it.
+struct SandboxRunSetup {
+  std::string isolation = "namespaces";  // a SandboxBackend name
+  bool no_sandbox = false;  // the `none` backend: no isolation at all
+  // Host folder whose entries appear read-only at / (the runtime) ...
+  std::string runtime_root;
+  // ... or, for tests, / composed read-only from the host's /usr, /bin,
+  // /lib, /lib64, /sbin and /etc. A weakening: it logs a warning.
+  bool host_runtime = false;
+  std::string data_dir;    // host folder seen read-only at /data; "" none
+  std::string output_dir;  // host folder seen as /out (fresh, existing)
+  AgentFiles agent;        // host agent and drivers, bound at /.egg
+  Limits egg_limits;       // whole-egg limits; unset take the defaults
+  Permissions granted;     // weakenings the person granted
+};
+
+// Builds the sandbox, starts the agent in it and runs `cells`. The agent
+// and drivers are copied to a private folder bound read-only at /.egg.
+// kSandboxSetup (or kNotSupported) when the sandbox cannot be built;
+// otherwise as RunCells. options.output_dir and options.setup.drivers_dir
+// are filled in.
+[[nodiscard]] Result<RunReport> RunCellsInSandbox(
+    const std::vector<CellInput>& cells, const SandboxRunSetup& setup,
+    RunOptions options);
+
 // Context written at the top of the results JSON.
 struct ResultsMeta {
   std::string egg;         // file name of the egg
