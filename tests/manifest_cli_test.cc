@@ -6,9 +6,8 @@
 // The example asks for a Debian runtime built by mmdebstrap, which needs
 // the network and minutes; these tests swap in a small runtime folder and
 // keep everything else of the example as it is.
-#include <gtest/gtest.h>
-
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,9 +73,9 @@ class BuildCliTest : public ::testing::Test {
   // Runs `egg build` with extra environment and arguments; returns the
   // exit status; stdout and stderr land in root_/stdout, root_/stderr.
   int Build(const std::string& env, const std::string& args) {
-    return Sh("env -u SOURCE_DATE_EPOCH XDG_CACHE_HOME='" + root_ +
-              "/cache' " + env + " '" + bin_ + "' build " + args + " >'" +
-              root_ + "/stdout' 2>'" + root_ + "/stderr'");
+    return Sh("env -u SOURCE_DATE_EPOCH XDG_CACHE_HOME='" + root_ + "/cache' " +
+              env + " '" + bin_ + "' build " + args + " >'" + root_ +
+              "/stdout' 2>'" + root_ + "/stderr'");
   }
 
   std::string Stderr() { return ReadAll(root_ + "/stderr"); }
@@ -164,8 +163,7 @@ TEST_F(BuildCliTest, MissingDataFileExits2AndWritesNothing) {
 
 TEST_F(BuildCliTest, BadManifestExits2WithLocatedError) {
   std::ofstream(src_ + "/egg.yaml", std::ios::app) << "permisions: {}\n";
-  EXPECT_EQ(Build("", "'" + src_ + "/egg.yaml' -o '" + root_ +
-                          "/out1/x.egg'"),
+  EXPECT_EQ(Build("", "'" + src_ + "/egg.yaml' -o '" + root_ + "/out1/x.egg'"),
             2);
   EXPECT_NE(Stderr().find("did you mean 'permissions'?"), std::string::npos)
       << Stderr();

@@ -2,6 +2,8 @@
 // error code and the line and column it points at), the accepted forms,
 // and the canonical JSON.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <clocale>
 #include <cstdlib>
@@ -9,9 +11,6 @@
 #include <fstream>
 #include <regex>
 #include <string>
-
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/names.h"
 #include "egg/manifest.h"
@@ -141,8 +140,7 @@ TEST_F(ManifestTest, AcceptsFullManifest) {
   EXPECT_EQ(m->created, "2024-05-01T12:30:00Z");
   EXPECT_EQ(m->created_from, Manifest::CreatedFrom::kManifest);
   EXPECT_EQ(m->runtime.kind, RuntimeKind::kDebian);
-  EXPECT_EQ(m->runtime.packages,
-            (std::vector<std::string>{"bash", "python3"}));
+  EXPECT_EQ(m->runtime.packages, (std::vector<std::string>{"bash", "python3"}));
   EXPECT_TRUE(m->permissions.network);
   ASSERT_EQ(m->permissions.host_paths.size(), 1u);
   EXPECT_EQ(m->permissions.host_paths[0].sandbox, "/ref");
@@ -231,8 +229,8 @@ TEST_F(ManifestTest, RejectsRedefiningBuiltinLanguage) {
 }
 
 TEST_F(ManifestTest, RejectsDeeplyNestedYamlWithoutCrashing) {
-  std::string deep = "name: " + std::string(100000, '[') +
-                     std::string(100000, ']') + "\n";
+  std::string deep =
+      "name: " + std::string(100000, '[') + std::string(100000, ']') + "\n";
   auto m = Parse(deep);
   ASSERT_FALSE(m.has_value());
   EXPECT_EQ(m.error().code(), Code::kInvalidArgument);
@@ -300,15 +298,14 @@ TEST_F(ManifestTest, RejectsMissingName) {
 }
 
 TEST_F(ManifestTest, RejectsNameOfWrongType) {
-  ExpectError("name: [a, b]\nruntime: {folder: rootfs}\n" +
-                  std::string(kCells),
+  ExpectError("name: [a, b]\nruntime: {folder: rootfs}\n" + std::string(kCells),
               Code::kInvalidArgument, 1, 7);
 }
 
 TEST_F(ManifestTest, RejectsNameWithPathCharacters) {
-  ExpectError("name: ../evil\nruntime: {folder: rootfs}\n" +
-                  std::string(kCells),
-              Code::kInvalidArgument, 1, 7);
+  ExpectError(
+      "name: ../evil\nruntime: {folder: rootfs}\n" + std::string(kCells),
+      Code::kInvalidArgument, 1, 7);
 }
 
 TEST_F(ManifestTest, RejectsControlCharacterInAuthor) {
@@ -336,8 +333,7 @@ TEST_F(ManifestTest, RejectsMissingCells) {
 }
 
 TEST_F(ManifestTest, RejectsEmptyCellsList) {
-  ExpectError(std::string(kHead) + "cells: []\n", Code::kInvalidArgument, 3,
-              8);
+  ExpectError(std::string(kHead) + "cells: []\n", Code::kInvalidArgument, 3, 8);
 }
 
 TEST_F(ManifestTest, RejectsNotebookWithoutCodeCell) {
@@ -360,15 +356,15 @@ TEST_F(ManifestTest, RejectsCodeCellWithoutLanguage) {
 }
 
 TEST_F(ManifestTest, RejectsBadLanguageName) {
-  ExpectError(std::string(kHead) +
-                  "cells:\n  - {language: 'py thon', code: x}\n",
-              Code::kInvalidArgument, 4, 16);
+  ExpectError(
+      std::string(kHead) + "cells:\n  - {language: 'py thon', code: x}\n",
+      Code::kInvalidArgument, 4, 16);
 }
 
 TEST_F(ManifestTest, RejectsLanguageOnMarkdownCell) {
-  ExpectError(std::string(kHead) + kCells +
-                  "  - {markdown: hi, language: python}\n",
-              Code::kInvalidArgument, 6, 30);
+  ExpectError(
+      std::string(kHead) + kCells + "  - {markdown: hi, language: python}\n",
+      Code::kInvalidArgument, 6, 30);
 }
 
 TEST_F(ManifestTest, RejectsDuplicateCellIds) {
@@ -380,15 +376,15 @@ TEST_F(ManifestTest, RejectsDuplicateCellIds) {
 }
 
 TEST_F(ManifestTest, RejectsBadCellId) {
-  ExpectError(std::string(kHead) +
-                  "cells:\n  - {id: 'a b', language: sh, code: x}\n",
-              Code::kInvalidArgument, 4, 10);
+  ExpectError(
+      std::string(kHead) + "cells:\n  - {id: 'a b', language: sh, code: x}\n",
+      Code::kInvalidArgument, 4, 10);
 }
 
 TEST_F(ManifestTest, RejectsMissingSourceFile) {
-  ExpectError(std::string(kHead) +
-                  "cells:\n  - {language: sh, source: nothere.sh}\n",
-              Code::kNotFound, 4, 28);
+  ExpectError(
+      std::string(kHead) + "cells:\n  - {language: sh, source: nothere.sh}\n",
+      Code::kNotFound, 4, 28);
 }
 
 TEST_F(ManifestTest, RejectsSourceThatIsNotUtf8) {
@@ -404,15 +400,15 @@ TEST_F(ManifestTest, RejectsAbsoluteDataPath) {
 }
 
 TEST_F(ManifestTest, RejectsDotDotInDataPath) {
-  ExpectError(std::string(kHead) + kCells +
-                  "data:\n  - from: more/../../secret\n",
-              Code::kInvalidArgument, 7, 11);
+  ExpectError(
+      std::string(kHead) + kCells + "data:\n  - from: more/../../secret\n",
+      Code::kInvalidArgument, 7, 11);
 }
 
 TEST_F(ManifestTest, RejectsDotDotInDataTarget) {
-  ExpectError(std::string(kHead) + kCells +
-                  "data:\n  - {from: more, to: ../etc}\n",
-              Code::kInvalidArgument, 7, 22);
+  ExpectError(
+      std::string(kHead) + kCells + "data:\n  - {from: more, to: ../etc}\n",
+      Code::kInvalidArgument, 7, 22);
 }
 
 TEST_F(ManifestTest, RejectsMissingDataFile) {
@@ -434,9 +430,9 @@ TEST_F(ManifestTest, RejectsSymlinkedFolderOnTheWay) {
 
 TEST_F(ManifestTest, RejectsSymlinkInsideDataFolder) {
   dir_.Symlink("/etc/hostname", "more/b/leak");
-  std::string msg = ExpectError(std::string(kHead) + kCells +
-                                    "data:\n  - from: more\n",
-                                Code::kInvalidArgument, 7, 11);
+  std::string msg =
+      ExpectError(std::string(kHead) + kCells + "data:\n  - from: more\n",
+                  Code::kInvalidArgument, 7, 11);
   EXPECT_NE(msg.find("more/b/leak"), std::string::npos) << msg;
 }
 
@@ -449,8 +445,7 @@ TEST_F(ManifestTest, RejectsSymlinkAsCellSource) {
 
 TEST_F(ManifestTest, RejectsSymlinkAsRuntimeFolder) {
   dir_.Symlink("/", "hostroot");
-  ExpectError("name: demo\nruntime: {folder: hostroot}\n" +
-                  std::string(kCells),
+  ExpectError("name: demo\nruntime: {folder: hostroot}\n" + std::string(kCells),
               Code::kInvalidArgument, 2, 19);
 }
 
@@ -582,9 +577,9 @@ TEST_F(ManifestTest, RejectsHostPathOverReservedSandboxPath) {
 }
 
 TEST_F(ManifestTest, RejectsDeviceOutsideDev) {
-  ExpectError(std::string(kHead) + kCells +
-                  "permissions: {devices: [/etc/shadow]}\n",
-              Code::kInvalidArgument, 6, 25);
+  ExpectError(
+      std::string(kHead) + kCells + "permissions: {devices: [/etc/shadow]}\n",
+      Code::kInvalidArgument, 6, 25);
 }
 
 TEST_F(ManifestTest, RejectsBadLicenseExpression) {
@@ -593,9 +588,9 @@ TEST_F(ManifestTest, RejectsBadLicenseExpression) {
 }
 
 TEST_F(ManifestTest, RejectsCreatedOutsideUtc) {
-  ExpectError(std::string(kHead) + kCells +
-                  "created: 2024-05-01T12:00:00+02:00\n",
-              Code::kInvalidArgument, 6, 10);
+  ExpectError(
+      std::string(kHead) + kCells + "created: 2024-05-01T12:00:00+02:00\n",
+      Code::kInvalidArgument, 6, 10);
 }
 
 TEST_F(ManifestTest, RejectsImpossibleDate) {
@@ -615,8 +610,8 @@ TEST_F(ManifestTest, RejectsTwoRuntimeKinds) {
 }
 
 TEST_F(ManifestTest, RejectsRuntimeDigestInUpperCase) {
-  ExpectError("name: demo\nruntime: {digest: 'sha256:" +
-                  std::string(64, 'A') + "'}\n" + kCells,
+  ExpectError("name: demo\nruntime: {digest: 'sha256:" + std::string(64, 'A') +
+                  "'}\n" + kCells,
               Code::kInvalidArgument, 2, 19);
 }
 
@@ -627,21 +622,22 @@ TEST_F(ManifestTest, RejectsOciReferenceByTag) {
 }
 
 TEST_F(ManifestTest, RejectsBadDebianPackageName) {
-  ExpectError("name: demo\nruntime: {debian: {suite: bookworm, packages: "
-              "['-oAPT::x']}}\n" +
-                  std::string(kCells),
-              Code::kInvalidArgument, 2, 48);
+  ExpectError(
+      "name: demo\nruntime: {debian: {suite: bookworm, packages: "
+      "['-oAPT::x']}}\n" +
+          std::string(kCells),
+      Code::kInvalidArgument, 2, 48);
 }
 
 TEST_F(ManifestTest, RejectsRuntimeFolderThatIsAFile) {
-  ExpectError("name: demo\nruntime: {folder: measurements.csv}\n" +
-                  std::string(kCells),
-              Code::kInvalidArgument, 2, 19);
+  ExpectError(
+      "name: demo\nruntime: {folder: measurements.csv}\n" + std::string(kCells),
+      Code::kInvalidArgument, 2, 19);
 }
 
 TEST(ManifestExample, BundledExampleIsValid) {
-  auto m = LoadManifest(std::string(EGG_SOURCE_DIR) +
-                        "/examples/hello/egg.yaml");
+  auto m =
+      LoadManifest(std::string(EGG_SOURCE_DIR) + "/examples/hello/egg.yaml");
   ASSERT_TRUE(m.has_value()) << m.error().message();
   EXPECT_EQ(m->name, "plant-growth");
   EXPECT_EQ(m->runtime.kind, RuntimeKind::kDebian);
@@ -692,17 +688,16 @@ TEST(ManifestLicense, AcceptsSpdxForms) {
   for (const char* ok :
        {"MIT", "GPL-2.0+", "GPL-2.0-or-later WITH Classpath-exception-2.0",
         "(MIT OR Apache-2.0) AND BSD-3-Clause", "LicenseRef-Internal",
-        "DocumentRef-spdx-tool-1.2:LicenseRef-MIT-Style-2",
-        "mit or apache-2.0", "((MIT))"}) {
+        "DocumentRef-spdx-tool-1.2:LicenseRef-MIT-Style-2", "mit or apache-2.0",
+        "((MIT))"}) {
     EXPECT_TRUE(CheckSpdxExpression(ok).has_value()) << ok;
   }
 }
 
 TEST(ManifestLicense, RejectsMalformedSpdx) {
-  for (const char* bad :
-       {"", "MIT AND", "(MIT", "MIT)", "AND MIT", "MIT WITH", "MIT MIT",
-        "MIT WITH (X)", "LicenseRef-", "M!T", "(MIT OR Apache-2.0) WITH X",
-        "MIT And Apache-2.0"}) {
+  for (const char* bad : {"", "MIT AND", "(MIT", "MIT)", "AND MIT", "MIT WITH",
+                          "MIT MIT", "MIT WITH (X)", "LicenseRef-", "M!T",
+                          "(MIT OR Apache-2.0) WITH X", "MIT And Apache-2.0"}) {
     EXPECT_FALSE(CheckSpdxExpression(bad).has_value()) << bad;
   }
   std::string deep(100, '(');
@@ -725,7 +720,9 @@ TEST(Names, NormalisesRelativePaths) {
 TEST(Names, FoldsCaseAndUnicodeForm) {
   EXPECT_EQ(FoldName("Data.CSV").value(), FoldName("data.csv").value());
   EXPECT_EQ(FoldName("caf\xc3\xa9").value(), FoldName("cafe\xcc\x81").value());
-  EXPECT_EQ(FoldName("STRASSE").value(), FoldName("stra\xc3\x9f" "e").value());
+  EXPECT_EQ(FoldName("STRASSE").value(), FoldName("stra\xc3\x9f"
+                                                  "e")
+                                             .value());
   EXPECT_NE(FoldName("a").value(), FoldName("b").value());
   EXPECT_FALSE(FoldName("\xff").has_value());
 }
@@ -749,7 +746,8 @@ TEST_F(ManifestTest, ManifestJsonIsCanonical) {
             "\"data\":{\"bytes\":8,\"entries\":[{\"path\":\"measurements.csv\","
             "\"type\":\"file\"}],\"files\":1,\"folders\":0,\"mount\":\"/data\","
             "\"tree\":\"data\"},\"description\":\"\",\"egg_manifest\":1,"
-            "\"languages\":{},\"license\":\"MIT\",\"limits\":{\"memory_bytes\":1073741824},"
+            "\"languages\":{},\"license\":\"MIT\",\"limits\":{\"memory_bytes\":"
+            "1073741824},"
             "\"name\":\"demo\",\"permissions\":{\"devices\":[],\"host_paths\":"
             "[],\"network\":false},\"runtime\":{\"kind\":\"folder\",\"tree\":"
             "\"runtime\"}}");

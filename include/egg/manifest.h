@@ -8,12 +8,11 @@
 #define EGG_MANIFEST_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "egg/policy.h"
 #include "egg/status.h"
@@ -37,14 +36,14 @@ inline constexpr int64_t kDefaultCreatedUnix = 0;  // 1970-01-01T00:00:00Z
 enum class ManifestCellType { kCode, kMarkdown, kRaw };
 
 struct ManifestCell {
-  std::string id;        // unique, [A-Za-z0-9_-]{1,64}; generated if absent
+  std::string id;  // unique, [A-Za-z0-9_-]{1,64}; generated if absent
   ManifestCellType type = ManifestCellType::kCode;
   std::string language;  // code cells only; lower-case
   std::string source;    // the text, valid UTF-8
   // Requested permissions for this cell. Unset: the egg's permissions.
   std::optional<Permissions> permissions;
-  Limits limits;         // requested; unset fields inherit
-  int line = 0;          // where the cell starts in egg.yaml
+  Limits limits;  // requested; unset fields inherit
+  int line = 0;   // where the cell starts in egg.yaml
 };
 
 // One `data` entry. `from` is checked (no symlink on the way, inside the
@@ -86,7 +85,7 @@ struct Manifest {
   std::string author;       // may be empty
   std::string license;      // an SPDX expression, or empty
   int64_t created_unix = kDefaultCreatedUnix;
-  std::string created;      // RFC 3339 UTC, "YYYY-MM-DDTHH:MM:SSZ"
+  std::string created;  // RFC 3339 UTC, "YYYY-MM-DDTHH:MM:SSZ"
   enum class CreatedFrom { kManifest, kSourceDateEpoch, kDefault };
   CreatedFrom created_from = CreatedFrom::kDefault;
 
@@ -98,8 +97,8 @@ struct Manifest {
   Permissions permissions;  // requested for the whole egg
   Limits limits;            // requested for the whole egg; unset = default
 
-  std::string folder;       // the manifest's folder, as given (host path)
-  std::string file;         // the manifest's path, for messages
+  std::string folder;  // the manifest's folder, as given (host path)
+  std::string file;    // the manifest's path, for messages
 };
 
 struct ManifestOptions {
@@ -110,15 +109,14 @@ struct ManifestOptions {
 
 // Reads, parses and checks `path` (an egg.yaml). Files named by the
 // manifest are resolved against its folder and checked to exist.
-[[nodiscard]] Result<Manifest> LoadManifest(const std::string& path,
-                                            const ManifestOptions& options = {});
+[[nodiscard]] Result<Manifest> LoadManifest(
+    const std::string& path, const ManifestOptions& options = {});
 
 // Parses and checks YAML text. `folder` is where relative paths resolve;
 // `display_name` starts every error message.
-[[nodiscard]] Result<Manifest> ParseManifest(std::string_view yaml,
-                                             const std::string& folder,
-                                             const std::string& display_name,
-                                             const ManifestOptions& options = {});
+[[nodiscard]] Result<Manifest> ParseManifest(
+    std::string_view yaml, const std::string& folder,
+    const std::string& display_name, const ManifestOptions& options = {});
 
 // The manifest JSON stored in the egg (docs/MANIFEST.md, "What build
 // stores"). The string forms are canonical: sorted keys, no insignificant

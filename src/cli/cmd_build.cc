@@ -74,14 +74,14 @@ struct RemoveOnExit {
 };
 
 // The runtime as a tree in the store (imported or built if needed).
-Result<Digest> RuntimeTree(const Manifest& m, Store& store,
-                           bool refresh) {
+Result<Digest> RuntimeTree(const Manifest& m, Store& store, bool refresh) {
   const RuntimeSpec& r = m.runtime;
   std::string path = m.folder + "/" + r.path;
   switch (r.kind) {
     case RuntimeKind::kFolder: {
       auto info = ImportRuntimeFolder(store, path);
-      if (!info) return Fail(info.error().Wrap("runtime folder " + Quote(path)));
+      if (!info)
+        return Fail(info.error().Wrap("runtime folder " + Quote(path)));
       return info->digest;
     }
     case RuntimeKind::kTarball: {
@@ -149,8 +149,7 @@ Status SignInto(const std::string& unsigned_path, const std::string& out,
       !s) {
     return s;
   }
-  return egg->WriteWithSignatures(crypto::EncodeChain(*chain), out,
-                                  overwrite);
+  return egg->WriteWithSignatures(crypto::EncodeChain(*chain), out, overwrite);
 }
 
 int RunBuild(const BuildArgs& a) {
@@ -158,8 +157,10 @@ int RunBuild(const BuildArgs& a) {
   auto m = LoadManifest(a.manifest);
   if (!m) return Report(m.error());
   if (m->created_from == Manifest::CreatedFrom::kDefault) {
-    Warn("no 'created' in the manifest and no SOURCE_DATE_EPOCH: the egg "
-         "says it was created at " + m->created);
+    Warn(
+        "no 'created' in the manifest and no SOURCE_DATE_EPOCH: the egg "
+        "says it was created at " +
+        m->created);
   }
   const std::string out =
       a.out.empty() ? FolderOf(a.manifest) + "/" + m->name + ".egg" : a.out;

@@ -35,9 +35,9 @@ Status CheckName(std::string_view name) {
 Result<std::string> NormalizeRelativePath(std::string_view path) {
   if (path.empty()) return Fail(Code::kInvalidArgument, "empty path");
   if (path.size() > kMaxRelativePathBytes) {
-    return Fail(Code::kInvalidArgument,
-                "path longer than " + std::to_string(kMaxRelativePathBytes) +
-                    " bytes");
+    return Fail(
+        Code::kInvalidArgument,
+        "path longer than " + std::to_string(kMaxRelativePathBytes) + " bytes");
   }
   if (path.front() == '/') {
     return Fail(Code::kInvalidArgument,
@@ -70,18 +70,17 @@ Result<std::string> NormalizeRelativePath(std::string_view path) {
 
 Result<std::string> FoldName(std::string_view name) {
   utf8proc_uint8_t* folded = nullptr;
-  utf8proc_ssize_t n = utf8proc_map(
-      reinterpret_cast<const utf8proc_uint8_t*>(name.data()),
-      static_cast<utf8proc_ssize_t>(name.size()), &folded,
-      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE |
-                                     UTF8PROC_CASEFOLD));
+  utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(name.data()),
+                   static_cast<utf8proc_ssize_t>(name.size()), &folded,
+                   static_cast<utf8proc_option_t>(
+                       UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD));
   if (n < 0) {
-    return Fail(Code::kInvalidArgument,
-                "name '" + EscapeForTerminal(name) + "': " +
-                    utf8proc_errmsg(n));
+    return Fail(Code::kInvalidArgument, "name '" + EscapeForTerminal(name) +
+                                            "': " + utf8proc_errmsg(n));
   }
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owner(folded,
-                                                                 &std::free);
+                                                                &std::free);
   return std::string(reinterpret_cast<const char*>(folded),
                      static_cast<size_t>(n));
 }

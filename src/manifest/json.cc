@@ -3,7 +3,6 @@
 // keys sorted (std::map) and whose integer output ignores the locale; only
 // strings and integers are written, never floating point.
 #include <nlohmann/json.hpp>
-
 #include <set>
 
 #include "egg/manifest.h"
@@ -122,8 +121,8 @@ Result<nlohmann::json> ManifestJsonValue(const Manifest& m) {
       {"cells",
        {{"total", m.cells.size()},
         {"code", code_cells},
-        {"languages", std::vector<std::string>(languages.begin(),
-                                               languages.end())}}},
+        {"languages",
+         std::vector<std::string>(languages.begin(), languages.end())}}},
   };
 }
 

@@ -2,6 +2,8 @@
 // call into it is caught here); this file then walks that tree once,
 // accepting only the documented keys and types, and checks every path the
 // manifest names against the file system without following a symlink.
+#include "egg/manifest.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -20,7 +22,6 @@
 #include "common/names.h"
 #include "common/text.h"
 #include "egg/hash.h"
-#include "egg/manifest.h"
 
 namespace egg {
 namespace {
@@ -251,8 +252,8 @@ Status Parser::Metadata(const Fields& top) {
     if (!v) return tl::unexpected(v.error());
     bool ok = t.multi_line ? IsTextUtf8(*v) : IsPrintableUtf8(*v);
     if (!ok) {
-      return At(*node, std::string(t.key) +
-                           ": control character or invalid UTF-8");
+      return At(*node,
+                std::string(t.key) + ": control character or invalid UTF-8");
     }
     if (v->size() > kMaxTextBytes) {
       return At(*node, std::string(t.key) + ": longer than 64 KiB");
@@ -284,9 +285,8 @@ Status Parser::Created(const Fields& top) {
     if (epoch) {
       const std::string& e = *epoch;
       bool digits = !e.empty() && e.size() <= 12 &&
-                    std::all_of(e.begin(), e.end(), [](char c) {
-                      return c >= '0' && c <= '9';
-                    });
+                    std::all_of(e.begin(), e.end(),
+                                [](char c) { return c >= '0' && c <= '9'; });
       if (!digits) {
         return Fail(Code::kInvalidArgument,
                     "SOURCE_DATE_EPOCH " + Quote(e) +
@@ -308,9 +308,9 @@ Status Parser::Created(const Fields& top) {
 Result<Limits> Parser::ParseLimits(const Node& node, const std::string& where,
                                    const Limits& bound,
                                    const std::string& bound_name) const {
-  auto fields = Map(node, where,
-                    {"wall_time", "cpu_time", "memory", "processes",
-                     "scratch", "output"});
+  auto fields = Map(
+      node, where,
+      {"wall_time", "cpu_time", "memory", "processes", "scratch", "output"});
   if (!fields) return tl::unexpected(fields.error());
   Limits out;
   struct Field {
@@ -393,15 +393,15 @@ Result<Permissions> Parser::ParsePermissions(const Node& node,
       for (auto [key, out_field] :
            {std::pair{"host", &hp.host}, std::pair{"sandbox", &hp.sandbox}}) {
         const Node* pv = f->Get(key);
-        if (pv == nullptr) return At(item, "missing key '" +
-                                               std::string(key) + "'" +
-                                               In(w));
+        if (pv == nullptr)
+          return At(item, "missing key '" + std::string(key) + "'" + In(w));
         auto s = String(*pv, key);
         if (!s) return tl::unexpected(s.error());
         if (!IsCanonicalAbsolute(*s)) {
           return At(*pv, std::string(key) + " " + Quote(*s) +
                              " must be an absolute path without '.', '..'"
-                             " or '//'" + In(w));
+                             " or '//'" +
+                             In(w));
         }
         *out_field = *s;
       }
@@ -434,8 +434,7 @@ Result<Permissions> Parser::ParsePermissions(const Node& node,
                             In(where));
       }
       if (!seen.insert(*s).second) {
-        return At(item, "device " + Quote(*s) + " is listed twice" +
-                            In(where));
+        return At(item, "device " + Quote(*s) + " is listed twice" + In(where));
       }
       out.devices.push_back(*s);
     }
@@ -452,8 +451,7 @@ Status Parser::CheckCellPermissions(const Permissions& cell, const Node& node,
   }
   for (const HostPath& hp : cell.host_paths) {
     auto it = std::find_if(
-        egg.host_paths.begin(), egg.host_paths.end(),
-        [&](const HostPath& e) {
+        egg.host_paths.begin(), egg.host_paths.end(), [&](const HostPath& e) {
           return e.host == hp.host && e.sandbox == hp.sandbox &&
                  (e.writable || !hp.writable);
         });
@@ -581,9 +579,8 @@ Status Parser::Cells(const Node& node) {
     if (Status s = Cell((*items)[i], i); !s) return s;
   }
   bool any_code = std::any_of(
-      m_.cells.begin(), m_.cells.end(), [](const ManifestCell& c) {
-        return c.type == ManifestCellType::kCode;
-      });
+      m_.cells.begin(), m_.cells.end(),
+      [](const ManifestCell& c) { return c.type == ManifestCellType::kCode; });
   if (!any_code) return At(node, "cells: no code cell to run");
 
   // Ids: explicit ones first, so a generated id never takes a chosen one.
@@ -635,8 +632,9 @@ Status Parser::Cell(const Node& node, size_t index) {
   int kinds = (markdown != nullptr) + (raw != nullptr) +
               (code != nullptr || source != nullptr);
   if (kinds != 1) {
-    return At(node, where + ": give exactly one of 'code'/'source' (a code"
-                            " cell), 'markdown' or 'raw'");
+    return At(node, where +
+                        ": give exactly one of 'code'/'source' (a code"
+                        " cell), 'markdown' or 'raw'");
   }
   if (markdown != nullptr || raw != nullptr) {
     cell.type = markdown ? ManifestCellType::kMarkdown : ManifestCellType::kRaw;
@@ -659,7 +657,8 @@ Status Parser::Cell(const Node& node, size_t index) {
 
   // A code cell.
   const Node* language = fields->Get("language");
-  if (language == nullptr) return At(node, "missing key 'language'" + In(where));
+  if (language == nullptr)
+    return At(node, "missing key 'language'" + In(where));
   auto lang = String(*language, "language" + In(where));
   if (!lang) return tl::unexpected(lang.error());
   std::string lower = *lang;
@@ -680,8 +679,8 @@ Status Parser::Cell(const Node& node, size_t index) {
     if (!text) return tl::unexpected(text.error());
     cell.source = *text;
     if (!IsTextUtf8(cell.source)) {
-      return At(*code, "code" + In(where) +
-                           ": control character or invalid UTF-8");
+      return At(*code,
+                "code" + In(where) + ": control character or invalid UTF-8");
     }
   } else {
     auto path = RelativePath(*source, "source" + In(where));
@@ -702,8 +701,7 @@ Status Parser::Cell(const Node& node, size_t index) {
     cell.permissions = std::move(*p);
   }
   if (const Node* v = fields->Get("limits")) {
-    auto l = ParseLimits(*v, where + " limits", egg_bound_,
-                         "the egg's limit");
+    auto l = ParseLimits(*v, where + " limits", egg_bound_, "the egg's limit");
     if (!l) return tl::unexpected(l.error());
     cell.limits = *l;
   }
@@ -721,8 +719,8 @@ Result<UniqueFd> Parser::OpenBelow(const std::string& relative,
   while (true) {
     size_t slash = relative.find('/', start);
     bool last = slash == std::string::npos;
-    std::string part = relative.substr(start, last ? std::string::npos
-                                                   : slash - start);
+    std::string part =
+        relative.substr(start, last ? std::string::npos : slash - start);
     std::string shown = relative.substr(0, last ? relative.size() : slash);
     struct stat st;
     if (::fstatat(dir, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -744,8 +742,8 @@ Result<UniqueFd> Parser::OpenBelow(const std::string& relative,
       return At(node, Quote(shown) + " is not a regular file" +
                           (want == Want::kEither ? " or folder" : ""));
     }
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-                (folder ? O_DIRECTORY : O_NONBLOCK);
+    int flags =
+        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (folder ? O_DIRECTORY : O_NONBLOCK);
     int fd = RetryEintr([&] { return ::openat(dir, part.c_str(), flags); });
     if (fd < 0) {
       return At(node, Quote(shown) + ": " + std::strerror(errno), Code::kIo);
@@ -773,11 +771,11 @@ Result<std::string> Parser::ReadBelow(const std::string& relative,
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = RetryEintr(
-        [&] { return ::read(fd->get(), out.data() + done, out.size() - done); });
+    ssize_t n = RetryEintr([&] {
+      return ::read(fd->get(), out.data() + done, out.size() - done);
+    });
     if (n < 0) {
-      return At(node, Quote(relative) + ": " + std::strerror(errno),
-                Code::kIo);
+      return At(node, Quote(relative) + ": " + std::strerror(errno), Code::kIo);
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
@@ -786,8 +784,8 @@ Result<std::string> Parser::ReadBelow(const std::string& relative,
   return out;
 }
 
-Status Parser::WalkDataFolder(int dir_fd, const std::string& shown,
-                              int depth, const Node& node) {
+Status Parser::WalkDataFolder(int dir_fd, const std::string& shown, int depth,
+                              const Node& node) {
   if (depth > kMaxDataDepth) {
     return At(node, Quote(shown) + ": folders nested deeper than " +
                         std::to_string(kMaxDataDepth));
@@ -818,8 +816,8 @@ Status Parser::WalkDataFolder(int dir_fd, const std::string& shown,
   for (const std::string& name : names) {
     std::string path = shown + "/" + name;
     if (Status s = CheckName(name); !s) {
-      return At(node, "in data folder " + Quote(shown) + ": " +
-                          s.error().message());
+      return At(node,
+                "in data folder " + Quote(shown) + ": " + s.error().message());
     }
     auto key = FoldName(name);
     if (!key) return At(node, key.error().message());
@@ -942,8 +940,7 @@ Status Parser::Data(const Node& node) {
       ++m_.data_summary.folders;
       int depth = static_cast<int>(
           std::count(entry.to.begin(), entry.to.end(), '/') + 1);
-      if (Status s = WalkDataFolder(probe->get(), entry.from, depth,
-                                    from_node);
+      if (Status s = WalkDataFolder(probe->get(), entry.from, depth, from_node);
           !s) {
         return s;
       }
@@ -976,8 +973,8 @@ bool IsOciRepositoryPath(std::string_view s) {
       char c = part[k];
       if (alnum(c) || c == '-') continue;
       if (c == '.' && alnum(part[k + 1])) continue;
-      if (c == '_' && (alnum(part[k + 1]) ||
-                       (part[k + 1] == '_' && alnum(part[k + 2])))) {
+      if (c == '_' &&
+          (alnum(part[k + 1]) || (part[k + 1] == '_' && alnum(part[k + 2])))) {
         if (part[k + 1] == '_') ++k;
         continue;
       }
@@ -1002,8 +999,9 @@ Status Parser::Runtime(const Node& node) {
       Map(node, "runtime", {"folder", "tarball", "digest", "debian", "oci"});
   if (!fields) return tl::unexpected(fields.error());
   if (fields->values.size() != 1) {
-    return At(node, "runtime: give exactly one of folder, tarball, digest,"
-                    " debian, oci");
+    return At(node,
+              "runtime: give exactly one of folder, tarball, digest,"
+              " debian, oci");
   }
   const auto& [key, value] = *fields->values.begin();
   RuntimeSpec& r = m_.runtime;
@@ -1131,10 +1129,10 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
     if (!root.IsMap()) {
       return At(root, "expected a mapping with name, cells, ... at the top");
     }
-    auto top = Map(root, "",
-                   {"name", "description", "author", "license", "created",
-                    "cells", "data", "runtime", "permissions", "limits",
-                    "languages"});
+    auto top =
+        Map(root, "",
+            {"name", "description", "author", "license", "created", "cells",
+             "data", "runtime", "permissions", "limits", "languages"});
     if (!top) return tl::unexpected(top.error());
     if (Status s = Metadata(*top); !s) return tl::unexpected(s.error());
 
@@ -1161,8 +1159,9 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
     }
     const Node* runtime = top->Get("runtime");
     if (runtime == nullptr) {
-      return At(root, "missing key 'runtime' (the root file system the"
-                      " cells run in)");
+      return At(root,
+                "missing key 'runtime' (the root file system the"
+                " cells run in)");
     }
     if (Status s = Runtime(*runtime); !s) return tl::unexpected(s.error());
   } catch (const YAML::Exception& e) {
@@ -1175,8 +1174,7 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
 
 }  // namespace
 
-Result<Manifest> ParseManifest(std::string_view yaml,
-                               const std::string& folder,
+Result<Manifest> ParseManifest(std::string_view yaml, const std::string& folder,
                                const std::string& display_name,
                                const ManifestOptions& options) {
   return Parser(folder, display_name, options).Run(yaml);
@@ -1188,28 +1186,37 @@ Result<Manifest> LoadManifest(const std::string& path,
   if (!text) return Fail(text.error().Wrap(Quote(path)));
   size_t slash = path.rfind('/');
   std::string folder = slash == std::string::npos ? "."
-                       : slash == 0              ? "/"
-                                                 : path.substr(0, slash);
+                       : slash == 0               ? "/"
+                                                  : path.substr(0, slash);
   return ParseManifest(*text, folder, path, options);
 }
 
 const char* ManifestCellTypeName(ManifestCellType type) {
   switch (type) {
-    case ManifestCellType::kCode: return "code";
-    case ManifestCellType::kMarkdown: return "markdown";
-    case ManifestCellType::kRaw: return "raw";
+    case ManifestCellType::kCode:
+      return "code";
+    case ManifestCellType::kMarkdown:
+      return "markdown";
+    case ManifestCellType::kRaw:
+      return "raw";
   }
   return "code";
 }
 
 const char* RuntimeKindName(RuntimeKind kind) {
   switch (kind) {
-    case RuntimeKind::kNone: return "none";
-    case RuntimeKind::kFolder: return "folder";
-    case RuntimeKind::kTarball: return "tarball";
-    case RuntimeKind::kDigest: return "digest";
-    case RuntimeKind::kDebian: return "debian";
-    case RuntimeKind::kOci: return "oci";
+    case RuntimeKind::kNone:
+      return "none";
+    case RuntimeKind::kFolder:
+      return "folder";
+    case RuntimeKind::kTarball:
+      return "tarball";
+    case RuntimeKind::kDigest:
+      return "digest";
+    case RuntimeKind::kDebian:
+      return "debian";
+    case RuntimeKind::kOci:
+      return "oci";
   }
   return "none";
 }

@@ -21,16 +21,15 @@ namespace egg {
 namespace {
 
 Error StageError(const std::string& what, int err) {
-  return Error(Code::kIo, "staging data: '" + what + "': " +
-                              std::strerror(err));
+  return Error(Code::kIo,
+               "staging data: '" + what + "': " + std::strerror(err));
 }
 
 // Opens the folder holding the last component of `rel` below `root`.
 Result<UniqueFd> OpenParent(int root, const std::string& rel, bool create,
                             std::string* last) {
-  UniqueFd current(RetryEintr([&] {
-    return ::openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  }));
+  UniqueFd current(RetryEintr(
+      [&] { return ::openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
   if (!current.valid()) return tl::unexpected(StageError(rel, errno));
   size_t start = 0;
   for (size_t slash; (slash = rel.find('/', start)) != std::string::npos;
@@ -74,8 +73,8 @@ Status CopyFile(int src_dir, const std::string& src_name, int dst_dir,
   if (!out.valid()) return tl::unexpected(StageError(shown, errno));
   std::vector<uint8_t> buf(1 << 20);
   while (true) {
-    ssize_t n = RetryEintr(
-        [&] { return ::read(in.get(), buf.data(), buf.size()); });
+    ssize_t n =
+        RetryEintr([&] { return ::read(in.get(), buf.data(), buf.size()); });
     if (n < 0) return tl::unexpected(StageError(shown, errno));
     if (n == 0) break;
     std::span<const uint8_t> chunk(buf.data(), static_cast<size_t>(n));
@@ -88,20 +87,17 @@ Status CopyFile(int src_dir, const std::string& src_name, int dst_dir,
 // refused (another file system, protected_hardlinks, link count).
 Status StageFile(int src_dir, const std::string& src_name, int dst_dir,
                  const std::string& dst_name, const std::string& shown) {
-  if (::linkat(src_dir, src_name.c_str(), dst_dir, dst_name.c_str(), 0) ==
-      0) {
+  if (::linkat(src_dir, src_name.c_str(), dst_dir, dst_name.c_str(), 0) == 0) {
     // linkat does not follow a symlink: check what was linked.
     struct stat st;
-    if (::fstatat(dst_dir, dst_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) ==
-            0 &&
+    if (::fstatat(dst_dir, dst_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISREG(st.st_mode)) {
       return {};
     }
     return Fail(Code::kInvalidArgument,
                 "staging data: '" + shown + "' is no longer a regular file");
   }
-  if (errno != EXDEV && errno != EPERM && errno != EMLINK &&
-      errno != EACCES) {
+  if (errno != EXDEV && errno != EPERM && errno != EMLINK && errno != EACCES) {
     return tl::unexpected(StageError(shown, errno));
   }
   return CopyFile(src_dir, src_name, dst_dir, dst_name, shown);
@@ -163,8 +159,8 @@ Status StageFolder(int src, int dst, const std::string& shown,
     if (!s_child.valid() || !d_child.valid()) {
       return tl::unexpected(StageError(path, errno));
     }
-    if (Status s = StageFolder(s_child.get(), d_child.get(), path, skip,
-                               depth + 1);
+    if (Status s =
+            StageFolder(s_child.get(), d_child.get(), path, skip, depth + 1);
         !s) {
       return s;
     }
@@ -176,8 +172,7 @@ Status StageFolder(int src, int dst, const std::string& shown,
 
 Status StageData(const Manifest& manifest, const std::string& stage_dir) {
   UniqueFd root(RetryEintr([&] {
-    return ::open(manifest.folder.c_str(),
-                  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return ::open(manifest.folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   }));
   if (!root.valid()) return tl::unexpected(StageError(manifest.folder, errno));
   UniqueFd stage(RetryEintr([&] {

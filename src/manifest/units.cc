@@ -1,8 +1,8 @@
 // Human units for limits, RFC 3339 timestamps and SPDX expressions: small
 // parsers that accept one spelling each and reject everything else.
 #include <cctype>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -61,8 +61,7 @@ Result<uint64_t> ParseDurationMs(std::string_view text) {
   } else if (unit == "d") {
     scale = 24 * 3600 * 1000;
   } else if (unit.empty()) {
-    return tl::unexpected(
-        Bad("duration needs a unit (ms, s, m, h, d)", text));
+    return tl::unexpected(Bad("duration needs a unit (ms, s, m, h, d)", text));
   } else {
     return tl::unexpected(Bad("unknown duration unit in", text));
   }
@@ -103,9 +102,8 @@ Result<uint64_t> ParseSizeBytes(std::string_view text) {
     }
     return out;
   }
-  return tl::unexpected(
-      Bad("unknown size unit (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB) in",
-          text));
+  return tl::unexpected(Bad(
+      "unknown size unit (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB) in", text));
 }
 
 // ---- RFC 3339 -------------------------------------------------------------
@@ -182,9 +180,8 @@ Result<int64_t> ParseRfc3339Utc(std::string_view t) {
   int64_t y, mo, d, h, mi, s;
   if (!Digits(t, 0, 4, &y) || t.size() < 20 || t[4] != '-' ||
       !Digits(t, 5, 2, &mo) || t[7] != '-' || !Digits(t, 8, 2, &d) ||
-      (t[10] != 'T' && t[10] != 't') || !Digits(t, 11, 2, &h) ||
-      t[13] != ':' || !Digits(t, 14, 2, &mi) || t[16] != ':' ||
-      !Digits(t, 17, 2, &s)) {
+      (t[10] != 'T' && t[10] != 't') || !Digits(t, 11, 2, &h) || t[13] != ':' ||
+      !Digits(t, 14, 2, &mi) || t[16] != ':' || !Digits(t, 17, 2, &s)) {
     return bad();
   }
   std::string_view zone = t.substr(19);
