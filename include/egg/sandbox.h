@@ -1,8 +1,8 @@
 // Running an untrusted program tree in isolation.
 //
 // A sandbox is described by WHAT it contains, not by how a backend makes
-// it, so that every backend (namespaces, none; later gvisor, oci, vm)
-// enforces the same SandboxSpec:
+// it, so that every backend (namespaces, none, gvisor, oci, vm) enforces
+// the same SandboxSpec:
 //
 //   /            the runtime root folder, read-only (or a composition of
 //                read-only host folders, for tests)
@@ -48,10 +48,14 @@ namespace egg {
 enum class SandboxBackend {
   kNamespaces,  // Linux namespaces + seccomp + Landlock + cgroups (default)
   kNone,        // no isolation at all: limits only (WeakenToNoSandbox)
+  // Stronger isolation (docs/ISOLATION.md); each needs root on the host.
+  kGvisor,  // an OCI bundle run by gVisor's runsc (a user-space kernel)
+  kOci,     // the same bundle run by runc or crun (SandboxSpec::oci_runtime)
+  kVm,      // a QEMU microvm guest with its own kernel
 };
 
-// "namespaces" or "none"; anything else is kInvalidArgument (kNotSupported
-// for backends that exist in the design but not in this build).
+// "namespaces", "none", "gvisor", "oci" or "vm"; anything else is
+// kInvalidArgument. "auto" is not a backend: see ChooseSandboxBackend().
 [[nodiscard]] Result<SandboxBackend> ParseSandboxBackend(std::string_view name);
 const char* SandboxBackendName(SandboxBackend backend);
 
@@ -90,6 +94,8 @@ class SandboxSpec {
   int stdout_fd() const { return stdout_fd_; }  // -1: /dev/null
   int stderr_fd() const { return stderr_fd_; }  // -1: /dev/null
   const std::vector<SandboxFd>& fds() const { return fds_; }
+  // kOci only: "runc" (default) or "crun".
+  const std::string& oci_runtime() const { return oci_runtime_; }
 
  private:
   friend class SandboxSpecBuilder;
@@ -110,6 +116,7 @@ class SandboxSpec {
   int stdout_fd_ = -1;
   int stderr_fd_ = -1;
   std::vector<SandboxFd> fds_;
+  std::string oci_runtime_ = "runc";
 };
 
 // Builds a SandboxSpec. Each call validates its argument; the first error
@@ -162,8 +169,11 @@ class SandboxSpecBuilder {
   SandboxSpecBuilder& WeakenToNoSandbox();
 
   // Chooses a backend by name; "none" is only accepted through
-  // WeakenToNoSandbox().
+  // WeakenToNoSandbox(). "auto" runs ChooseSandboxBackend() and logs which
+  // backend it picked and why.
   SandboxSpecBuilder& Backend(std::string_view name);
+  // The OCI runtime of the oci backend: "runc" or "crun".
+  SandboxSpecBuilder& OciRuntime(std::string_view name);
 
   // The frozen spec, or the first error (kInvalidArgument, kNotFound).
   [[nodiscard]] Result<SandboxSpec> Build() &&;
@@ -251,6 +261,33 @@ struct SandboxHostSupport {
   bool cgroup_cpu = false;  // tree CPU accounting via cgroup
 };
 SandboxHostSupport ProbeSandboxHost();
+
+// --- Choosing a backend (src/sandbox/auto_choose.cc) ---
+
+// Whether one backend really works here: it started a trivial sandbox
+// under a deadline (a VM boots a guest), or `detail` says why not.
+struct BackendProbe {
+  SandboxBackend backend = SandboxBackend::kNamespaces;
+  std::string oci_runtime;  // kOci only
+  bool works = false;
+  std::string detail;  // why not, or a caveat (e.g. "TCG: slow")
+  uint64_t ms = 0;     // how long the probe took
+};
+[[nodiscard]] BackendProbe ProbeSandboxBackend(SandboxBackend backend,
+                                               std::string_view oci_runtime);
+
+// The strongest backend that works on this host, in the order vm, gvisor,
+// namespaces (oci adds nothing over namespaces, so auto never picks it).
+// Probe results are cached per boot (keyed by the kernel's boot id) in
+// the egg state folder; `reason` says what was picked and why the
+// stronger ones were passed over. kNotSupported if none works.
+struct BackendChoice {
+  SandboxBackend backend = SandboxBackend::kNamespaces;
+  std::string oci_runtime;
+  std::string reason;
+  std::vector<BackendProbe> probes;  // in the order tried
+};
+[[nodiscard]] Result<BackendChoice> ChooseSandboxBackend();
 
 }  // namespace egg
 

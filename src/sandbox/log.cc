@@ -21,6 +21,8 @@ void Emit(const char* level, const std::string& message) {
 
 void LogWarning(const std::string& message) { Emit("warning: ", message); }
 
+void LogInfo(const std::string& message) { Emit("", message); }
+
 void LogDebug(const std::string& message) {
   static const bool enabled = std::getenv("EGG_SANDBOX_DEBUG") != nullptr;
   if (enabled) Emit("debug: ", message);

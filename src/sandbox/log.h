@@ -8,6 +8,8 @@ namespace egg::sandbox_internal {
 
 // "egg: warning: sandbox: <message>" (control characters escaped).
 void LogWarning(const std::string& message);
+// "egg: sandbox: <message>": lifecycle lines (e.g. the backend auto chose).
+void LogInfo(const std::string& message);
 // Debug lines appear only when EGG_SANDBOX_DEBUG is set in the environment.
 void LogDebug(const std::string& message);
 

@@ -28,7 +28,9 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/child.h"
 #include "sandbox/log.h"
+#include "sandbox/oci_backend.h"
 #include "sandbox/seccomp_filter.h"
+#include "sandbox/vm_backend.h"
 
 namespace egg {
 namespace {
@@ -518,6 +520,14 @@ Status ReadChildMessages(int sock, UniqueFd& scratch) {
 }  // namespace
 
 Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
+  // Stronger backends live in oci_*.cc and vm_*.cc.
+  if (spec.backend() == SandboxBackend::kGvisor ||
+      spec.backend() == SandboxBackend::kOci) {
+    return sandbox_internal::StartOciSandbox(spec);
+  }
+  if (spec.backend() == SandboxBackend::kVm) {
+    return sandbox_internal::StartVmSandbox(spec);
+  }
   bool isolate = spec.backend() == SandboxBackend::kNamespaces;
   if (!isolate) {
     sandbox_internal::LogWarning("running '" + spec.argv()[0] +

@@ -58,10 +58,9 @@ bool IsEnvName(const std::string& name) {
 Result<SandboxBackend> ParseSandboxBackend(std::string_view name) {
   if (name == "namespaces") return SandboxBackend::kNamespaces;
   if (name == "none") return SandboxBackend::kNone;
-  if (name == "gvisor" || name == "oci" || name == "vm") {
-    return Fail(Code::kNotSupported, "sandbox backend '" + std::string(name) +
-                                         "' is not built into this egg");
-  }
+  if (name == "gvisor") return SandboxBackend::kGvisor;
+  if (name == "oci") return SandboxBackend::kOci;
+  if (name == "vm") return SandboxBackend::kVm;
   return Fail(Code::kInvalidArgument,
               "unknown sandbox backend '" + std::string(name) + "'");
 }
@@ -72,6 +71,12 @@ const char* SandboxBackendName(SandboxBackend backend) {
       return "namespaces";
     case SandboxBackend::kNone:
       return "none";
+    case SandboxBackend::kGvisor:
+      return "gvisor";
+    case SandboxBackend::kOci:
+      return "oci";
+    case SandboxBackend::kVm:
+      return "vm";
   }
   return "?";
 }
@@ -387,6 +392,22 @@ SandboxSpecBuilder& SandboxSpecBuilder::WeakenToNoSandbox() {
 
 SandboxSpecBuilder& SandboxSpecBuilder::Backend(std::string_view name) {
   if (!Ok()) return *this;
+  if (name == "auto") {
+    auto choice = ChooseSandboxBackend();
+    if (!choice) {
+      Keep(choice.error());
+    } else {
+      sandbox_internal::LogInfo("auto chose '" +
+                                std::string(SandboxBackendName(
+                                    choice->backend)) +
+                                "': " + choice->reason);
+      spec_.backend_ = choice->backend;
+      if (!choice->oci_runtime.empty()) {
+        spec_.oci_runtime_ = choice->oci_runtime;
+      }
+    }
+    return *this;
+  }
   auto backend = ParseSandboxBackend(name);
   if (!backend) {
     Keep(backend.error());
@@ -399,12 +420,24 @@ SandboxSpecBuilder& SandboxSpecBuilder::Backend(std::string_view name) {
   return *this;
 }
 
+SandboxSpecBuilder& SandboxSpecBuilder::OciRuntime(std::string_view name) {
+  if (!Ok()) return *this;
+  if (name != "runc" && name != "crun") {
+    Keep(Error(Code::kInvalidArgument,
+               "unknown OCI runtime '" + std::string(name) +
+                   "' (runc or crun)"));
+  } else {
+    spec_.oci_runtime_ = std::string(name);
+  }
+  return *this;
+}
+
 Result<SandboxSpec> SandboxSpecBuilder::Build() && {
   if (error_) return Fail(*error_);
   if (spec_.argv_.empty()) {
     return Fail(Code::kInvalidArgument, "sandbox spec has no command");
   }
-  if (spec_.backend_ == SandboxBackend::kNamespaces &&
+  if (spec_.backend_ != SandboxBackend::kNone &&
       spec_.root_folder_.empty() && spec_.root_parts_.empty()) {
     return Fail(Code::kInvalidArgument, "sandbox spec has no runtime root");
   }

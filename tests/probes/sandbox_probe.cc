@@ -306,6 +306,7 @@ int ForeignArch(const char* which) {
     long ret;
     // i386 getpid (20) through the 32-bit entry point.
     asm volatile("int $0x80" : "=a"(ret) : "a"(20) : "memory");
+    printf("i386 getpid returned %ld\n", ret);
   }
   return Escaped("foreign architecture call returned");
 }

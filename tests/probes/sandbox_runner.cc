@@ -7,7 +7,8 @@
 //
 // usage: sandbox_runner --probe-dir D [--out O] [--data A] [--none]
 //          [--stdin] [--memory B] [--processes N] [--cpu-ms N]
-//          [--wall-ms N] [--scratch B] -- ARGS...
+//          [--wall-ms N] [--scratch B] [--backend NAME]
+//          [--oci-runtime runc|crun] -- ARGS...
 #include <stdio.h>
 #include <unistd.h>
 
@@ -18,7 +19,7 @@
 #include "egg/sandbox.h"
 
 int main(int argc, char** argv) {
-  std::string probe_dir, out, data;
+  std::string probe_dir, out, data, backend, oci_runtime;
   bool none = false, pass_stdin = false;
   egg::Limits limits;
   limits.wall_ms = 20000;
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
       limits.wall_ms = std::stoull(next());
     else if (a == "--scratch")
       limits.scratch_bytes = std::stoull(next());
+    else if (a == "--backend")
+      backend = next();
+    else if (a == "--oci-runtime")
+      oci_runtime = next();
     else
       return 2;
   }
@@ -69,6 +74,8 @@ int main(int argc, char** argv) {
     if (!data.empty()) b.ReadOnly(data, "/data");
     args.insert(args.begin(), "/probe/egg_sandbox_probe");
   }
+  if (!backend.empty()) b.Backend(backend);
+  if (!oci_runtime.empty()) b.OciRuntime(oci_runtime);
   if (!out.empty()) b.Output(out);
   b.SetLimits(limits).Command(args).Stdout(1).Stderr(2);
   if (pass_stdin) b.Stdin(0);
