@@ -435,6 +435,73 @@ TEST_F(RuntimeTest, GcKeepsKeptRuntimesAndDropsUnkeptOnes) {
   EXPECT_EQ(shown.error().code(), Code::kNotFound);
 }
 
+TEST_F(RuntimeTest, TreeFromAnotherSourceIsMaterialisedAndVerified) {
+  std::string r = MakeRoot("r");
+  auto other = Store::Open({.root = dir_ + "/other-store"});
+  ASSERT_TRUE(other.has_value());
+  auto info = ImportRuntimeFolder(*other, r);
+  ASSERT_TRUE(info.has_value());
+  auto encoded = other->Get(ObjectKind::kTree, info->digest);
+  ASSERT_TRUE(encoded.has_value());
+  auto tree = DecodeTree(*encoded);
+  ASSERT_TRUE(tree.has_value());
+
+  StoreChunkSource source(*other);
+  auto path = MaterialiseTree(*store_, *tree, source);
+  ASSERT_TRUE(path.has_value()) << path.error().message();
+  EXPECT_EQ(*path, store_->MaterialisedPath(info->digest));
+  EXPECT_EQ(ReadText(*path + "/etc/config"), "key = value\n");
+  EXPECT_TRUE(store_->Has(ObjectKind::kTree, info->digest));
+}
+
+// Runs the egg binary; returns its exit code and stdout.
+std::pair<int, std::string> RunEgg(const std::string& args) {
+  const char* bin = std::getenv("EGG_BIN");
+  if (bin == nullptr) return {-1, ""};
+  std::string cmd = std::string(bin) + " " + args + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST_F(RuntimeTest, CliImportsListsMaterialisesAndVerifies) {
+  if (std::getenv("EGG_BIN") == nullptr) GTEST_SKIP() << "EGG_BIN not set";
+  std::string r = MakeRoot("r");
+  std::string store = " --store " + dir_ + "/cli-store";
+  auto [code, out] = RunEgg("runtime import-folder " + r + store);
+  ASSERT_EQ(code, 0);
+  ASSERT_EQ(out.rfind("sha256:", 0), 0u);
+  std::string digest = out.substr(0, out.find('\n'));
+
+  auto [ls_code, ls] = RunEgg("runtime ls" + store);
+  EXPECT_EQ(ls_code, 0);
+  EXPECT_NE(ls.find(digest), std::string::npos);
+  auto [mat_code, path] = RunEgg("runtime materialise " + digest + store);
+  EXPECT_EQ(mat_code, 0);
+  EXPECT_EQ(ReadText(path.substr(0, path.find('\n')) + "/etc/config"),
+            "key = value\n");
+  EXPECT_EQ(RunEgg("store verify" + store).first, 0);
+
+  // A damaged object makes verify exit 1 and is removed.
+  Digest config = Sha256Of(std::string_view("key = value\n"));
+  auto opened = Store::Open({.root = dir_ + "/cli-store"});
+  ASSERT_TRUE(opened.has_value());
+  std::string object = opened->ObjectPath(ObjectKind::kChunk, config);
+  ASSERT_TRUE(WriteFileAtomic(object, "junk", 0444, true).has_value());
+  EXPECT_EQ(RunEgg("store verify" + store).first, 1);
+  EXPECT_FALSE(opened->Has(ObjectKind::kChunk, config));
+
+  EXPECT_EQ(RunEgg("runtime show not-a-digest" + store).first, 2);
+  EXPECT_EQ(RunEgg("runtime import-tar " + dir_ + "/missing.tar" + store)
+                .first,
+            2);
+}
+
 TEST(DebianOptions, RefusesNamesThatCouldBeOptionsOrShell) {
   for (const char* bad : {"-oAPT::x", "foo;rm", "Foo", "a", "py thon",
                           "x=", "x,y"}) {

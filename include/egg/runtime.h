@@ -14,6 +14,7 @@
 #include "egg/hash.h"
 #include "egg/status.h"
 #include "egg/store.h"
+#include "egg/tree.h"
 
 namespace egg {
 
@@ -124,6 +125,13 @@ struct DebianOptions {
 // extracted again.
 [[nodiscard]] Result<std::string> MaterialiseTree(Store& store,
                                                   const Digest& digest);
+// The same for a tree whose chunks come from `source` (e.g. an egg's data
+// tree, from EggFile): the encoded tree is stored (so that a pin list can
+// name it), chunks are read from `source` and verified, and the folder is
+// keyed by the tree digest like any other.
+[[nodiscard]] Result<std::string> MaterialiseTree(Store& store,
+                                                  const Tree& tree,
+                                                  ChunkSource& source);
 // The same, for a runtime.
 [[nodiscard]] Result<std::string> MaterialiseRuntime(Store& store,
                                                      const Digest& digest);

@@ -123,7 +123,11 @@ bool IsComplete(const Store& store, const Digest& digest) {
 
 }  // namespace
 
-Result<std::string> MaterialiseTree(Store& store, const Digest& digest) {
+namespace {
+
+// `tree` is null to load it from the store; `source` null for the store.
+Result<std::string> Materialise(Store& store, const Digest& digest,
+                                const Tree* given, ChunkSource* source) {
   std::string path = store.MaterialisedPath(digest);
   if (IsComplete(store, digest)) return path;
 
@@ -136,12 +140,15 @@ Result<std::string> MaterialiseTree(Store& store, const Digest& digest) {
   ::unlink(MarkerPath(store, digest).c_str());
   if (auto s = RemoveTree(path); !s) return Fail(s.error());
 
-  auto tree = LoadTree(store, digest);
-  if (!tree) return Fail(tree.error().Wrap("tree " + DigestRef(digest)));
+  Result<Tree> loaded = given ? Result<Tree>(*given) : LoadTree(store, digest);
+  if (!loaded) {
+    return Fail(loaded.error().Wrap("tree " + DigestRef(digest)));
+  }
   auto temp = MakeTempDir(store.TempDir(), "materialise-");
   if (!temp) return Fail(temp.error());
-  StoreChunkSource source(store);
-  auto extracted = ExtractTreeInto(*tree, source, *temp);
+  StoreChunkSource store_source(store);
+  auto extracted = ExtractTreeInto(*loaded, source ? *source : store_source,
+                                   *temp);
   if (!extracted) {
     (void)RemoveTree(*temp);
     return Fail(extracted.error().Wrap("materialising " + DigestRef(digest)));
@@ -160,6 +167,21 @@ Result<std::string> MaterialiseTree(Store& store, const Digest& digest) {
     return Fail(s.error());
   }
   return path;
+}
+
+}  // namespace
+
+Result<std::string> MaterialiseTree(Store& store, const Digest& digest) {
+  return Materialise(store, digest, nullptr, nullptr);
+}
+
+Result<std::string> MaterialiseTree(Store& store, const Tree& tree,
+                                    ChunkSource& source) {
+  auto encoded = EncodeTree(tree);
+  if (!encoded) return Fail(encoded.error());
+  auto digest = store.Put(ObjectKind::kTree, *encoded);
+  if (!digest) return Fail(digest.error());
+  return Materialise(store, *digest, &tree, &source);
 }
 
 Result<std::string> MaterialiseRuntime(Store& store, const Digest& digest) {
