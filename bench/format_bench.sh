@@ -23,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/in"
 half=$((mib / 2))
 head -c "${half}M" /dev/urandom >"$work/in/random.bin"
-seq 1 1000000000 | head -c "$((mib - half))M" >"$work/in/text.txt"
+(seq 1 1000000000 || true) | head -c "$((mib - half))M" >"$work/in/text.txt"
 cat "$work/in/random.bin" "$work/in/text.txt" >"$work/all.bin"
 sync
 

@@ -235,7 +235,7 @@ class Writer {
   uint64_t raw_bytes() const { return done_; }
 
  private:
-  static constexpr uint64_t kMaxInflightBytes = 24ull << 20;
+  static constexpr uint64_t kMaxInflightBytes = 16ull << 20;
 
   Status Submit(Slot slot, std::vector<uint8_t>&& raw,
                 std::optional<Digest> expected) {
