@@ -478,6 +478,9 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
   result.packs = recipe.pack_layers.size();
 
   // Frames the store already has (same bytes as the egg's).
+  // TODO(perf): one thread does every chunk's store check, read,
+  // decompression and hash; a 1 GiB pull spends most of its time here
+  // (docs/REGISTRY.md, "Benchmark"). Spread it over workers.
   std::vector<bool> done(index.size(), false);
   for (size_t i = 0; i < index.size(); ++i) {
     const ChunkEntry& e = index[i];
