@@ -68,6 +68,7 @@ constexpr char kCleanupHook[] =
     "set -e; r=\"$1\"; "
     "rm -f \"$r/etc/resolv.conf\"; "
     "printf 'egg\\n' > \"$r/etc/hostname\"; "
+    "chmod 0644 \"$r/etc/hostname\"; "
     "rm -f \"$r\"/var/lib/dpkg/*-old \"$r\"/var/cache/debconf/*-old; "
     "rm -f \"$r/var/cache/ldconfig/aux-cache\" "
     "\"$r/var/lib/dbus/machine-id\" \"$r\"/var/cache/apt/*.bin; "
