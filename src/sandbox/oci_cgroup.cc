@@ -207,7 +207,15 @@ bool ContainerCgroup::MemoryLimitHit() const {
 
 bool ContainerCgroup::PidsMaxReached() const {
   if (pids_.empty()) return false;
-  return ReadKey(pids_ + "/pids.events", "max") > 0;
+  // v1 counts a refused fork in the forking task's group (the runtime's
+  // child); v2 counts it where the limit is.
+  if (ReadKey(pids_ + "/pids.events", "max") > 0 ||
+      ReadKey(pids_ + "/c/pids.events", "max") > 0) {
+    return true;
+  }
+  auto max = ReadFileToString(pids_ + "/pids.max", 64).value_or("max");
+  if (max.compare(0, 3, "max") == 0) return false;
+  return ReadNumber(pids_ + "/pids.current") >= ReadNumber(pids_ + "/pids.max");
 }
 
 Status ContainerCgroup::SetMemory(uint64_t bytes) const {

@@ -381,6 +381,8 @@ class OciSandbox final : public Sandbox {
   }
 
   void Enforce() {
+    // Sampled while the runtime's child group exists (see PidsMaxReached).
+    if (!pids_hit_) pids_hit_ = cgroup_.PidsMaxReached();
     if (reason_) return;
     if (NowNs() >= deadline_ns_) return Stop(LimitKind::kWall);
     uint64_t cpu = cgroup_.CpuNs();
@@ -430,7 +432,7 @@ class OciSandbox final : public Sandbox {
     o.usage.cpu_ms = cgroup_.CpuNs() / 1000000;
     o.usage.memory_peak_bytes = cgroup_.MemoryPeak();
     o.usage.scratch_used_bytes = ScratchUsed();
-    o.processes_limit_hit = cgroup_.PidsMaxReached();
+    o.processes_limit_hit = pids_hit_ || cgroup_.PidsMaxReached();
     o.scratch_full = ScratchFull();
     bool failed = !o.exited || o.exit_code != 0;
     if (reason_) {
@@ -487,6 +489,7 @@ class OciSandbox final : public Sandbox {
   uint64_t cpu_budget_ns_ = 0;
   bool killed_ = false;
   bool kill_sent_ = false;
+  bool pids_hit_ = false;
   std::optional<LimitKind> reason_;
   std::optional<Outcome> outcome_;
 };
