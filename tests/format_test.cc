@@ -55,7 +55,9 @@ TEST(Chunker, CutsWithinBoundsAndReassembles) {
     size_t n = FindChunkBoundary(rest);
     ASSERT_GT(n, 0u);
     ASSERT_LE(n, kChunkMax);
-    if (n != rest.size()) ASSERT_GE(n, kChunkMin);
+    if (n != rest.size()) {
+      ASSERT_GE(n, kChunkMin);
+    }
     total += n;
     ++count;
     rest = rest.subspan(n);
