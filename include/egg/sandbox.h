@@ -170,7 +170,8 @@ class SandboxSpecBuilder {
 
   // Chooses a backend by name; "none" is only accepted through
   // WeakenToNoSandbox(). "auto" runs ChooseSandboxBackend() and logs which
-  // backend it picked and why.
+  // backend it picked and why. "oci:runc" / "oci:crun" also choose the
+  // OCI runtime.
   SandboxSpecBuilder& Backend(std::string_view name);
   // The OCI runtime of the oci backend: "runc" or "crun".
   SandboxSpecBuilder& OciRuntime(std::string_view name);

@@ -408,6 +408,12 @@ SandboxSpecBuilder& SandboxSpecBuilder::Backend(std::string_view name) {
     }
     return *this;
   }
+  if (name.rfind("oci:", 0) == 0) {
+    // "oci:crun": the backend and its runtime in one word, for callers
+    // that pass a single isolation string through.
+    spec_.backend_ = SandboxBackend::kOci;
+    return OciRuntime(name.substr(4));
+  }
   auto backend = ParseSandboxBackend(name);
   if (!backend) {
     Keep(backend.error());
