@@ -146,7 +146,10 @@ Result<Fields> Parser::Map(const Node& node, const std::string& where,
   Fields fields;
   fields.node = node;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const Node& key = it->first;
+    // yaml-cpp's iterator hands out a temporary pair: copy the nodes (they
+    // are handles) rather than keeping references into it.
+    const Node key = it->first;
+    const Node value = it->second;
     if (!key.IsScalar()) return At(key, "a key must be text" + In(where));
     const std::string& name = key.Scalar();
     bool known = false;
@@ -162,7 +165,7 @@ Result<Fields> Parser::Map(const Node& node, const std::string& where,
       if (!hint.empty()) msg += " (did you mean '" + hint + "'?)";
       return At(key, msg);
     }
-    if (!fields.values.emplace(name, it->second).second) {
+    if (!fields.values.emplace(name, value).second) {
       return At(key, "duplicate key " + Quote(name) + In(where));
     }
   }
@@ -504,7 +507,8 @@ Status Parser::Languages(const Node& node) {
   if (!node.IsMap()) return At(node, "languages: expected a mapping");
   std::set<std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const Node& key = it->first;
+    const Node key = it->first;
+    const Node value = it->second;
     if (!key.IsScalar() || !IsLanguage(key.Scalar())) {
       return At(key, "languages: " + Quote(key.IsScalar() ? key.Scalar() : "") +
                          " must be 1-32 of [a-z0-9+._-]");
@@ -518,11 +522,11 @@ Status Parser::Languages(const Node& node) {
     if (IsBuiltinLanguage(lang.name)) {
       return At(key, where + " is built in and cannot be redefined");
     }
-    auto fields = Map(it->second, where, {"command", "suffix"});
+    auto fields = Map(value, where, {"command", "suffix"});
     if (!fields) return tl::unexpected(fields.error());
     const Node* command = fields->Get("command");
     if (command == nullptr) {
-      return At(it->second, "missing key 'command' in " + where);
+      return At(value, "missing key 'command' in " + where);
     }
     auto args = Sequence(*command, "command in " + where);
     if (!args) return tl::unexpected(args.error());
