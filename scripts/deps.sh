@@ -21,6 +21,9 @@ packages=(
   python3-sympy
   # registry tests run Debian's registry on 127.0.0.1
   docker-registry
+  # stronger isolation backends (docs/ISOLATION.md): gVisor, OCI runtimes,
+  # the micro-VM and its disk and initramfs tools
+  runsc runc crun qemu-system-x86 erofs-utils cpio
 )
 
 sudo_cmd=()
