@@ -403,6 +403,28 @@ TEST(RunResults, TurnsRawStdoutIntoStreamOutputs) {
   EXPECT_EQ(r->cells[1].failure, "timeout");
 }
 
+TEST(RunResults, ReadsEggHatchResultsWithEncodedStreams) {
+  auto r = ParseRunResults(R"({"egg_results":1,"cells":[
+      {"index":0,"id":"c1","language":"python","status":"error",
+       "stdout":{"encoding":"base64","data":"aGk="},
+       "stderr":{"encoding":"utf-8","data":"Traceback\nKeyError: 'k'\n"}},
+      {"index":1,"id":"c2","status":"limit","limit":"wall_time"}]})");
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->cells[0].outputs.size(), 3u);
+  EXPECT_EQ(r->cells[0].outputs[0]["text"], "hi");
+  EXPECT_EQ(r->cells[0].outputs[2]["ename"], "KeyError");
+  EXPECT_EQ(r->cells[0].outputs[2]["evalue"], "'k'");
+  EXPECT_TRUE(r->cells[1].failed);
+  EXPECT_EQ(r->cells[1].failure, "limit (wall_time limit)");
+}
+
+TEST(RunResults, RejectsBadStreamEncoding) {
+  auto r = ParseRunResults(
+      R"({"cells":[{"id":"c1","stdout":{"encoding":"rot13","data":""}}]})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+}
+
 TEST(RunResults, RejectsRanThatIsNotABoolean) {
   auto r = ParseRunResults(R"({"cells":[{"id":"c1","ran":"yes"}]})");
   ASSERT_FALSE(r);
@@ -842,6 +864,71 @@ TEST(ExportIpynb, ValidatesWithNbformat) {
         &out);
     EXPECT_EQ(rc, 0) << path << ": " << out;
   }
+  fs::remove_all(dir);
+}
+
+// --- the CLI ----------------------------------------------------------------
+
+std::string EggBin() {
+  const char* bin = std::getenv("EGG_BIN");
+  return bin != nullptr && fs::exists(bin) ? bin : "";
+}
+
+TEST(ExportCli, ExportsANotebookToEachFormat) {
+  if (EggBin().empty()) GTEST_SKIP() << "EGG_BIN is not set";
+  std::string dir = TempDir();
+  std::string nb = dir + "/n.ipynb";
+  WriteFile(nb, MinimalIpynb().dump());
+  std::string out;
+  EXPECT_EQ(RunCommand(EggBin() + " export " + nb + " --to md", &out), 0);
+  EXPECT_NE(out.find("```python\nprint(1)"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(EggBin() + " export " + nb + " --to html -o " + dir +
+                       "/n.html"),
+            0);
+  auto html = ImportIpynb(nb);  // the source is untouched
+  ASSERT_TRUE(html);
+  EXPECT_EQ(RunCommand(EggBin() + " export " + nb + " --to ipynb -o " + dir +
+                       "/back.ipynb"),
+            0);
+  EXPECT_TRUE(ImportIpynb(dir + "/back.ipynb"));
+  fs::remove_all(dir);
+}
+
+TEST(ExportCli, ReportsFreshResultsAndExitsFourWhenACellDiffers) {
+  if (EggBin().empty()) GTEST_SKIP() << "EGG_BIN is not set";
+  std::string dir = TempDir();
+  std::string nb = dir + "/n.ipynb";
+  WriteFile(nb, MinimalIpynb().dump());
+  WriteFile(dir + "/same.json",
+            R"({"cells":[{"id":"c1","status":"ok","outputs":[)"
+            R"({"output_type":"stream","name":"stdout","text":"1\n"},)"
+            R"({"output_type":"execute_result","execution_count":1,)"
+            R"("metadata":{},"data":{"text/plain":"2"}}]}]})");
+  WriteFile(dir + "/diff.json",
+            R"({"cells":[{"id":"c1","status":"ok","stdout":"1\n"}]})");
+  std::string base = EggBin() + " export " + nb + " --to md -o " + dir +
+                     "/o.md --force --report --results ";
+  EXPECT_EQ(RunCommand(base + dir + "/same.json 2>/dev/null"), 0);
+  std::string err;
+  EXPECT_EQ(RunCommand(base + dir + "/diff.json 2>&1", &err), 4);
+  EXPECT_NE(err.find("reproduced 0 of 1"), std::string::npos) << err;
+  fs::remove_all(dir);
+}
+
+TEST(ExportCli, RejectsUnknownFormatAndMalformedNotebook) {
+  if (EggBin().empty()) GTEST_SKIP() << "EGG_BIN is not set";
+  std::string dir = TempDir();
+  std::string nb = dir + "/n.ipynb";
+  WriteFile(nb, MinimalIpynb().dump());
+  EXPECT_EQ(RunCommand(EggBin() + " export " + nb + " --to pdf 2>/dev/null"),
+            2);
+  json bad = MinimalIpynb();
+  bad["cells"][1]["outputs"] = 3;
+  WriteFile(nb, bad.dump());
+  std::string err;
+  EXPECT_EQ(RunCommand(EggBin() + " export " + nb + " 2>&1", &err), 2);
+  EXPECT_NE(err.find("cell 2: 'outputs' must be an array"), std::string::npos)
+      << err;
   fs::remove_all(dir);
 }
 

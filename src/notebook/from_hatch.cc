@@ -6,13 +6,12 @@
 #include "common/fd.h"
 #include "egg/hatch.h"
 #include "egg/notebook.h"
+#include "notebook/internal.h"
 
 namespace egg {
-namespace {
+namespace notebook_internal {
 
 using nlohmann::json;
-
-constexpr uint64_t kMaxDisplayFileBytes = 256ull << 20;
 
 // Raw bytes as valid UTF-8 (bad sequences become U+FFFD), so that the
 // JSON holding them can always be written.
@@ -76,6 +75,16 @@ std::optional<json> PythonErrorFromStderr(std::string_view err) {
               {"evalue", ValidUtf8(value)},
               {"traceback", json::array()}};
 }
+
+}  // namespace notebook_internal
+
+namespace {
+
+using nlohmann::json;
+using notebook_internal::PythonErrorFromStderr;
+using notebook_internal::ValidUtf8;
+
+constexpr uint64_t kMaxDisplayFileBytes = 256ull << 20;
 
 std::string FailureOf(const CellResult& cell) {
   std::string what = CellStatusName(cell.status);

@@ -7,6 +7,7 @@
 
 #include "common/fd.h"
 #include "egg/notebook.h"
+#include "notebook/internal.h"
 
 namespace egg {
 namespace {
@@ -321,6 +322,33 @@ Status AssignIds(std::vector<NotebookCell>& cells) {
   return {};
 }
 
+// A raw stream of the hatch results: a string, or {"encoding": "utf-8" |
+// "base64", "data": ...} as egg hatch writes it.
+Result<std::string> RawStream(const json& cell, const char* name,
+                              const std::string& where) {
+  auto it = cell.find(name);
+  if (it == cell.end() || it->is_null()) return std::string();
+  if (it->is_string()) {
+    return notebook_internal::ValidUtf8(it->get_ref<const std::string&>());
+  }
+  if (!it->is_object()) {
+    return Fail(Invalid(
+        where, std::string("'") + name + "' must be a string or an object"));
+  }
+  std::string encoding = StringField(*it, "encoding");
+  std::string data = StringField(*it, "data");
+  if (encoding == "base64") {
+    auto bytes = DecodeBase64(data);
+    if (!bytes) return Fail(bytes.error().Wrap(where + ": '" + name + "'"));
+    return notebook_internal::ValidUtf8(*bytes);
+  }
+  if (encoding != "utf-8" && !encoding.empty()) {
+    return Fail(Invalid(
+        where, std::string("'") + name + ".encoding' must be utf-8 or base64"));
+  }
+  return notebook_internal::ValidUtf8(data);
+}
+
 }  // namespace
 
 const char* CellTypeName(CellType type) {
@@ -577,6 +605,7 @@ Result<NotebookRun> ParseRunResults(std::string_view text) {
       return Fail(Invalid(where, "'id' must be a cell id"));
     }
     std::string status = StringField(cell, "status");
+    std::string language = StringField(cell, "language");
     out.ran = !status.empty() && status != "skipped" && status != "not_run";
     if (auto it = cell.find("ran"); it != cell.end()) {
       if (!it->is_boolean()) {
@@ -585,20 +614,35 @@ Result<NotebookRun> ParseRunResults(std::string_view text) {
       out.ran = it->get<bool>();
     }
     out.failed = status == "failed" || status == "timeout" ||
-                 status == "killed" || status == "died";
+                 status == "session_died" || status == "limit" ||
+                 status == "agent_failed";
     out.failure = StringField(cell, "failure");
-    if (out.failed && out.failure.empty()) out.failure = status;
+    if (out.failed && out.failure.empty()) {
+      out.failure = status;
+      std::string limit = StringField(cell, "limit");
+      std::string note = StringField(cell, "note");
+      if (!limit.empty()) out.failure += " (" + limit + " limit)";
+      if (!note.empty()) out.failure += ": " + note;
+    }
     if (auto it = cell.find("outputs"); it != cell.end()) {
       auto outputs = Outputs(*it, where);
       if (!outputs) return Fail(outputs.error());
       out.outputs = std::move(*outputs);
     } else {
+      std::string err;
       for (const char* name : {"stdout", "stderr"}) {
-        std::string text = StringField(cell, name);
-        if (!text.empty()) {
+        auto text = RawStream(cell, name, where);
+        if (!text) return Fail(text.error());
+        if (!text->empty()) {
           out.outputs.push_back(
-              {{"output_type", "stream"}, {"name", name}, {"text", text}});
+              {{"output_type", "stream"}, {"name", name}, {"text", *text}});
         }
+        if (std::string_view(name) == "stderr") err = *text;
+      }
+      if (status == "error" &&
+          (language == "python" || language == "python3" || language == "py")) {
+        auto error = notebook_internal::PythonErrorFromStderr(err);
+        if (error) out.outputs.push_back(std::move(*error));
       }
     }
     auto count = ExecutionCount(cell, where);

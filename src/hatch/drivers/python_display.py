@@ -275,6 +275,9 @@ class _Session:
 
     def run(self, code_bytes, cell):
         self.count += 1
+        # Libraries (sympy's init_printing) replace the hook for a plain
+        # REPL; the notebook's display semantics win.
+        sys.displayhook = self.displayhook
         _sink.open(cell)
         try:
             return self._run(code_bytes, cell)
@@ -302,6 +305,7 @@ class _Session:
             exec(compile(tree, filename, "exec", dont_inherit=True),
                  self.namespace)
             if last is not None:
+                sys.displayhook = self.displayhook
                 exec(compile(last, filename, "single", dont_inherit=True),
                      self.namespace)
         except SystemExit as e:
