@@ -18,10 +18,30 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The smaller of a cell's limit and the egg's: a cell never gets more than
+// the sandbox was built with.
+void Clamp(std::optional<uint64_t>& cell, const std::optional<uint64_t>& egg) {
+  if (cell && egg && *cell > *egg) cell = *egg;
+}
+
+Limits ClampToEgg(Limits cell, const Limits& egg) {
+  Clamp(cell.wall_ms, egg.wall_ms);
+  Clamp(cell.cpu_ms, egg.cpu_ms);
+  Clamp(cell.memory_bytes, egg.memory_bytes);
+  Clamp(cell.processes, egg.processes);
+  Clamp(cell.scratch_bytes, egg.scratch_bytes);
+  Clamp(cell.output_bytes, egg.output_bytes);
+  return cell;
+}
+
 class SandboxAgentHost : public AgentHost {
  public:
-  SandboxAgentHost(std::unique_ptr<Sandbox> box, UniqueFd fd, uint64_t grace)
-      : box_(std::move(box)), fd_(std::move(fd)), grace_ms_(grace) {}
+  SandboxAgentHost(std::unique_ptr<Sandbox> box, UniqueFd fd, uint64_t grace,
+                   Limits egg_limits)
+      : box_(std::move(box)),
+        fd_(std::move(fd)),
+        grace_ms_(grace),
+        egg_limits_(egg_limits) {}
   ~SandboxAgentHost() override { Kill(); }
 
   int control_fd() const override { return fd_.get(); }
@@ -33,7 +53,7 @@ class SandboxAgentHost : public AgentHost {
     l.cpu_ms = limits.cpu_ms;
     // The agent enforces the cell's wall time; the sandbox's is a backstop.
     if (limits.wall_ms) l.wall_ms = *limits.wall_ms + grace_ms_;
-    return box_->SetLimits(l);
+    return box_->SetLimits(ClampToEgg(l, egg_limits_));
   }
 
   std::optional<HostEnd> Ended() override {
@@ -70,6 +90,7 @@ class SandboxAgentHost : public AgentHost {
   std::unique_ptr<Sandbox> box_;
   UniqueFd fd_;
   uint64_t grace_ms_;
+  Limits egg_limits_;
   bool killed_ = false;
   std::optional<HostEnd> end_;
 };
@@ -173,12 +194,19 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   if (!box) return Fail(box.error());
   theirs.Reset();
 
-  SandboxAgentHost host(std::move(*box), std::move(ours), options.grace_ms);
+  Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());
+  std::vector<CellInput> clamped = cells;
+  for (auto& c : clamped) {
+    c.limits = ClampToEgg(MergeLimits(c.limits, DefaultCellLimits()),
+                          egg_limits);
+  }
+  SandboxAgentHost host(std::move(*box), std::move(ours), options.grace_ms,
+                        egg_limits);
   options.output_dir = setup.output_dir;
   options.setup.drivers_dir = kSandboxDriversDir;
   options.setup.cwd = "/out";
   options.setup.cell_dir = "/tmp";
-  return RunCells(cells, host, options);
+  return RunCells(clamped, host, options);
 }
 
 }  // namespace egg

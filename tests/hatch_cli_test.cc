@@ -1,0 +1,210 @@
+// End-to-end tests of `egg hatch`: eggs are written with the format and
+// manifest libraries, then hatched by the egg binary ($EGG_BIN).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "egg/egg.h"
+#include "egg/manifest.h"
+#include "egg/sandbox.h"
+
+namespace egg {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/egg-hatch-cli-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string EggBin() {
+  const char* bin = getenv("EGG_BIN");
+  return bin ? bin : std::string(EGG_BINARY_DIR) + "/egg";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Writes an egg from a parsed manifest, with a tiny folder as its runtime
+// (the tests hatch with --host-runtime).
+void WriteTestEgg(Manifest m, const std::string& work, const std::string& out) {
+  std::string rt = work + "/rt";
+  fs::create_directories(rt);
+  std::ofstream(rt + "/README") << "placeholder runtime\n";
+  m.runtime.kind = RuntimeKind::kFolder;
+  m.runtime.path = "rt";
+  EggInput in;
+  auto mj = ManifestJsonValue(m);
+  ASSERT_TRUE(mj.has_value()) << mj.error().message();
+  auto nj = NotebookJsonValue(m);
+  ASSERT_TRUE(nj.has_value()) << nj.error().message();
+  in.manifest = *mj;
+  in.notebook = *nj;
+  std::string stage = work + "/stage";
+  fs::create_directories(stage);
+  ASSERT_TRUE(StageData(m, stage).has_value());
+  TreeInput data;
+  data.name = "data";
+  data.directory = stage;
+  TreeInput runtime;
+  runtime.name = "runtime";
+  runtime.directory = rt;
+  in.trees = {data, runtime};
+  auto w = WriteEgg(in, out);
+  ASSERT_TRUE(w.has_value()) << w.error().message();
+}
+
+// Runs egg with no controlling terminal and stdin /dev/null; returns the
+// exit code, stderr in *err.
+int RunEgg(const std::vector<std::string>& args, std::string* err) {
+  std::string err_path = "/tmp/egg-hatch-cli-stderr-" +
+                         std::to_string(getpid());
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(efd, 2);
+    std::vector<std::string> all = {EggBin()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int ws = 0;
+  waitpid(pid, &ws, 0);
+  *err = ReadFile(err_path);
+  unlink(err_path.c_str());
+  return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+Result<Manifest> ManifestFromYaml(const std::string& yaml,
+                                  const std::string& folder) {
+  return ParseManifest(yaml, folder, "test.yaml");
+}
+
+TEST(HatchCliTest, HatchesTheBundledExampleInTheNamespacesSandbox) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  auto m = LoadManifest(std::string(EGG_SOURCE_DIR) +
+                        "/examples/hello/egg.yaml");
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/hello.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string results = t.path() + "/r.json";
+  std::string out = t.path() + "/out";
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
+                     "-o", results, "--out-dir", out},
+                    &err);
+  ASSERT_EQ(code, 0) << err;
+  auto doc = nlohmann::json::parse(ReadFile(results));
+  EXPECT_EQ(doc["isolation"], "namespaces");
+  ASSERT_EQ(doc["cells"].size(), 4u);
+  for (const auto& c : doc["cells"]) EXPECT_EQ(c["status"], "ok") << c;
+  EXPECT_NE(doc["cells"][0]["stdout"]["data"].get<std::string>().find(
+                "rows: 12"),
+            std::string::npos);
+  EXPECT_NE(doc["cells"][2]["stdout"]["data"].get<std::string>().find(
+                "fertiliser adds"),
+            std::string::npos);
+  ASSERT_EQ(doc["cells"][3]["files"].size(), 1u);
+  EXPECT_EQ(doc["cells"][3]["files"][0]["path"], "group_means.csv");
+  EXPECT_TRUE(fs::exists(out + "/group_means.csv"));
+}
+
+TEST(HatchCliTest, UngrantedPermissionIsRefusedWithoutATerminal) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: wants-net\n"
+      "runtime: {folder: rt}\n"
+      "permissions: {network: true}\n"
+      "cells:\n"
+      "  - language: bash\n"
+      "    code: touch /out/ran\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/net.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string out = t.path() + "/out";
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
+                     "--out-dir", out},
+                    &err);
+  EXPECT_EQ(code, 5) << err;
+  EXPECT_NE(err.find("network"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(t.path() + "/net.results.json"));
+}
+
+TEST(HatchCliTest, UnsignedEggIsRefusedWithoutATerminalOrAllowUnsigned) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: plain\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: touch /out/ran\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/plain.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--out-dir",
+                     t.path() + "/out"},
+                    &err);
+  EXPECT_EQ(code, 5) << err;
+  EXPECT_FALSE(fs::exists(t.path() + "/out"));
+}
+
+TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: fails\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: echo one\n"
+      "  - language: bash\n    code: (exit 3)\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/fails.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
+                     "--out-dir", t.path() + "/out"},
+                    &err);
+  EXPECT_EQ(code, 4) << err;
+  auto doc = nlohmann::json::parse(ReadFile(t.path() + "/fails.results.json"));
+  EXPECT_EQ(doc["cells"][0]["status"], "ok");
+  EXPECT_EQ(doc["cells"][1]["status"], "error");
+  EXPECT_EQ(doc["cells"][1]["exit_code"], 3);
+}
+
+}  // namespace
+}  // namespace egg
