@@ -36,16 +36,15 @@ double RunOnce(const egg::SandboxRunSetup& base, int cells) {
   }
   auto start = Clock::now();
   auto report = egg::RunCellsInSandbox(in, setup, {});
-  double ms = std::chrono::duration<double, std::milli>(Clock::now() - start)
-                  .count();
+  double ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   std::filesystem::remove_all(tmpl);
   if (!report) {
     fprintf(stderr, "bench: %s\n", report.error().message().c_str());
     return -1;
   }
   if (!report->AllSucceeded()) {
-    fprintf(stderr, "bench: a cell failed: %s\n",
-            report->agent_error.c_str());
+    fprintf(stderr, "bench: a cell failed: %s\n", report->agent_error.c_str());
     return -1;
   }
   return ms;

@@ -61,10 +61,9 @@ std::string MakeTempDir() {
 
 ProbeRun RunProbe(const BackendParam& b, std::vector<std::string> flags,
                   const std::vector<std::string>& probe, int stdin_fd = -1) {
-  std::vector<std::string> argv = {std::string(kProbeDir) +
-                                       "/egg_sandbox_runner",
-                                   "--probe-dir", kProbeDir, "--backend",
-                                   b.backend};
+  std::vector<std::string> argv = {
+      std::string(kProbeDir) + "/egg_sandbox_runner", "--probe-dir", kProbeDir,
+      "--backend", b.backend};
   if (*b.oci_runtime) {
     argv.push_back("--oci-runtime");
     argv.push_back(b.oci_runtime);
@@ -143,8 +142,7 @@ int LeftoverContainerCgroups() {
   int count = 0;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(
-           "/sys/fs/cgroup", fs::directory_options::skip_permission_denied,
-           ec);
+           "/sys/fs/cgroup", fs::directory_options::skip_permission_denied, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
     if (it->path().filename().string().rfind("egg-oci-", 0) == 0) ++count;
@@ -165,8 +163,8 @@ class IsolationHostileCell : public ::testing::TestWithParam<BackendParam> {
     ASSERT_TRUE(backend);
     BackendProbe probe = ProbeSandboxBackend(*backend, b.oci_runtime);
     if (!probe.works) {
-      GTEST_SKIP() << b.label << " does not work on this host: "
-                   << probe.detail;
+      GTEST_SKIP() << b.label
+                   << " does not work on this host: " << probe.detail;
     }
     out_ = MakeTempDir();
   }
@@ -379,8 +377,13 @@ TEST_P(IsolationHostileCell, BackgroundProcessesDieWithTheSandbox) {
 TEST_P(IsolationHostileCell, NothingSurvivesSigkillOfTheHatchingProcess) {
   const BackendParam& b = GetParam();
   std::vector<std::string> argv = {
-      std::string(kProbeDir) + "/egg_sandbox_runner", "--probe-dir",
-      kProbeDir, "--backend", b.backend, "--wall-ms", "60000"};
+      std::string(kProbeDir) + "/egg_sandbox_runner",
+      "--probe-dir",
+      kProbeDir,
+      "--backend",
+      b.backend,
+      "--wall-ms",
+      "60000"};
   if (*b.oci_runtime) {
     argv.push_back("--oci-runtime");
     argv.push_back(b.oci_runtime);
@@ -435,10 +438,12 @@ INSTANTIATE_TEST_SUITE_P(
 // sandbox's own view; results are compared byte for byte with namespaces.
 std::vector<CellInput> SampleCells() {
   std::vector<std::pair<std::string, std::string>> code = {
-      {"python", "import os, sys\nprint(sum(range(10)), os.getuid())\n"
-                 "print('to stderr', file=sys.stderr)\n"},
-      {"python", "open('/out/result.csv', 'w').write('a,b\\n1,2\\n')\n"
-                 "print(open('/out/result.csv').read(), end='')\n"},
+      {"python",
+       "import os, sys\nprint(sum(range(10)), os.getuid())\n"
+       "print('to stderr', file=sys.stderr)\n"},
+      {"python",
+       "open('/out/result.csv', 'w').write('a,b\\n1,2\\n')\n"
+       "print(open('/out/result.csv').read(), end='')\n"},
       // Not $$: pid numbers inside differ by runtime (runc forks more).
       // Not ls: this Debian runsc fails coreutils' statx with EINVAL.
       {"bash", "echo \"home=$HOME tmp=$TMPDIR\"; hostname; pwd\n"},
@@ -519,8 +524,7 @@ TEST(IsolationChoice, ParsesEveryBackendName) {
     ASSERT_TRUE(b) << name;
     EXPECT_STREQ(SandboxBackendName(*b), name);
   }
-  EXPECT_EQ(ParseSandboxBackend("auto").error().code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(ParseSandboxBackend("auto").error().code(), Code::kInvalidArgument);
   EXPECT_EQ(ParseSandboxBackend("docker").error().code(),
             Code::kInvalidArgument);
 }
@@ -536,7 +540,8 @@ TEST(IsolationChoice, RejectsUnknownOciRuntime) {
 
 TEST(IsolationChoice, AutoPicksAWorkingBackendAndSaysWhy) {
   auto choice = ChooseSandboxBackend();
-  if (!choice) GTEST_SKIP() << "no backend works here: " << choice.error().message();
+  if (!choice)
+    GTEST_SKIP() << "no backend works here: " << choice.error().message();
   EXPECT_FALSE(choice->reason.empty());
   EXPECT_NE(choice->backend, SandboxBackend::kNone);
   // What auto picked must itself probe as working.

@@ -43,8 +43,7 @@ namespace egg::guest {
 namespace {
 
 constexpr int kSetupFailed = 125;
-constexpr char kSeccompMagic[8] = {'E', 'G', 'G', 'S',
-                                   'C', 'M', 'P', '1'};
+constexpr char kSeccompMagic[8] = {'E', 'G', 'G', 'S', 'C', 'M', 'P', '1'};
 
 }  // namespace
 

@@ -108,8 +108,8 @@ void SaveCache(const std::string& key, const std::vector<BackendProbe>& ps) {
     for (char c : p.detail) detail += (c == '\n') ? ' ' : c;
     text += std::string(SandboxBackendName(p.backend)) + " " +
             (p.oci_runtime.empty() ? "-" : p.oci_runtime) + " " +
-            (p.works ? "1" : "0") + " " + std::to_string(p.ms) + " " +
-            detail + "\n";
+            (p.works ? "1" : "0") + " " + std::to_string(p.ms) + " " + detail +
+            "\n";
   }
   (void)WriteFileAtomic(CachePath(), text, 0644, true);
 }
@@ -128,17 +128,17 @@ BackendProbe ProbeSandboxBackend(SandboxBackend backend,
   }
   auto start = Clock::now();
   auto outcome = RunTrue(backend, oci_runtime);
-  p.ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-             Clock::now() - start)
+  p.ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
+                                                               start)
              .count();
   if (!outcome) {
     p.detail = outcome.error().message();
   } else if (!outcome->exited || outcome->exit_code != 0) {
-    p.detail = "a trivial program did not succeed in it (" +
-               std::string(outcome->exited ? "exit " : "signal ") +
-               std::to_string(outcome->exited ? outcome->exit_code
-                                              : outcome->signal) +
-               ")";
+    p.detail =
+        "a trivial program did not succeed in it (" +
+        std::string(outcome->exited ? "exit " : "signal ") +
+        std::to_string(outcome->exited ? outcome->exit_code : outcome->signal) +
+        ")";
   } else {
     p.works = true;
     p.detail = "started and ran a program in " + std::to_string(p.ms) + " ms";

@@ -48,10 +48,10 @@ void RemoveRunDir(const std::string& dir);
 struct BundlePlan {
   std::string dir;  // the run folder; the bundle is <dir>/bundle
   bool gvisor = false;
-  std::string init_host;     // egg-init, bound at /.egg-init/egg-init
-  std::string seccomp_host;  // seccomp file, bound at /.egg-init/seccomp
-  std::string scratch_host;  // the run's tmpfs, bound at /tmp
-  std::string cgroup_name;   // relative cgroupsPath
+  std::string init_host;          // egg-init, bound at /.egg-init/egg-init
+  std::string seccomp_host;       // seccomp file, bound at /.egg-init/seccomp
+  std::string scratch_host;       // the run's tmpfs, bound at /tmp
+  std::string cgroup_name;        // relative cgroupsPath
   std::vector<std::string> args;  // the first process: egg-init shim ...
 };
 

@@ -18,17 +18,17 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kReservedTop[] = {"proc", "dev",  "tmp",
+constexpr const char* kReservedTop[] = {"proc",    "dev", "tmp",
                                         "scratch", "out", ".egg-init"};
 
 // Paths from /proc that runc's own default configuration hides.
 constexpr const char* kMaskedPaths[] = {
-    "/proc/acpi",          "/proc/asound",        "/proc/kcore",
-    "/proc/keys",          "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats",   "/proc/sched_debug",   "/proc/scsi",
+    "/proc/acpi",        "/proc/asound",        "/proc/kcore",
+    "/proc/keys",        "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug",   "/proc/scsi",
     "/sys/firmware"};
-constexpr const char* kReadonlyPaths[] = {
-    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+constexpr const char* kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq",
+                                          "/proc/sys", "/proc/sysrq-trigger"};
 
 bool Reserved(const std::string& name) {
   return std::find(std::begin(kReservedTop), std::end(kReservedTop), name) !=
@@ -64,8 +64,7 @@ json BindMount(const std::string& source, const std::string& target,
   return {{"destination", target},
           {"type", "bind"},
           {"source", source},
-          {"options",
-           {"rbind", writable ? "rw" : "ro", "nosuid", "nodev"}}};
+          {"options", {"rbind", writable ? "rw" : "ro", "nosuid", "nodev"}}};
 }
 
 struct PendingBind {
@@ -141,7 +140,8 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
     }
     binds.push_back({b.host, b.sandbox, S_ISDIR(st.st_mode), b.writable});
   }
-  if (!spec.output().empty()) binds.push_back({spec.output(), "/out", true, true});
+  if (!spec.output().empty())
+    binds.push_back({spec.output(), "/out", true, true});
   binds.push_back({plan.scratch_host, "/tmp", true, true});
   binds.push_back({plan.init_host, kOciInitPath, false, false});
   binds.push_back({plan.seccomp_host, kOciSeccompPath, false, false});
@@ -158,7 +158,8 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
   }
 
   // Mounts: the kernel file systems, then the binds in order.
-  const std::string size = "size=" + std::to_string(*spec.limits().scratch_bytes);
+  const std::string size =
+      "size=" + std::to_string(*spec.limits().scratch_bytes);
   json mounts = json::array();
   mounts.push_back({{"destination", "/proc"},
                     {"type", "proc"},
@@ -166,10 +167,11 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
                     {"options", {"nosuid", "nodev", "noexec"}}});
   if (!plan.gvisor) {
     // gVisor makes its own /dev (null, zero, full, random, urandom, tty).
-    mounts.push_back({{"destination", "/dev"},
-                      {"type", "tmpfs"},
-                      {"source", "tmpfs"},
-                      {"options", {"nosuid", "noexec", "mode=755", "size=64k"}}});
+    mounts.push_back(
+        {{"destination", "/dev"},
+         {"type", "tmpfs"},
+         {"source", "tmpfs"},
+         {"options", {"nosuid", "noexec", "mode=755", "size=64k"}}});
   }
   mounts.push_back({{"destination", "/dev/shm"},
                     {"type", "tmpfs"},

@@ -40,8 +40,8 @@ std::string OwnGroup(const std::string& options, bool v2) {
       match = list.empty();
     } else if (!list.empty()) {
       std::string first = list.substr(0, list.find(','));
-      match = ("," + options + ",").find("," + first + ",") !=
-              std::string::npos;
+      match =
+          ("," + options + ",").find("," + first + ",") != std::string::npos;
     }
     if (match) return path == "/" ? "" : path;
   }
@@ -225,8 +225,8 @@ Status ContainerCgroup::SetMemory(uint64_t bytes) const {
   if (v2_) return WriteValue(memory_ + "/memory.max", std::to_string(bytes));
   // Without swap accounting the memsw file is absent; that is fine.
   (void)WriteValue(memory_ + "/memory.memsw.limit_in_bytes", "-1");
-  if (auto s = WriteValue(memory_ + "/memory.limit_in_bytes",
-                          std::to_string(bytes));
+  if (auto s =
+          WriteValue(memory_ + "/memory.limit_in_bytes", std::to_string(bytes));
       !s) {
     return s;
   }

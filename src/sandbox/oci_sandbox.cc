@@ -78,8 +78,8 @@ struct SupervisorPlan {
   Argv rm;
   std::vector<int> slots;  // host fd for runtime fd i
   int devnull = -1;
-  int ctl = -1;     // read end: 'K', 'C' or EOF
-  int status = -1;  // write end: two int32 (kind, value)
+  int ctl = -1;              // read end: 'K', 'C' or EOF
+  int status = -1;           // write end: two int32 (kind, value)
   std::string hide_cgroup2;  // crun: unmount in the runtime's namespace
   std::string scratch;       // detach at the end
   std::vector<std::string> cgroup_dirs;  // children first, then P
@@ -462,9 +462,8 @@ class OciSandbox final : public Sandbox {
     }
     if (pidfd_.valid()) {
       siginfo_t info{};
-      RetryEintr([&] {
-        return ::waitid(P_PIDFD, pidfd_.get(), &info, WEXITED);
-      });
+      RetryEintr(
+          [&] { return ::waitid(P_PIDFD, pidfd_.get(), &info, WEXITED); });
       pidfd_.Reset();
     }
     scratch_.Reset();
@@ -505,11 +504,12 @@ struct FdPlan {
 };
 
 Result<FdPlan> PlanFds(const SandboxSpec& spec, bool gvisor, int ready_w) {
-  std::vector<std::pair<int, int>> wanted = {  // host fd, sandbox fd
-      {spec.stdin_fd(), 0},
-      {spec.stdout_fd(), 1},
-      {spec.stderr_fd(), 2}};
-  for (const SandboxFd& f : spec.fds()) wanted.push_back({f.host_fd, f.sandbox_fd});
+  std::vector<std::pair<int, int>> wanted = {// host fd, sandbox fd
+                                             {spec.stdin_fd(), 0},
+                                             {spec.stdout_fd(), 1},
+                                             {spec.stderr_fd(), 2}};
+  for (const SandboxFd& f : spec.fds())
+    wanted.push_back({f.host_fd, f.sandbox_fd});
 
   FdPlan plan;
   if (!gvisor) {
@@ -568,7 +568,8 @@ Status AwaitReady(int ready_r, int status_r, const std::string& dir,
     if (n <= 0) continue;
     if (p[0].revents & POLLIN) {
       char buf[512];
-      ssize_t got = RetryEintr([&] { return ::read(ready_r, buf, sizeof(buf)); });
+      ssize_t got =
+          RetryEintr([&] { return ::read(ready_r, buf, sizeof(buf)); });
       if (got > 0 && buf[0] == 'R') return {};
       if (got > 1 && buf[0] == 'E') {
         return Fail(Code::kSandboxSetup,
@@ -577,9 +578,9 @@ Status AwaitReady(int ready_r, int status_r, const std::string& dir,
     }
     if (p[1].revents & (POLLIN | POLLHUP)) {
       std::string why = Tail(dir + "/runtime.log");
-      return Fail(Code::kSandboxSetup,
-                  runtime + " failed to start the sandbox" +
-                      (why.empty() ? "" : ": " + why));
+      return Fail(Code::kSandboxSetup, runtime +
+                                           " failed to start the sandbox" +
+                                           (why.empty() ? "" : ": " + why));
     }
   }
 }
@@ -613,8 +614,10 @@ Result<std::string> FindHostProgram(const std::string& name,
     std::string path = std::string(dir) + "/" + name;
     if (::access(path.c_str(), X_OK) == 0) return path;
   }
-  return Fail(Code::kNotSupported, "'" + name + "' is not installed (Debian "
-                                   "package " + package + ")");
+  return Fail(Code::kNotSupported, "'" + name +
+                                       "' is not installed (Debian "
+                                       "package " +
+                                       package + ")");
 }
 
 Result<std::string> FindGuestInit() {
@@ -756,8 +759,8 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
                      std::to_string(std::max<uint64_t>(1024, size / 4096)) +
                      ",mode=1777";
   if (::mkdir(scratch.c_str(), 0700) != 0 ||
-      ::mount("egg-scratch", scratch.c_str(), "tmpfs",
-              MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+      ::mount("egg-scratch", scratch.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+              opts.c_str()) != 0) {
     return Fail(ErrnoError("mounting the scratch tmpfs at '" + scratch + "'"));
   }
   auto scratch_fd = OpenFile(scratch, O_RDONLY | O_DIRECTORY);
@@ -768,8 +771,9 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   if (!program) return Fail(program.error());
   std::string seccomp = dir + "/seccomp";
   if (auto s = WriteFileAtomic(
-          seccomp, guest::EncodeSeccompFile(program->code, program->ioctl_guard),
-          0644, false);
+          seccomp,
+          guest::EncodeSeccompFile(program->code, program->ioctl_guard), 0644,
+          false);
       !s) {
     return Fail(s.error());
   }
@@ -778,8 +782,8 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   if (!spec.output().empty()) {
     unsigned owner = gvisor ? 1000 : kOciNobody;
     if (::chown(spec.output().c_str(), owner, owner) != 0) {
-      return Fail(ErrnoError("giving '" + spec.output() +
-                             "' to the sandbox user"));
+      return Fail(
+          ErrnoError("giving '" + spec.output() + "' to the sandbox user"));
     }
   }
 
@@ -889,8 +893,8 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
       pid, std::move(pidfd), std::move(ctl_w), std::move(status_r), dir,
       std::move(*scratch_fd), std::move(cgroup), limits, pids_overhead);
   if (fds->ready_slot >= 0) {
-    if (auto s = AwaitReady(ready_r.get(), sandbox->status_fd(), dir,
-                            runtime_name);
+    if (auto s =
+            AwaitReady(ready_r.get(), sandbox->status_fd(), dir, runtime_name);
         !s) {
       return Fail(s.error());  // the destructor kills and cleans up
     }
