@@ -228,9 +228,11 @@ std::vector<std::string_view> SplitLines(std::string_view text) {
 }
 
 std::string ClipLine(std::string_view line) {
-  std::string out = EscapeForTerminal(line.substr(0, kDiffLineWidth));
-  if (line.size() > kDiffLineWidth) out += "...";
-  return out;
+  if (line.size() <= kDiffLineWidth) return EscapeForTerminal(line);
+  // Cut on a UTF-8 boundary so the cut does not show as escapes.
+  size_t cut = kDiffLineWidth;
+  while (cut > 0 && (static_cast<uint8_t>(line[cut]) & 0xC0) == 0x80) --cut;
+  return EscapeForTerminal(line.substr(0, cut)) + "...";
 }
 
 // A short line diff: the common head and tail are dropped and at most
