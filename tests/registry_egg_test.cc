@@ -156,6 +156,41 @@ TEST_F(EggRegistryTest, SecondPullFetchesNoPack) {
   EXPECT_EQ(ReadAll(work.path() + "/b.egg"), ReadAll(egg_path));
 }
 
+TEST_F(EggRegistryTest, DamagedStoreChunksAreFetchedNotCopied) {
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "damaged", 11, 12);
+  ASSERT_TRUE(PushEgg(egg_path, Ref("lab/damaged:v1"), {}));
+  Store store = OpenStore(work.path() + "/store");
+  ASSERT_TRUE(PullEgg(Ref("lab/damaged:v1"), work.path() + "/a.egg", false,
+                      store, {}));
+
+  // Flip a byte in every stored chunk: no frame matches the egg's index.
+  auto entries = store.List();
+  ASSERT_TRUE(entries) << entries.error().message();
+  size_t damaged = 0;
+  for (const auto& e : *entries) {
+    if (e.kind != ObjectKind::kChunk) continue;
+    std::string path = store.ObjectPath(e.kind, e.digest);
+    ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    auto at = static_cast<std::streamoff>(e.stored_bytes / 2);
+    f.seekg(at);
+    char c = 0;
+    f.get(c);
+    f.seekp(at);
+    f.put(static_cast<char>(c ^ 0x5a));
+    ++damaged;
+  }
+  ASSERT_GT(damaged, 0u);
+
+  auto again = PullEgg(Ref("lab/damaged:v1"), work.path() + "/b.egg", false,
+                       store, {});
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->chunks_from_store, 0u);
+  EXPECT_EQ(again->packs_fetched, again->packs);
+  EXPECT_EQ(ReadAll(work.path() + "/b.egg"), ReadAll(egg_path));
+}
+
 TEST_F(EggRegistryTest, SharedRuntimeIsNeitherPushedNorPulledTwice) {
   TempDir work;
   std::string first = MakeEgg(work.path(), "first", 5, 6);

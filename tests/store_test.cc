@@ -58,6 +58,25 @@ TEST_F(StoreTest, MissingObjectIsNotFound) {
   EXPECT_EQ(got.error().code(), Code::kNotFound);
 }
 
+TEST_F(StoreTest, ReadFrameUncheckedReturnsTheStoredFrameAndNothingElse) {
+  Store store = OpenStore();
+  auto data = Bytes("frame bytes as stored");
+  auto digest = store.Put(ObjectKind::kChunk, data);
+  ASSERT_TRUE(digest.has_value());
+  auto checked = store.GetFrame(ObjectKind::kChunk, *digest);
+  ASSERT_TRUE(checked.has_value());
+  auto raw = store.ReadFrameUnchecked(ObjectKind::kChunk, *digest);
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_EQ(*raw, *checked);
+
+  auto small = store.ReadFrameUnchecked(ObjectKind::kChunk, *digest, 4);
+  ASSERT_FALSE(small.has_value());
+  EXPECT_EQ(small.error().code(), Code::kInvalidArgument);
+  auto missing = store.ReadFrameUnchecked(ObjectKind::kTree, *digest);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Code::kNotFound);
+}
+
 TEST_F(StoreTest, PutTwiceIsANoOp) {
   Store store = OpenStore();
   auto data = Bytes("same");

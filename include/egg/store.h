@@ -100,6 +100,15 @@ class Store {
       ObjectKind kind, const Digest& digest,
       uint64_t max_bytes = 256ull << 20) const;
 
+  // The stored zstd frame as it is on disk, NOT checked: the caller must
+  // check the bytes against a digest it trusts before using them (a pull
+  // compares them with an egg's frame digest). One open and one read, no
+  // decompression. kNotFound if absent; kInvalidArgument if larger than
+  // max_bytes.
+  [[nodiscard]] Result<std::vector<uint8_t>> ReadFrameUnchecked(
+      ObjectKind kind, const Digest& digest,
+      uint64_t max_bytes = 256ull << 20) const;
+
   // Makes everything written so far durable (syncfs). Chunks are written
   // without a per-object fsync; Put of a tree calls this first, so a
   // durable tree never names a chunk that a crash could lose.

@@ -7,8 +7,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -129,6 +137,131 @@ Status PwriteAll(int fd, std::span<const uint8_t> data, uint64_t offset) {
   }
   return {};
 }
+
+// Threads for per-chunk work: the machine's cores, at most 4.
+unsigned WorkerCount() {
+  unsigned n = std::thread::hardware_concurrency();
+  return std::clamp(n, 1u, 4u);
+}
+
+// Keeps the first error of several threads.
+class FirstError {
+ public:
+  void Set(const Error& e) {
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = e;
+    failed_.store(true, std::memory_order_relaxed);
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  Status Get() {
+    std::lock_guard lock(mu_);
+    if (error_) return Fail(*error_);
+    return {};
+  }
+
+ private:
+  std::mutex mu_;
+  std::optional<Error> error_;
+  std::atomic<bool> failed_{false};
+};
+
+// Runs fn(i) for every i in [0, n) on WorkerCount() threads; stops at the
+// first error and returns it.
+Status ParallelFor(size_t n, const std::function<Status(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  FirstError error;
+  auto work = [&] {
+    for (size_t i; !error.failed() && (i = next.fetch_add(1)) < n;) {
+      if (auto st = fn(i); !st) error.Set(st.error());
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < WorkerCount(); ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  return error.Get();
+}
+
+// Frames handed over by the download thread and checked, stored and
+// written by workers, so that hashing and decompression run beside the
+// transfer. At most kMaxQueued bytes wait at a time.
+class FramePipeline {
+ public:
+  struct Job {
+    size_t index;
+    std::vector<uint8_t> frame;
+  };
+  using Handler = std::function<Status(const Job&)>;
+
+  explicit FramePipeline(Handler handler) : handler_(std::move(handler)) {
+    for (unsigned t = 0; t < WorkerCount(); ++t) {
+      threads_.emplace_back([this] { Work(); });
+    }
+  }
+  ~FramePipeline() { static_cast<void>(Finish()); }
+
+  // Queues a frame; waits while the queue is full. Fails once any worker
+  // failed, with that worker's error.
+  Status Submit(Job job) {
+    std::unique_lock lock(mu_);
+    room_.wait(lock, [&] {
+      return queued_ < kMaxQueued || jobs_.empty() || error_.failed();
+    });
+    if (error_.failed()) {
+      lock.unlock();
+      return error_.Get();
+    }
+    queued_ += job.frame.size();
+    jobs_.push_back(std::move(job));
+    ready_.notify_one();
+    return {};
+  }
+
+  // Waits for every queued frame; returns the first error.
+  Status Finish() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    return error_.Get();
+  }
+
+ private:
+  static constexpr uint64_t kMaxQueued = 64ull << 20;
+
+  void Work() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(mu_);
+        ready_.wait(lock, [&] { return closed_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      if (!error_.failed()) {
+        if (auto st = handler_(job); !st) error_.Set(st.error());
+      }
+      {
+        std::lock_guard lock(mu_);
+        queued_ -= job.frame.size();
+      }
+      room_.notify_all();
+    }
+  }
+
+  Handler handler_;
+  std::mutex mu_;
+  std::condition_variable ready_, room_;
+  std::deque<Job> jobs_;
+  uint64_t queued_ = 0;
+  bool closed_ = false;
+  FirstError error_;
+  std::vector<std::thread> threads_;
+};
 
 json DescriptorJson(std::string_view type, const Digest& digest,
                     uint64_t size) {
@@ -477,38 +610,62 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
   result.chunks = index.size();
   result.packs = recipe.pack_layers.size();
 
-  // Frames the store already has (same bytes as the egg's).
-  // TODO(perf): one thread does every chunk's store check, read,
-  // decompression and hash; a 1 GiB pull spends most of its time here
-  // (docs/REGISTRY.md, "Benchmark"). Spread it over workers.
-  std::vector<bool> done(index.size(), false);
-  for (size_t i = 0; i < index.size(); ++i) {
+  // Frames the store already has with the egg's frame digest are written
+  // from the store. The egg's index names the frame digest, so one hash
+  // of the stored frame decides; the store's own raw check is not needed
+  // to produce the egg's bytes.
+  const uint64_t blocks = layout.blocks.offset;
+  auto done = std::make_unique<std::atomic<bool>[]>(index.size());
+  std::atomic<uint64_t> from_store{0};
+  auto copy_from_store = [&](size_t i) -> Status {
     const ChunkEntry& e = index[i];
-    if (!store.Has(ObjectKind::kChunk, e.raw)) continue;
-    auto frame = store.GetFrame(ObjectKind::kChunk, e.raw);
+    auto frame = store.ReadFrameUnchecked(ObjectKind::kChunk, e.raw,
+                                          e.frame_length);
     if (!frame || frame->size() != e.frame_length ||
         Sha256Of(*frame) != e.frame) {
-      continue;  // fetched below instead
+      return {};  // absent or different: fetched below instead
     }
-    if (auto st = PwriteAll(fd, *frame, layout.blocks.offset + e.offset); !st) {
-      return Fail(st.error());
-    }
-    done[i] = true;
-    ++result.chunks_from_store;
+    if (auto st = PwriteAll(fd, *frame, blocks + e.offset); !st) return st;
+    done[i].store(true);
+    from_store.fetch_add(1);
+    return {};
+  };
+  if (auto st = ParallelFor(index.size(), copy_from_store); !st) {
+    return Fail(st.error());
   }
+  result.chunks_from_store = from_store.load();
 
-  // Packs holding anything still missing, frame by frame as they arrive.
+  // Packs holding anything still missing, frame by frame as they arrive;
+  // workers check each frame against the index, add it to the store (which
+  // checks its raw digest) and write it into place.
   uint64_t total = 0;
   std::vector<size_t> wanted;
   for (size_t p = 0; p < pack_entries.size(); ++p) {
     for (size_t i : pack_entries[p]) {
-      if (!done[i]) {
+      if (!done[i].load()) {
         wanted.push_back(p);
         total += recipe.pack_layers[p].size;
         break;
       }
     }
   }
+  FramePipeline pipeline([&](const FramePipeline::Job& job) -> Status {
+    const ChunkEntry& e = index[job.index];
+    if (Sha256Of(job.frame) != e.frame) {
+      return Fail(Code::kVerificationFailed,
+                  "chunk " + DigestHex(e.raw) +
+                      ": frame does not match the egg's index");
+    }
+    if (!store.Has(ObjectKind::kChunk, e.raw)) {
+      auto st = store.PutFrame(ObjectKind::kChunk, e.raw, job.frame);
+      if (!st) return st;
+    }
+    if (auto st = PwriteAll(fd, job.frame, blocks + e.offset); !st) {
+      return st;
+    }
+    done[job.index].store(true);
+    return {};
+  });
   uint64_t moved = 0;
   for (size_t p : wanted) {
     std::vector<uint8_t> buffer;
@@ -517,27 +674,15 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
       buffer.insert(buffer.end(), b.begin(), b.end());
       size_t used = 0;
       while (k < pack_entries[p].size()) {
-        const ChunkEntry& e = index[pack_entries[p][k]];
-        if (buffer.size() - used < e.frame_length) break;
-        std::span<const uint8_t> frame(buffer.data() + used, e.frame_length);
-        used += e.frame_length;
-        size_t i = pack_entries[p][k++];
-        if (done[i]) continue;
-        if (Sha256Of(frame) != e.frame) {
-          return Fail(Code::kVerificationFailed,
-                      "chunk " + DigestHex(e.raw) +
-                          ": frame does not match the egg's index");
-        }
-        if (!store.Has(ObjectKind::kChunk, e.raw)) {
-          if (auto st = store.PutFrame(ObjectKind::kChunk, e.raw, frame); !st) {
-            return st;
-          }
-        }
-        if (auto st = PwriteAll(fd, frame, layout.blocks.offset + e.offset);
-            !st) {
-          return st;
-        }
-        done[i] = true;
+        size_t i = pack_entries[p][k];
+        uint64_t len = index[i].frame_length;
+        if (buffer.size() - used < len) break;
+        std::span<const uint8_t> frame(buffer.data() + used, len);
+        used += len;
+        ++k;
+        if (done[i].load()) continue;
+        auto st = pipeline.Submit({i, {frame.begin(), frame.end()}});
+        if (!st) return st;
       }
       buffer.erase(buffer.begin(), buffer.begin() + used);
       return {};
@@ -547,11 +692,13 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
     };
     if (auto st = c.FetchBlob(repo, recipe.pack_layers[p], sink, progress);
         !st) {
+      static_cast<void>(pipeline.Finish());
       return Fail(st.error());
     }
     moved += recipe.pack_layers[p].size;
     ++result.packs_fetched;
   }
+  if (auto st = pipeline.Finish(); !st) return Fail(st.error());
   for (size_t i = 0; i < index.size(); ++i) {
     if (!done[i]) {
       return Fail(Code::kCorruption,
