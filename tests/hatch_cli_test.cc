@@ -141,6 +141,37 @@ TEST(HatchCliTest, HatchesTheBundledExampleInTheNamespacesSandbox) {
   EXPECT_TRUE(fs::exists(out + "/group_means.csv"));
 }
 
+TEST(HatchCliTest, CellCannotReachTheAgentsControlChannel) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: snoop\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n"
+      "    code: |\n"
+      "      ls /proc/1/fd >/dev/null 2>&1 && echo fd-list-open\n"
+      "      readlink /proc/1/fd/3 && echo fd3-open\n"
+      "      for f in /proc/self/fd/*; do readlink \"$f\"; done\n"
+      "      true\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/snoop.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string results = t.path() + "/r.json";
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
+                     "-o", results, "--out-dir", t.path() + "/out"},
+                    &err);
+  ASSERT_EQ(code, 0) << err;
+  auto doc = nlohmann::json::parse(ReadFile(results));
+  std::string out = doc["cells"][0]["stdout"]["data"];
+  EXPECT_EQ(out.find("fd-list-open"), std::string::npos) << out;
+  EXPECT_EQ(out.find("fd3-open"), std::string::npos) << out;
+  EXPECT_EQ(out.find("socket:"), std::string::npos) << out;
+}
+
 TEST(HatchCliTest, UngrantedPermissionIsRefusedWithoutATerminal) {
   TempDir t;
   fs::create_directories(t.path() + "/rt");
