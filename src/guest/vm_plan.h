@@ -1,0 +1,178 @@
+// The micro-VM's plan: what egg (src/sandbox/vm_sandbox.cc) tells egg-init
+// vm (src/guest/vm_init.cc) through /egg/plan in the initramfs (the seccomp programs are
+// in /egg/seccomp, src/guest/seccomp_file.h). Shared by
+// both sides; header-only because egg-init links nothing of libegg.
+//
+// Encoding: a sequence of records, each KEY NUL VALUE NUL. Keys:
+//   arg     one argv element, in order (at least one; the first absolute)
+//   env     one NAME=value
+//   cwd     the working folder (absolute)
+//   disk    "<serial>:<kind>:<target>"; kind root|dir|file|out
+//   port    "<name>:<fd>": a virtio-serial port that becomes fd <fd>
+//   scratch, memory, processes, cpu_ms, wall_ms   decimal numbers > 0
+// A key not listed, a missing number or trailing bytes reject the plan.
+#ifndef EGG_GUEST_VM_PLAN_H_
+#define EGG_GUEST_VM_PLAN_H_
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace egg::guest {
+
+struct VmDisk {
+  enum Kind { kRoot, kDir, kFile, kOut };
+  std::string serial;  // the virtio-blk serial, "egg-<n>"
+  Kind kind = kDir;
+  std::string target;  // path in the sandbox ("" for kRoot)
+};
+
+struct VmPort {
+  std::string name;  // virtio-serial port name, "egg.fd.<n>"
+  int target = -1;   // fd number in the cell
+};
+
+struct VmPlan {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  std::vector<VmDisk> disks;
+  std::vector<VmPort> ports;
+  uint64_t scratch_bytes = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t processes = 0;
+  uint64_t cpu_ms = 0;
+  uint64_t wall_ms = 0;
+};
+
+inline const char* VmDiskKindName(VmDisk::Kind kind) {
+  switch (kind) {
+    case VmDisk::kRoot:
+      return "root";
+    case VmDisk::kDir:
+      return "dir";
+    case VmDisk::kFile:
+      return "file";
+    case VmDisk::kOut:
+      return "out";
+  }
+  return "dir";
+}
+
+inline std::string EncodeVmPlan(const VmPlan& plan) {
+  std::string out;
+  auto put = [&out](const char* key, const std::string& value) {
+    out += key;
+    out.push_back('\0');
+    out += value;
+    out.push_back('\0');
+  };
+  for (const std::string& a : plan.argv) put("arg", a);
+  for (const std::string& e : plan.env) put("env", e);
+  put("cwd", plan.cwd);
+  for (const VmDisk& d : plan.disks) {
+    put("disk", d.serial + ":" + VmDiskKindName(d.kind) + ":" + d.target);
+  }
+  for (const VmPort& p : plan.ports) {
+    put("port", p.name + ":" + std::to_string(p.target));
+  }
+  put("scratch", std::to_string(plan.scratch_bytes));
+  put("memory", std::to_string(plan.memory_bytes));
+  put("processes", std::to_string(plan.processes));
+  put("cpu_ms", std::to_string(plan.cpu_ms));
+  put("wall_ms", std::to_string(plan.wall_ms));
+  return out;
+}
+
+// False with `why` on any malformed record.
+inline bool DecodeVmPlan(const std::string& bytes, VmPlan* plan,
+                         std::string* why) {
+  auto number = [](const std::string& text, uint64_t* value) {
+    if (text.empty() || text.size() > 19) return false;
+    for (char c : text) {
+      if (c < '0' || c > '9') return false;
+    }
+    *value = std::strtoull(text.c_str(), nullptr, 10);
+    return *value > 0;
+  };
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    size_t k = bytes.find('\0', pos);
+    if (k == std::string::npos) return *why = "unterminated key", false;
+    size_t v = bytes.find('\0', k + 1);
+    if (v == std::string::npos) return *why = "unterminated value", false;
+    std::string key = bytes.substr(pos, k - pos);
+    std::string value = bytes.substr(k + 1, v - k - 1);
+    pos = v + 1;
+    if (key == "arg") {
+      plan->argv.push_back(value);
+    } else if (key == "env") {
+      if (value.find('=') == std::string::npos) {
+        return *why = "env without '='", false;
+      }
+      plan->env.push_back(value);
+    } else if (key == "cwd") {
+      if (value.empty() || value[0] != '/') return *why = "bad cwd", false;
+      plan->cwd = value;
+    } else if (key == "disk") {
+      size_t a = value.find(':');
+      size_t b = a == std::string::npos ? a : value.find(':', a + 1);
+      if (b == std::string::npos) return *why = "bad disk", false;
+      VmDisk d;
+      d.serial = value.substr(0, a);
+      std::string kind = value.substr(a + 1, b - a - 1);
+      d.target = value.substr(b + 1);
+      if (kind == "root") {
+        d.kind = VmDisk::kRoot;
+      } else if (kind == "dir") {
+        d.kind = VmDisk::kDir;
+      } else if (kind == "file") {
+        d.kind = VmDisk::kFile;
+      } else if (kind == "out") {
+        d.kind = VmDisk::kOut;
+      } else {
+        return *why = "bad disk kind", false;
+      }
+      if (d.serial.empty() || d.serial.find('/') != std::string::npos ||
+          (d.kind != VmDisk::kRoot && (d.target.empty() || d.target[0] != '/' ||
+                                       d.target.find("..") !=
+                                           std::string::npos))) {
+        return *why = "bad disk '" + value + "'", false;
+      }
+      plan->disks.push_back(d);
+    } else if (key == "port") {
+      size_t a = value.rfind(':');
+      uint64_t fd = 0;
+      if (a == std::string::npos || a == 0 ||
+          (value.substr(a + 1) != "0" && !number(value.substr(a + 1), &fd)) ||
+          fd >= 1024) {
+        return *why = "bad port", false;
+      }
+      plan->ports.push_back({value.substr(0, a), static_cast<int>(fd)});
+    } else if (key == "scratch" || key == "memory" || key == "processes" ||
+               key == "cpu_ms" || key == "wall_ms") {
+      uint64_t n = 0;
+      if (!number(value, &n)) return *why = "bad " + key, false;
+      if (key == "scratch") plan->scratch_bytes = n;
+      if (key == "memory") plan->memory_bytes = n;
+      if (key == "processes") plan->processes = n;
+      if (key == "cpu_ms") plan->cpu_ms = n;
+      if (key == "wall_ms") plan->wall_ms = n;
+    } else {
+      return *why = "unknown key '" + key + "'", false;
+    }
+  }
+  if (plan->argv.empty() || plan->argv[0].empty() || plan->argv[0][0] != '/') {
+    return *why = "no absolute command", false;
+  }
+  if (plan->scratch_bytes == 0 || plan->memory_bytes == 0 ||
+      plan->processes == 0 || plan->cpu_ms == 0 || plan->wall_ms == 0) {
+    return *why = "a limit is missing", false;
+  }
+  return true;
+}
+
+}  // namespace egg::guest
+
+#endif  // EGG_GUEST_VM_PLAN_H_
