@@ -2,13 +2,13 @@
 // manifest libraries, then hatched by the egg binary ($EGG_BIN).
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -79,8 +79,8 @@ void WriteTestEgg(Manifest m, const std::string& work, const std::string& out) {
 // Runs egg with no controlling terminal and stdin /dev/null; returns the
 // exit code, stderr in *err.
 int RunEgg(const std::vector<std::string>& args, std::string* err) {
-  std::string err_path = "/tmp/egg-hatch-cli-stderr-" +
-                         std::to_string(getpid());
+  std::string err_path =
+      "/tmp/egg-hatch-cli-stderr-" + std::to_string(getpid());
   pid_t pid = fork();
   if (pid == 0) {
     setsid();
@@ -114,25 +114,25 @@ TEST(HatchCliTest, HatchesTheBundledExampleInTheNamespacesSandbox) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
   TempDir t;
-  auto m = LoadManifest(std::string(EGG_SOURCE_DIR) +
-                        "/examples/hello/egg.yaml");
+  auto m =
+      LoadManifest(std::string(EGG_SOURCE_DIR) + "/examples/hello/egg.yaml");
   ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/hello.egg";
   WriteTestEgg(*m, t.path(), egg);
   std::string results = t.path() + "/r.json";
   std::string out = t.path() + "/out";
   std::string err;
-  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
-                     "-o", results, "--out-dir", out},
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "-o",
+                     results, "--out-dir", out},
                     &err);
   ASSERT_EQ(code, 0) << err;
   auto doc = nlohmann::json::parse(ReadFile(results));
   EXPECT_EQ(doc["isolation"], "namespaces");
   ASSERT_EQ(doc["cells"].size(), 4u);
   for (const auto& c : doc["cells"]) EXPECT_EQ(c["status"], "ok") << c;
-  EXPECT_NE(doc["cells"][0]["stdout"]["data"].get<std::string>().find(
-                "rows: 12"),
-            std::string::npos);
+  EXPECT_NE(
+      doc["cells"][0]["stdout"]["data"].get<std::string>().find("rows: 12"),
+      std::string::npos);
   EXPECT_NE(doc["cells"][2]["stdout"]["data"].get<std::string>().find(
                 "fertiliser adds"),
             std::string::npos);
@@ -161,8 +161,8 @@ TEST(HatchCliTest, CellCannotReachTheAgentsControlChannel) {
   WriteTestEgg(*m, t.path(), egg);
   std::string results = t.path() + "/r.json";
   std::string err;
-  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
-                     "-o", results, "--out-dir", t.path() + "/out"},
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "-o",
+                     results, "--out-dir", t.path() + "/out"},
                     &err);
   ASSERT_EQ(code, 0) << err;
   auto doc = nlohmann::json::parse(ReadFile(results));
@@ -188,9 +188,9 @@ TEST(HatchCliTest, UngrantedPermissionIsRefusedWithoutATerminal) {
   WriteTestEgg(*m, t.path(), egg);
   std::string out = t.path() + "/out";
   std::string err;
-  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
-                     "--out-dir", out},
-                    &err);
+  int code = RunEgg(
+      {"hatch", egg, "--host-runtime", "--allow-unsigned", "--out-dir", out},
+      &err);
   EXPECT_EQ(code, 5) << err;
   EXPECT_NE(err.find("network"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(out));
@@ -208,9 +208,8 @@ TEST(HatchCliTest, UnsignedEggIsRefusedWithoutATerminalOrAllowUnsigned) {
   std::string egg = t.path() + "/plain.egg";
   WriteTestEgg(*m, t.path(), egg);
   std::string err;
-  int code = RunEgg({"hatch", egg, "--host-runtime", "--out-dir",
-                     t.path() + "/out"},
-                    &err);
+  int code = RunEgg(
+      {"hatch", egg, "--host-runtime", "--out-dir", t.path() + "/out"}, &err);
   EXPECT_EQ(code, 5) << err;
   EXPECT_FALSE(fs::exists(t.path() + "/out"));
 }

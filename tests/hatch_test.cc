@@ -1,19 +1,20 @@
 // Tests of running cells: the agent and drivers run as plain processes
 // (no sandbox), driven through RunCells.
+#include "egg/hatch.h"
+
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/fd.h"
-#include "egg/hatch.h"
 #include "hatch/wire.h"
 
 namespace egg {
@@ -75,9 +76,9 @@ class HatchTest : public ::testing::Test {
 
 TEST_F(HatchTest, PythonSessionKeepsStateAcrossCells) {
   auto r = RunAll({Cell(0, "python", "x = 41\ndef f(v):\n    return v + 1\n"),
-                Cell(1, "python", "print('unrelated')"),
-                Cell(2, "python", "print(f(x))")},
-               Options(out_.path()));
+                   Cell(1, "python", "print('unrelated')"),
+                   Cell(2, "python", "print(f(x))")},
+                  Options(out_.path()));
   ASSERT_EQ(r.cells.size(), 3u);
   for (const auto& c : r.cells) {
     EXPECT_EQ(c.status, CellStatus::kOk) << c.note << c.stderr_data.bytes;
@@ -87,10 +88,11 @@ TEST_F(HatchTest, PythonSessionKeepsStateAcrossCells) {
 }
 
 TEST_F(HatchTest, BashSessionKeepsStateAcrossCells) {
-  auto r = RunAll({Cell(0, "bash", "greeting=hello; count() { echo $(( $1 + 1 )); }"),
-                Cell(1, "bash", "cd /; echo \"$greeting\"; count 2"),
-                Cell(2, "bash", "pwd; false")},
-               Options(out_.path()));
+  auto r = RunAll(
+      {Cell(0, "bash", "greeting=hello; count() { echo $(( $1 + 1 )); }"),
+       Cell(1, "bash", "cd /; echo \"$greeting\"; count 2"),
+       Cell(2, "bash", "pwd; false")},
+      Options(out_.path()));
   EXPECT_EQ(r.cells[0].status, CellStatus::kOk);
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "hello\n3\n");
   EXPECT_EQ(r.cells[2].stdout_data.bytes, "/\n");
@@ -100,18 +102,17 @@ TEST_F(HatchTest, BashSessionKeepsStateAcrossCells) {
 
 TEST_F(HatchTest, ShSessionKeepsStateAcrossCells) {
   auto r = RunAll({Cell(0, "sh", "v='a b'\n"), Cell(1, "sh", "echo \"$v\"")},
-               Options(out_.path()));
+                  Options(out_.path()));
   EXPECT_EQ(r.cells[1].status, CellStatus::kOk) << r.cells[1].stderr_data.bytes;
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "a b\n");
 }
 
 TEST_F(HatchTest, RSessionKeepsStateAcrossCells) {
   if (!HaveProgram("Rscript")) GTEST_SKIP() << "Rscript is not installed";
-  auto r = RunAll({Cell(0, "r", "x <- c(1, 2, 3)"),
-                Cell(1, "r", "cat(sum(x), \"\\n\")"),
-                Cell(2, "r", "stop(\"boom\")"),
-                Cell(3, "r", "cat(length(x), \"\\n\")")},
-               Options(out_.path()));
+  auto r = RunAll(
+      {Cell(0, "r", "x <- c(1, 2, 3)"), Cell(1, "r", "cat(sum(x), \"\\n\")"),
+       Cell(2, "r", "stop(\"boom\")"), Cell(3, "r", "cat(length(x), \"\\n\")")},
+      Options(out_.path()));
   EXPECT_EQ(r.cells[1].status, CellStatus::kOk) << r.cells[1].stderr_data.bytes;
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "6 \n");
   EXPECT_EQ(r.cells[2].status, CellStatus::kError);
@@ -120,8 +121,9 @@ TEST_F(HatchTest, RSessionKeepsStateAcrossCells) {
 }
 
 TEST_F(HatchTest, PythonTracebackNamesTheCell) {
-  auto r = RunAll({Cell(2, "python", "def g():\n    raise ValueError('bad')\ng()")},
-               Options(out_.path()));
+  auto r =
+      RunAll({Cell(2, "python", "def g():\n    raise ValueError('bad')\ng()")},
+             Options(out_.path()));
   EXPECT_EQ(r.cells[0].status, CellStatus::kError);
   const std::string& err = r.cells[0].stderr_data.bytes;
   EXPECT_NE(err.find("<cell 2>"), std::string::npos) << err;
@@ -131,17 +133,19 @@ TEST_F(HatchTest, PythonTracebackNamesTheCell) {
 
 TEST_F(HatchTest, RawOutputBytesRoundTripThroughResultsJson) {
   // Invalid UTF-8, NUL, a terminal escape and a title-setting sequence.
-  const char raw_bytes[] = "\xff\xfe\x00" "a\x1b[2J\x1b]0;pwned\x07\xc3(";
+  const char raw_bytes[] =
+      "\xff\xfe\x00"
+      "a\x1b[2J\x1b]0;pwned\x07\xc3(";
   const char text_bytes[] = "caf\xc3\xa9 \x1b[31mred\x00";
   std::string raw(raw_bytes, sizeof(raw_bytes) - 1);
   std::string text(text_bytes, sizeof(text_bytes) - 1);
   auto r = RunAll({Cell(0, "python",
-                     "import sys\n"
-                     "sys.stdout.buffer.write(b'\\xff\\xfe\\x00a\\x1b[2J"
-                     "\\x1b]0;pwned\\x07\\xc3(')\n"
-                     "sys.stderr.buffer.write(b'caf\\xc3\\xa9 \\x1b[31mred"
-                     "\\x00')\n")},
-               Options(out_.path()));
+                        "import sys\n"
+                        "sys.stdout.buffer.write(b'\\xff\\xfe\\x00a\\x1b[2J"
+                        "\\x1b]0;pwned\\x07\\xc3(')\n"
+                        "sys.stderr.buffer.write(b'caf\\xc3\\xa9 \\x1b[31mred"
+                        "\\x00')\n")},
+                  Options(out_.path()));
   ASSERT_EQ(r.cells[0].status, CellStatus::kOk) << r.cells[0].note;
   EXPECT_EQ(r.cells[0].stdout_data.bytes, raw);
   EXPECT_EQ(r.cells[0].stderr_data.bytes, text);
@@ -173,7 +177,8 @@ TEST_F(HatchTest, TwoGigabytesOfStdoutAreCutAtTheCapAndMarked) {
                 "import sys\nb = b'x' * (1 << 20)\n"
                 "for _ in range(2048):\n    sys.stdout.buffer.write(b)\n");
   c.limits.output_bytes = 1 << 20;
-  auto r = RunAll({c, Cell(1, "python", "print('fresh')")}, Options(out_.path()));
+  auto r =
+      RunAll({c, Cell(1, "python", "print('fresh')")}, Options(out_.path()));
   const auto& cell = r.cells[0];
   EXPECT_EQ(cell.status, CellStatus::kLimit);
   EXPECT_EQ(cell.limit, "output");
@@ -189,11 +194,12 @@ TEST_F(HatchTest, TwoGigabytesOfStdoutAreCutAtTheCapAndMarked) {
 }
 
 TEST_F(HatchTest, CellOverItsWallTimeIsKilledAndReported) {
-  auto c = Cell(0, "python", "x = 1\nprint('started', flush=True)\n"
-                             "while True:\n    pass\n");
+  auto c = Cell(0, "python",
+                "x = 1\nprint('started', flush=True)\n"
+                "while True:\n    pass\n");
   c.limits.wall_ms = 300;
   auto r = RunAll({c, Cell(1, "python", "print('x' in globals())")},
-               Options(out_.path()));
+                  Options(out_.path()));
   EXPECT_EQ(r.cells[0].status, CellStatus::kLimit);
   EXPECT_EQ(r.cells[0].limit, "wall_time");
   EXPECT_EQ(r.cells[0].stdout_data.bytes, "started\n");
@@ -204,10 +210,11 @@ TEST_F(HatchTest, CellOverItsWallTimeIsKilledAndReported) {
 
 TEST_F(HatchTest, CrashingPythonReportsSessionDeathAndNextCellIsFresh) {
   auto r = RunAll({Cell(0, "python", "y = 5"),
-                Cell(1, "python", "import os\nprint('bye', flush=True)\n"
-                                  "os._exit(3)"),
-                Cell(2, "python", "print('y' in globals())")},
-               Options(out_.path()));
+                   Cell(1, "python",
+                        "import os\nprint('bye', flush=True)\n"
+                        "os._exit(3)"),
+                   Cell(2, "python", "print('y' in globals())")},
+                  Options(out_.path()));
   EXPECT_EQ(r.cells[1].status, CellStatus::kSessionDied);
   EXPECT_EQ(r.cells[1].exit_code, 3);
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "bye\n");
@@ -218,8 +225,8 @@ TEST_F(HatchTest, CrashingPythonReportsSessionDeathAndNextCellIsFresh) {
 
 TEST_F(HatchTest, KilledBashReportsSignalAndNextCellIsFresh) {
   auto r = RunAll({Cell(0, "bash", "v=1"), Cell(1, "bash", "kill -9 $$"),
-                Cell(2, "bash", "echo \"[${v:-unset}]\"")},
-               Options(out_.path()));
+                   Cell(2, "bash", "echo \"[${v:-unset}]\"")},
+                  Options(out_.path()));
   EXPECT_EQ(r.cells[1].status, CellStatus::kSessionDied);
   EXPECT_EQ(r.cells[1].signal, 9);
   EXPECT_TRUE(r.cells[2].fresh_session);
@@ -227,9 +234,10 @@ TEST_F(HatchTest, KilledBashReportsSignalAndNextCellIsFresh) {
 }
 
 TEST_F(HatchTest, CellSeesNoSocketFromTheAgent) {
-  auto r = RunAll({Cell(0, "bash",
-                     "for f in /proc/self/fd/*; do readlink \"$f\" || :; done")},
-               Options(out_.path()));
+  auto r =
+      RunAll({Cell(0, "bash",
+                   "for f in /proc/self/fd/*; do readlink \"$f\" || :; done")},
+             Options(out_.path()));
   ASSERT_EQ(r.cells[0].status, CellStatus::kOk);
   EXPECT_EQ(r.cells[0].stdout_data.bytes.find("socket:"), std::string::npos)
       << r.cells[0].stdout_data.bytes;
@@ -237,10 +245,10 @@ TEST_F(HatchTest, CellSeesNoSocketFromTheAgent) {
 
 TEST_F(HatchTest, FilesWrittenToOutAreListedWithSizeAndHash) {
   auto r = RunAll({Cell(0, "python",
-                     "import os\nos.makedirs('sub', exist_ok=True)\n"
-                     "open('sub/a.txt', 'w').write('abc')\n"),
-                Cell(1, "bash", "echo nothing")},
-               Options(out_.path()));
+                        "import os\nos.makedirs('sub', exist_ok=True)\n"
+                        "open('sub/a.txt', 'w').write('abc')\n"),
+                   Cell(1, "bash", "echo nothing")},
+                  Options(out_.path()));
   ASSERT_EQ(r.cells[0].files.size(), 1u);
   EXPECT_EQ(r.cells[0].files[0].path, "sub/a.txt");
   EXPECT_EQ(r.cells[0].files[0].size, 3u);
@@ -252,10 +260,11 @@ TEST_F(HatchTest, FilesWrittenToOutAreListedWithSizeAndHash) {
 TEST_F(HatchTest, PerCellCommandLanguageRunsEachCellAsItsOwnProcess) {
   auto o = Options(out_.path());
   o.setup.commands.push_back({"pyscript", {"python3", "{file}"}, ".py"});
-  auto r = RunAll({Cell(0, "pyscript", "z = 1\nprint(__file__.endswith('.py'))"),
-                Cell(1, "pyscript", "print('z' in globals())"),
-                Cell(2, "pyscript", "import sys\nsys.exit(7)")},
-               o);
+  auto r =
+      RunAll({Cell(0, "pyscript", "z = 1\nprint(__file__.endswith('.py'))"),
+              Cell(1, "pyscript", "print('z' in globals())"),
+              Cell(2, "pyscript", "import sys\nsys.exit(7)")},
+             o);
   EXPECT_EQ(r.cells[0].stdout_data.bytes, "True\n");
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "False\n");
   EXPECT_EQ(r.cells[2].status, CellStatus::kError);
@@ -275,10 +284,11 @@ TEST_F(HatchTest, UnknownLanguageIsRefusedBeforeAnythingRuns) {
 TEST_F(HatchTest, StopOnErrorLeavesLaterCellsNotRun) {
   auto o = Options(out_.path());
   o.stop_on_error = true;
-  auto r = RunAll({Cell(0, "bash", "exit_status_is() { return 3; }; "
-                                "exit_status_is"),
-                Cell(1, "bash", "touch ran")},
-               o);
+  auto r = RunAll({Cell(0, "bash",
+                        "exit_status_is() { return 3; }; "
+                        "exit_status_is"),
+                   Cell(1, "bash", "touch ran")},
+                  o);
   EXPECT_EQ(r.cells[0].status, CellStatus::kError);
   EXPECT_EQ(r.cells[0].exit_code, 3);
   EXPECT_EQ(r.cells[1].status, CellStatus::kNotRun);
@@ -287,12 +297,13 @@ TEST_F(HatchTest, StopOnErrorLeavesLaterCellsNotRun) {
 
 TEST_F(HatchTest, ShellCellWithNulByteIsRefused) {
   auto r = RunAll({Cell(0, "bash", std::string("echo a\0b", 8))},
-               Options(out_.path()));
+                  Options(out_.path()));
   EXPECT_EQ(r.cells[0].status, CellStatus::kError);
   EXPECT_NE(r.cells[0].note.find("NUL"), std::string::npos);
 }
 
-// ---- a hostile agent ----------------------------------------------------------
+// ---- a hostile agent
+// ----------------------------------------------------------
 
 // An AgentHost whose "agent" is a thread writing chosen bytes.
 class FakeAgentHost : public AgentHost {
@@ -307,7 +318,10 @@ class FakeAgentHost : public AgentHost {
   int control_fd() const override { return ours_.get(); }
   Status BeforeCell(const Limits&) override { return {}; }
   std::optional<HostEnd> Ended() override { return std::nullopt; }
-  void Kill() override { killed = true; theirs_.Reset(); }
+  void Kill() override {
+    killed = true;
+    theirs_.Reset();
+  }
   bool killed = false;
 
  private:
@@ -338,8 +352,13 @@ RunReport RunAgainst(std::vector<uint8_t> bytes, FakeAgentHost** out_host,
 
 TEST(HostileAgentTest, OversizedFrameLengthIsRejected) {
   std::vector<uint8_t> frame = {wire::kVersion,
-                                static_cast<uint8_t>(wire::Type::kStdout), 0,
-                                0, 0xff, 0xff, 0xff, 0x7f};
+                                static_cast<uint8_t>(wire::Type::kStdout),
+                                0,
+                                0,
+                                0xff,
+                                0xff,
+                                0xff,
+                                0x7f};
   FakeAgentHost* host;
   std::unique_ptr<FakeAgentHost> keep;
   auto r = RunAgainst(Concat(HelloBytes(), frame), &host, &keep);
@@ -362,31 +381,34 @@ TEST(HostileAgentTest, UnknownFrameTypeIsRejected) {
 
 TEST(HostileAgentTest, NonZeroReservedBytesAreRejected) {
   std::vector<uint8_t> frame = {wire::kVersion,
-                                static_cast<uint8_t>(wire::Type::kError), 1,
-                                0, 0, 0, 0, 0};
+                                static_cast<uint8_t>(wire::Type::kError),
+                                1,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0};
   FakeAgentHost* host;
   std::unique_ptr<FakeAgentHost> keep;
   auto r = RunAgainst(Concat(HelloBytes(), frame), &host, &keep);
-  EXPECT_NE(r.agent_error.find("reserved"), std::string::npos)
-      << r.agent_error;
+  EXPECT_NE(r.agent_error.find("reserved"), std::string::npos) << r.agent_error;
 }
 
 TEST(HostileAgentTest, WrongProtocolVersionInHelloIsRejected) {
   FakeAgentHost* host;
   std::unique_ptr<FakeAgentHost> keep;
   auto r = RunAgainst(wire::Encode(wire::Hello{7, "future"}), &host, &keep);
-  EXPECT_NE(r.agent_error.find("protocol"), std::string::npos)
-      << r.agent_error;
+  EXPECT_NE(r.agent_error.find("protocol"), std::string::npos) << r.agent_error;
   EXPECT_EQ(r.cells[0].status, CellStatus::kNotRun);
 }
 
 TEST(HostileAgentTest, OutputForAnotherCellIsRejected) {
   auto bytes = Concat(HelloBytes(), wire::Encode(wire::SessionStarted{1, 9}));
   std::string data = "spoof";
-  bytes = Concat(bytes, wire::EncodeOutput(
-                            wire::Type::kStdout, 1, 5,
-                            {reinterpret_cast<const uint8_t*>(data.data()),
-                             data.size()}));
+  bytes = Concat(
+      bytes, wire::EncodeOutput(
+                 wire::Type::kStdout, 1, 5,
+                 {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
   FakeAgentHost* host;
   std::unique_ptr<FakeAgentHost> keep;
   auto r = RunAgainst(bytes, &host, &keep);
@@ -394,7 +416,8 @@ TEST(HostileAgentTest, OutputForAnotherCellIsRejected) {
   EXPECT_TRUE(r.cells[0].stdout_data.bytes.empty());
 }
 
-// ---- wire decoders --------------------------------------------------------------
+// ---- wire decoders
+// --------------------------------------------------------------
 
 TEST(WireTest, CellDoneRejectsTrailingAndShortPayloads) {
   auto frame = wire::Encode(wire::CellDone{});

@@ -41,7 +41,7 @@ struct CellInput {
   std::string id;        // the notebook's cell id, for results
   std::string language;  // "python", "bash", "sh", "r", or a command one
   std::string code;
-  Limits limits;         // per-cell limits; unset fields take the defaults
+  Limits limits;  // per-cell limits; unset fields take the defaults
 };
 
 // A language run as one process per cell, declared by the runtime or the
@@ -123,8 +123,8 @@ const char* CellStatusName(CellStatus status);  // "ok", "error", ...
 
 // Raw bytes of one stream, never decoded.
 struct CapturedStream {
-  std::string bytes;        // what was kept (at most the cap)
-  uint64_t dropped = 0;     // bytes produced past the cap and not kept
+  std::string bytes;     // what was kept (at most the cap)
+  uint64_t dropped = 0;  // bytes produced past the cap and not kept
   bool truncated() const { return dropped > 0; }
 };
 
@@ -209,9 +209,9 @@ struct SandboxRunSetup {
 
 // Context written at the top of the results JSON.
 struct ResultsMeta {
-  std::string egg;         // file name of the egg
-  std::string egg_digest;  // "sha256:..." of the egg's content
-  std::string isolation;   // "namespaces", "none", ...
+  std::string egg;                   // file name of the egg
+  std::string egg_digest;            // "sha256:..." of the egg's content
+  std::string isolation;             // "namespaces", "none", ...
   std::vector<std::string> signers;  // as shown by verify
   std::vector<std::string> granted;  // permissions granted
 };

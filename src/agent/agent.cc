@@ -147,7 +147,8 @@ std::string ResolveProgram(const std::string& name,
   return "";
 }
 
-// ---- process tree ------------------------------------------------------------
+// ---- process tree
+// ------------------------------------------------------------
 
 struct ProcInfo {
   pid_t pid, ppid, pgrp, sid;
@@ -227,7 +228,8 @@ void KillTree(pid_t leader) {
   Log("processes of session %d survived repeated SIGKILL", leader);
 }
 
-// ---- spawning ----------------------------------------------------------------
+// ---- spawning
+// ----------------------------------------------------------------
 
 struct SpawnFds {
   int out = -1, err = -1;
@@ -328,14 +330,15 @@ pid_t Spawn(const std::string& program, const std::vector<std::string>& argv,
   return pid;
 }
 
-// ---- sessions ------------------------------------------------------------------
+// ---- sessions
+// ------------------------------------------------------------------
 
 struct Session {
   uint32_t id = 0;
   wire::StartSession spec;
   std::string program;
-  pid_t leader = -1;  // the driver, or the current per-cell process
-  pid_t sid = -1;     // the leader's session id (its pid), kept after it dies
+  pid_t leader = -1;   // the driver, or the current per-cell process
+  pid_t sid = -1;      // the leader's session id (its pid), kept after it dies
   bool ended = false;  // SessionEnded sent; erased at the end of the loop
   Fd code_w, status_r, out_r, err_r;
   Fd out_w, err_w;  // per-cell mode: kept to hand to each cell
@@ -425,16 +428,16 @@ void Agent::OnStartSession(const wire::StartSession& m) {
   s->program = ResolveProgram(m.argv[0], m.env);
   if (s->program.empty()) {
     SendError(m.session, "program not found: " + m.argv[0]);
-    Send(wire::Encode(wire::SessionEnded{m.session,
-                                         wire::EndReason::kStartFailed, 0, 0}));
+    Send(wire::Encode(
+        wire::SessionEnded{m.session, wire::EndReason::kStartFailed, 0, 0}));
     return;
   }
 
   Fd out_w, err_w;
   if (!MakePipe(&s->out_r, &out_w) || !MakePipe(&s->err_r, &err_w)) {
     SendError(m.session, std::string("pipe: ") + strerror(errno));
-    Send(wire::Encode(wire::SessionEnded{m.session,
-                                         wire::EndReason::kStartFailed, 0, 0}));
+    Send(wire::Encode(
+        wire::SessionEnded{m.session, wire::EndReason::kStartFailed, 0, 0}));
     return;
   }
   SetNonBlocking(s->out_r.get());
@@ -451,8 +454,8 @@ void Agent::OnStartSession(const wire::StartSession& m) {
   Fd code_r, status_w;
   if (!MakePipe(&code_r, &s->code_w) || !MakePipe(&s->status_r, &status_w)) {
     SendError(m.session, std::string("pipe: ") + strerror(errno));
-    Send(wire::Encode(wire::SessionEnded{m.session,
-                                         wire::EndReason::kStartFailed, 0, 0}));
+    Send(wire::Encode(
+        wire::SessionEnded{m.session, wire::EndReason::kStartFailed, 0, 0}));
     return;
   }
   SetNonBlocking(s->code_w.get());
@@ -462,8 +465,8 @@ void Agent::OnStartSession(const wire::StartSession& m) {
   pid_t pid = Spawn(s->program, m.argv, m.env, m.cwd, fds, &error);
   if (pid < 0) {
     SendError(m.session, "cannot start session: " + error);
-    Send(wire::Encode(wire::SessionEnded{m.session,
-                                         wire::EndReason::kStartFailed, 0, 0}));
+    Send(wire::Encode(
+        wire::SessionEnded{m.session, wire::EndReason::kStartFailed, 0, 0}));
     return;
   }
   s->leader = pid;
@@ -475,8 +478,9 @@ void Agent::OnStartSession(const wire::StartSession& m) {
 
 void Agent::OnRunCell(wire::RunCell m) {
   Session* s = Find(m.session);
-  wire::CellDone refused{m.session, m.cell, wire::Outcome::kNotStarted,
-                         wire::Limit::kNone, 0, 0, 0, 0};
+  wire::CellDone refused{
+      m.session, m.cell, wire::Outcome::kNotStarted, wire::Limit::kNone, 0, 0,
+      0,         0};
   if (s == nullptr || s->running) {
     SendError(m.session, s == nullptr ? "no such session" : "session busy");
     Send(wire::Encode(refused));
@@ -501,8 +505,8 @@ void Agent::OnRunCell(wire::RunCell m) {
     Send(wire::Encode(refused));
     return;
   }
-  s->pending_code = std::to_string(m.cell) + " " +
-                    std::to_string(m.code.size()) + "\n";
+  s->pending_code =
+      std::to_string(m.cell) + " " + std::to_string(m.code.size()) + "\n";
   s->pending_code += m.code;
   s->pending_off = 0;
   WriteCode(*s);
@@ -582,8 +586,9 @@ void Agent::ReadOutput(Session& s, bool is_err, size_t budget) {
       if (keep > room) keep = static_cast<size_t>(room);
     }
     if (keep > 0) {
-      Send(wire::EncodeOutput(is_err ? wire::Type::kStderr : wire::Type::kStdout,
-                              s.id, s.cell, {buf, keep}));
+      Send(
+          wire::EncodeOutput(is_err ? wire::Type::kStderr : wire::Type::kStdout,
+                             s.id, s.cell, {buf, keep}));
       s.sent += keep;
     }
     s.dropped += static_cast<size_t>(n) - keep;
@@ -598,8 +603,9 @@ void Agent::Drain(Session& s) {
 
 void Agent::FinishCell(Session& s, wire::Outcome outcome, wire::Limit limit,
                        int status, int signal) {
-  wire::CellDone done{s.id, s.cell, outcome, limit, status, signal,
-                      NowNs() - s.started_ns, s.dropped};
+  wire::CellDone done{
+      s.id,     s.cell, outcome, limit, status, signal, NowNs() - s.started_ns,
+      s.dropped};
   Send(wire::Encode(done));
   s.running = false;
   s.deadline_ns = 0;
@@ -611,8 +617,7 @@ void Agent::FinishCell(Session& s, wire::Outcome outcome, wire::Limit limit,
   }
 }
 
-void Agent::EndSession(uint32_t id, wire::EndReason reason, int code,
-                       int sig) {
+void Agent::EndSession(uint32_t id, wire::EndReason reason, int code, int sig) {
   Session* s = Find(id);
   if (s == nullptr) return;
   KillTree(s->sid);
@@ -630,8 +635,7 @@ void Agent::EndSession(uint32_t id, wire::EndReason reason, int code,
 
 // Kills a session whose running cell broke a limit (or was stopped), then
 // closes the cell and, for a driver, the session.
-void Agent::KillSession(Session& s, wire::Limit limit,
-                        wire::EndReason reason) {
+void Agent::KillSession(Session& s, wire::Limit limit, wire::EndReason reason) {
   pid_t leader = s.leader;
   int ws = 0;
   KillTree(s.sid);
@@ -644,8 +648,9 @@ void Agent::KillSession(Session& s, wire::Limit limit,
   int sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
   int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 0;
   if (s.running) {
-    FinishCell(s, limit == wire::Limit::kNone ? wire::Outcome::kSessionDied
-                                              : wire::Outcome::kLimit,
+    FinishCell(s,
+               limit == wire::Limit::kNone ? wire::Outcome::kSessionDied
+                                           : wire::Outcome::kLimit,
                limit, code, sig);
   }
   if (s.spec.mode == wire::SessionMode::kDriver ||
@@ -756,8 +761,8 @@ void Agent::ShutdownAll() {
   for (auto& [id, s] : sessions_) ids.push_back(id);
   for (uint32_t id : ids) {
     Session* s = Find(id);
-    if (s != nullptr) KillSession(*s, wire::Limit::kNone,
-                                  wire::EndReason::kStopped);
+    if (s != nullptr)
+      KillSession(*s, wire::Limit::kNone, wire::EndReason::kStopped);
   }
   if (getpid() == 1) {
     // As init of the sandbox's PID namespace, end every stray process.
@@ -890,10 +895,8 @@ int Agent::Run() {
       uint64_t now = NowNs();
       timeout = next_deadline <= now
                     ? 0
-                    : static_cast<int>(
-                          std::min<uint64_t>((next_deadline - now) / 1000000 +
-                                                 1,
-                                             60000));
+                    : static_cast<int>(std::min<uint64_t>(
+                          (next_deadline - now) / 1000000 + 1, 60000));
     }
     int r = poll(pfds.data(), pfds.size(), timeout);
     if (r < 0 && errno != EINTR) {

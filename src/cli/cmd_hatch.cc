@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
-#include <optional>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +23,7 @@
 #include "egg/crypto.h"
 #include "egg/egg.h"
 #include "egg/hatch.h"
+#include "egg/manifest.h"
 #include "egg/notebook.h"
 
 namespace egg::cli {
@@ -179,7 +180,8 @@ std::vector<std::string> RaisedLimits(const Limits& asked,
   return out;
 }
 
-// ---- the command -------------------------------------------------------------
+// ---- the command
+// -------------------------------------------------------------
 
 std::string DefaultResultsPath(const std::string& egg) {
   std::string base = egg;
@@ -262,9 +264,19 @@ int RunHatch(const HatchArgs& a) {
     Report(Error(Code::kVerificationFailed, summary));
     return kExitVerificationFailed;
   }
+  // The manifest comes from whoever made the egg: apply the manifest
+  // rules before anything from it is shown or asked.
+  std::vector<std::string> tree_names;
+  for (const TreeRef& t : egg->layout().trees) tree_names.push_back(t.name);
+  if (auto stored = ParseStoredManifest(egg->manifest(), egg->notebook(),
+                                        tree_names);
+      !stored) {
+    return Report(stored.error());
+  }
   if (chain.state != crypto::SignatureState::kTrusted && !a.allow_unsigned) {
-    auto yes = AskTerminal("this egg is not signed by a key you trust. "
-                           "Run it anyway?");
+    auto yes = AskTerminal(
+        "this egg is not signed by a key you trust. "
+        "Run it anyway?");
     if (!yes) {
       Report(Error(Code::kPermissionDenied,
                    "the egg is not signed by a trusted key; pass "
@@ -350,8 +362,8 @@ int RunHatch(const HatchArgs& a) {
   // instead of extracting the runtime on every hatch.
   if (!a.host_runtime) {
     if (!egg->FindTree("runtime")) {
-      return Report(Error(Code::kInvalidArgument,
-                          "the egg has no runtime tree"));
+      return Report(
+          Error(Code::kInvalidArgument, "the egg has no runtime tree"));
     }
     setup.runtime_root = work.path + "/root";
     if (auto s = egg->ExtractTree("runtime", setup.runtime_root); !s) {
@@ -446,9 +458,9 @@ int RunHatch(const HatchArgs& a) {
 
 Registration reg(40, [](CLI::App& app) {
   auto a = std::make_shared<HatchArgs>();
-  CLI::App* sub =
-      app.add_subcommand("hatch", "Verify an egg and run its cells in a "
-                                  "sandbox");
+  CLI::App* sub = app.add_subcommand("hatch",
+                                     "Verify an egg and run its cells in a "
+                                     "sandbox");
   sub->add_option("egg", a->egg, "The egg")->required();
   sub->add_option("-o,--results", a->results,
                   "Results JSON (default NAME.results.json beside the egg)");

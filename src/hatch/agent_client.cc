@@ -70,10 +70,9 @@ Result<std::optional<AgentFrame>> AgentClient::TakeFrame() {
     return Fail(Code::kCorruption, "agent sent a bad frame: " + *err);
   }
   if (in_.size() - wire::kHeaderSize < h.length) return std::nullopt;
-  AgentFrame f{h.type,
-               std::vector<uint8_t>(in_.begin() + wire::kHeaderSize,
-                                    in_.begin() + wire::kHeaderSize +
-                                        h.length)};
+  AgentFrame f{
+      h.type, std::vector<uint8_t>(in_.begin() + wire::kHeaderSize,
+                                   in_.begin() + wire::kHeaderSize + h.length)};
   in_.erase(in_.begin(), in_.begin() + wire::kHeaderSize + h.length);
   return f;
 }

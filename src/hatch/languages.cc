@@ -31,10 +31,10 @@ Result<LanguageSession> SessionForLanguage(const std::string& language,
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char ch) { return std::tolower(ch); });
     if (name != lang) continue;
-    bool has_file = std::any_of(c.argv.begin(), c.argv.end(),
-                                [](const std::string& a) {
-                                  return a.find("{file}") != std::string::npos;
-                                });
+    bool has_file =
+        std::any_of(c.argv.begin(), c.argv.end(), [](const std::string& a) {
+          return a.find("{file}") != std::string::npos;
+        });
     if (c.argv.empty() || !has_file) {
       return Fail(Code::kInvalidArgument,
                   "command for language '" + language +

@@ -45,7 +45,8 @@ class LocalAgentHost : public AgentHost {
   void Reap(bool block) {
     if (ended_ || pid_ <= 0) return;
     int ws = 0;
-    pid_t r = RetryEintr([&] { return waitpid(pid_, &ws, block ? 0 : WNOHANG); });
+    pid_t r =
+        RetryEintr([&] { return waitpid(pid_, &ws, block ? 0 : WNOHANG); });
     if (r != pid_) return;
     ended_ = true;
     if (WIFSIGNALED(ws)) {

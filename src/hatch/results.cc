@@ -1,6 +1,5 @@
 // The results JSON of a run, and the JSON-safe form of raw output bytes.
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 #include "egg/hatch.h"
@@ -146,16 +145,16 @@ std::string ResultsJson(const RunReport& report, const ResultsMeta& meta) {
     }
     nlohmann::json files = nlohmann::json::array();
     for (const auto& f : c.files) {
-      files.push_back({{"path", f.path}, {"size", f.size},
-                       {"sha256", f.sha256}});
+      files.push_back(
+          {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
     }
     cells.push_back({
         {"index", c.index},
         {"id", c.id},
         {"language", c.language},
         {"status", CellStatusName(c.status)},
-        {"limit", c.limit.empty() ? nlohmann::json(nullptr)
-                                  : nlohmann::json(c.limit)},
+        {"limit",
+         c.limit.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.limit)},
         {"exit_code", c.exit_code},
         {"signal", c.signal},
         {"duration_ms", c.duration_ms},
@@ -175,10 +174,11 @@ std::string ResultsJson(const RunReport& report, const ResultsMeta& meta) {
       {"granted", meta.granted},
       {"interrupted", report.interrupted},
       {"agent_error", report.agent_error},
-      {"summary", {{"cells", report.cells.size()},
-                   {"ok", ok},
-                   {"failed", failed},
-                   {"not_run", not_run}}},
+      {"summary",
+       {{"cells", report.cells.size()},
+        {"ok", ok},
+        {"failed", failed},
+        {"not_run", not_run}}},
       {"cells", cells},
   };
   // Notes and names may hold bytes from the egg; invalid UTF-8 in them is

@@ -116,7 +116,8 @@ std::vector<OutputFile> ChangedFiles(const std::string& dir,
   return files;
 }
 
-// ---- the run ------------------------------------------------------------------
+// ---- the run
+// ------------------------------------------------------------------
 
 struct LiveSession {
   uint32_t id = 0;
@@ -290,21 +291,22 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   bool fresh = false;
   std::string why;
   if (!EnsureSession(key, lang, &fresh, &why)) {
-    r->status = agent_error_.empty() ? CellStatus::kError
-                                     : CellStatus::kAgentFailed;
+    r->status =
+        agent_error_.empty() ? CellStatus::kError : CellStatus::kAgentFailed;
     r->note = why;
     return;
   }
   LiveSession& session = sessions_[key];
   if (fresh) {
     r->fresh_session = true;
-    r->note = "the previous " + key + " session ended; this cell runs in a "
+    r->note = "the previous " + key +
+              " session ended; this cell runs in a "
               "fresh one (earlier state is gone)";
     session.died_before = false;
   }
 
-  wire::RunCell m{session.id, cell.index, *limits.wall_ms,
-                  *limits.output_bytes, cell.code};
+  wire::RunCell m{session.id, cell.index, *limits.wall_ms, *limits.output_bytes,
+                  cell.code};
   if (auto st = client_.Send(wire::Encode(m)); !st) {
     r->status = CellStatus::kAgentFailed;
     AgentFailed(st.error().message());
@@ -322,8 +324,9 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
       break;
     }
     if (NowMs() >= hard_deadline) {
-      AgentFailed("the agent did not stop a cell past its wall time; "
-                  "the sandbox was killed");
+      AgentFailed(
+          "the agent did not stop a cell past its wall time; "
+          "the sandbox was killed");
       r->status = CellStatus::kLimit;
       r->limit = "wall_time";
       r->note = agent_error_;
@@ -517,13 +520,13 @@ bool RunReport::AllSucceeded() const {
   });
 }
 
-Result<RunReport> RunCells(const std::vector<CellInput>& cells,
-                           AgentHost& host, const RunOptions& options) {
+Result<RunReport> RunCells(const std::vector<CellInput>& cells, AgentHost& host,
+                           const RunOptions& options) {
   std::vector<LanguageSession> langs;
   for (const auto& cell : cells) {
     auto lang = SessionForLanguage(cell.language, options.setup);
-    if (!lang) return Fail(lang.error().Wrap("cell " +
-                                             std::to_string(cell.index + 1)));
+    if (!lang)
+      return Fail(lang.error().Wrap("cell " + std::to_string(cell.index + 1)));
     langs.push_back(std::move(*lang));
   }
   Runner runner(host, options);

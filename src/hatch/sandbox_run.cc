@@ -70,8 +70,7 @@ class SandboxAgentHost : public AgentHost {
       e.limit = LimitKindName(o.stopped_by);
       e.reason = "the sandbox was stopped by its " + e.limit + " limit";
     } else if (o.exited) {
-      e.reason = "the agent exited with status " +
-                 std::to_string(o.exit_code);
+      e.reason = "the agent exited with status " + std::to_string(o.exit_code);
     } else {
       e.reason = "the agent was killed by signal " + std::to_string(o.signal);
     }
@@ -117,8 +116,8 @@ class EggDir {
                fs::copy_options::recursive, ec);
     }
     if (ec) {
-      return Fail(Code::kIo, "copying the agent to '" + path_ +
-                                 "': " + ec.message());
+      return Fail(Code::kIo,
+                  "copying the agent to '" + path_ + "': " + ec.message());
     }
     chmod(path_.c_str(), 0755);
     chmod((path_ + "/egg-agent").c_str(), 0755);
@@ -137,8 +136,9 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
                                     RunOptions options) {
   if (setup.no_sandbox) {
     // No isolation: the agent is a plain child process on the host.
-    std::fprintf(stderr, "egg: warning: running cells with NO sandbox: "
-                         "they can do anything you can\n");
+    std::fprintf(stderr,
+                 "egg: warning: running cells with NO sandbox: "
+                 "they can do anything you can\n");
     auto host = StartLocalAgent(setup.agent.agent);
     if (!host) return Fail(host.error());
     options.output_dir = setup.output_dir;
@@ -164,8 +164,8 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     std::fprintf(stderr,
                  "egg: warning: the runtime is the host's own /usr, /bin, "
                  "/lib and /etc (read-only), not the egg's\n");
-    for (const char* part : {"/usr", "/bin", "/lib", "/lib64", "/sbin",
-                             "/etc"}) {
+    for (const char* part :
+         {"/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"}) {
       // On a merged-/usr host /bin and /lib are links into /usr: bind
       // what they point to.
       std::error_code ec;
@@ -187,8 +187,7 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   b.PassFd(theirs.get(), 3);
   auto spec = std::move(b).Build();
   if (!spec) {
-    return Fail(Code::kSandboxSetup,
-                "sandbox spec: " + spec.error().message());
+    return Fail(Code::kSandboxSetup, "sandbox spec: " + spec.error().message());
   }
   auto box = StartSandbox(*spec);
   if (!box) return Fail(box.error());
@@ -197,8 +196,8 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());
   std::vector<CellInput> clamped = cells;
   for (auto& c : clamped) {
-    c.limits = ClampToEgg(MergeLimits(c.limits, DefaultCellLimits()),
-                          egg_limits);
+    c.limits =
+        ClampToEgg(MergeLimits(c.limits, DefaultCellLimits()), egg_limits);
   }
   SandboxAgentHost host(std::move(*box), std::move(ours), options.grace_ms,
                         egg_limits);

@@ -54,7 +54,7 @@ inline bool IsHatcherType(uint8_t t) { return t >= 0x01 && t <= 0x04; }
 inline bool IsAgentType(uint8_t t) { return t >= 0x81 && t <= 0x88; }
 
 enum class SessionMode : uint8_t {
-  kDriver = 0,      // one live interpreter fed cells over its fd 3
+  kDriver = 0,          // one live interpreter fed cells over its fd 3
   kPerCellCommand = 1,  // one process per cell; "{file}" in argv
 };
 
@@ -70,11 +70,11 @@ enum class Limit : uint8_t { kNone = 0, kWallTime = 1, kOutput = 2 };
 
 // Why a session ended (SessionEnded.reason).
 enum class EndReason : uint8_t {
-  kExited = 0,     // the interpreter ended by itself
-  kStopped = 1,    // StopSession or Shutdown
-  kLimit = 2,      // killed for a limit
+  kExited = 0,   // the interpreter ended by itself
+  kStopped = 1,  // StopSession or Shutdown
+  kLimit = 2,    // killed for a limit
   kStartFailed = 3,
-  kProtocol = 4,   // the driver broke its private protocol
+  kProtocol = 4,  // the driver broke its private protocol
 };
 
 struct StartSession {
@@ -268,9 +268,9 @@ struct Header {
 // Checks a frame header. `max_payload` is the receiver's limit; `from_agent`
 // says which direction's types are allowed. Returns an error text, or
 // nothing and fills *out.
-inline std::optional<std::string> DecodeHeader(
-    std::span<const uint8_t> bytes, uint32_t max_payload, bool from_agent,
-    Header* out) {
+inline std::optional<std::string> DecodeHeader(std::span<const uint8_t> bytes,
+                                               uint32_t max_payload,
+                                               bool from_agent, Header* out) {
   if (bytes.size() < kHeaderSize) return "short frame header";
   if (bytes[0] != kVersion) {
     return "unsupported protocol version " + std::to_string(bytes[0]);
