@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-EGG_BUILD_DIR=build bash scripts/build.sh
-egg=$PWD/build/egg
+# Only the programs (the tests are built by scripts/test.sh).
+EGG_BUILD_DIR=build-demo bash scripts/build.sh -DEGG_TESTS=OFF
+egg=$PWD/build-demo/egg
 work=${EGG_DEMO_DIR:-$PWD/out/demo}
 mkdir -p "$work"
 

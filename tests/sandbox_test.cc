@@ -667,7 +667,7 @@ TEST(SandboxSpecBuilderTest, NoneBackendOnlyThroughWeaken) {
 
 // As root, TIOCSTI on one's own pty would work; only the filter stops it,
 // also when the request's high 32 bits are set.
-TEST(SeccompFilterTest, DeniesTiocstiWhateverTheHighBits) {
+TEST(SeccompFilterTest, DeniesTiocstiWhateverTheHighBitsAndVsock) {
   auto program = sandbox_internal::BuildSeccompProgram();
   ASSERT_TRUE(program) << program.error().message();
   pid_t pid = ::fork();
@@ -695,6 +695,11 @@ TEST(SeccompFilterTest, DeniesTiocstiWhateverTheHighBits) {
       _exit(12);
     termios t;
     if (::ioctl(slave, TCGETS, &t) != 0) _exit(13);  // others still work
+    // vsock is not isolated by network namespaces: denied outright.
+    if (::socket(40 /* AF_VSOCK */, SOCK_STREAM, 0) != -1 || errno != EPERM)
+      _exit(15);
+    int unix_sock = ::socket(AF_UNIX, SOCK_STREAM, 0);  // others still work
+    if (unix_sock < 0) _exit(16);
     _exit(0);
   }
   int status = 0;

@@ -23,11 +23,13 @@ struct VerifyArgs {
   std::string signature;
 };
 
-// Content damage and signature failures are exit 1; unreadable files and
-// bad arguments stay 2.
+// Content damage and signature failures are exit 1, and so is a file that
+// claims a format version this egg does not know (it cannot be verified);
+// unreadable files and bad arguments stay 2.
 int ExitFor(const Error& e) {
   if (e.code() == Code::kCorruption ||
-      e.code() == Code::kVerificationFailed) {
+      e.code() == Code::kVerificationFailed ||
+      e.code() == Code::kNotSupported) {
     return kExitVerificationFailed;
   }
   return ExitCodeFor(e.code());

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "common/text.h"
 
 namespace egg::cli {
 namespace {
@@ -30,6 +31,7 @@ Registration::Registration(int order, Registrar registrar) {
 
 int main(int argc, char** argv) {
   using namespace egg::cli;
+  using egg::EscapeForTerminal;
   CLI::App app{"egg: build, verify and safely run executable notebooks",
                "egg"};
   app.require_subcommand(1);
@@ -42,6 +44,18 @@ int main(int argc, char** argv) {
                    });
   std::vector<std::pair<CLI::App*, Runner>> commands;
   for (auto& entry : registry) commands.push_back(entry.registrar(app));
+
+  // CLI11 would answer an unknown command with "a subcommand is
+  // required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (auto& [sub, run] : commands) known = known || sub->check_name(argv[1]);
+    if (!known) {
+      std::fprintf(stderr, "egg: unknown command '%s' (see 'egg --help')\n",
+                   EscapeForTerminal(argv[1]).c_str());
+      return egg::kExitUsage;
+    }
+  }
 
   try {
     app.parse(argc, argv);

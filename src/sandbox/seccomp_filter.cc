@@ -390,16 +390,23 @@ constexpr uint64_t kNamespaceFlags =
 
 // A second, hand-written filter stacked on the first: TIOCSTI and
 // TIOCLINUX fail with EPERM however the request's high 32 bits are set
-// (the kernel compares only the low 32 bits).
+// (the kernel compares only the low 32 bits), and so does socket() for
+// AF_VSOCK, which network namespaces do not isolate (a cell could reach
+// the hypervisor's vsock services on a VM host).
 std::vector<sock_filter> IoctlGuard() {
-  constexpr uint32_t kArgLow = offsetof(seccomp_data, args[1]);
+  constexpr uint32_t kArg0Low = offsetof(seccomp_data, args[0]);
+  constexpr uint32_t kArg1Low = offsetof(seccomp_data, args[1]);
+  constexpr uint32_t kAfVsock = 40;
   return {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 2),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0Low),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAfVsock, 4, 5),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 4),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArgLow),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg1Low),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 1, 0),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
