@@ -23,7 +23,7 @@ packages=(
   docker-registry
   # stronger isolation backends (docs/ISOLATION.md): gVisor, OCI runtimes,
   # the micro-VM and its disk and initramfs tools
-  runsc runc crun qemu-system-x86 erofs-utils cpio kmod
+  runsc runc crun qemu-system-x86 erofs-utils e2fsprogs cpio kmod
 )
 
 sudo_cmd=()
