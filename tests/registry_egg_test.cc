@@ -161,8 +161,8 @@ TEST_F(EggRegistryTest, DamagedStoreChunksAreFetchedNotCopied) {
   std::string egg_path = MakeEgg(work.path(), "damaged", 11, 12);
   ASSERT_TRUE(PushEgg(egg_path, Ref("lab/damaged:v1"), {}));
   Store store = OpenStore(work.path() + "/store");
-  ASSERT_TRUE(PullEgg(Ref("lab/damaged:v1"), work.path() + "/a.egg", false,
-                      store, {}));
+  ASSERT_TRUE(
+      PullEgg(Ref("lab/damaged:v1"), work.path() + "/a.egg", false, store, {}));
 
   // Flip a byte in every stored chunk: no frame matches the egg's index.
   auto entries = store.List();
@@ -183,8 +183,8 @@ TEST_F(EggRegistryTest, DamagedStoreChunksAreFetchedNotCopied) {
   }
   ASSERT_GT(damaged, 0u);
 
-  auto again = PullEgg(Ref("lab/damaged:v1"), work.path() + "/b.egg", false,
-                       store, {});
+  auto again =
+      PullEgg(Ref("lab/damaged:v1"), work.path() + "/b.egg", false, store, {});
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_EQ(again->chunks_from_store, 0u);
   EXPECT_EQ(again->packs_fetched, again->packs);

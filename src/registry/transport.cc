@@ -14,8 +14,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -619,8 +619,8 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
   std::atomic<uint64_t> from_store{0};
   auto copy_from_store = [&](size_t i) -> Status {
     const ChunkEntry& e = index[i];
-    auto frame = store.ReadFrameUnchecked(ObjectKind::kChunk, e.raw,
-                                          e.frame_length);
+    auto frame =
+        store.ReadFrameUnchecked(ObjectKind::kChunk, e.raw, e.frame_length);
     if (!frame || frame->size() != e.frame_length ||
         Sha256Of(*frame) != e.frame) {
       return {};  // absent or different: fetched below instead
