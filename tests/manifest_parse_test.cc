@@ -523,6 +523,69 @@ TEST_F(ManifestTest, RejectsUnknownSizeUnit) {
               Code::kInvalidArgument, 6, 18);
 }
 
+TEST_F(ManifestTest, RejectsScratchInCellLimits) {
+  // Scratch is one tmpfs for the whole egg: a cell value would be ignored.
+  std::string msg = ExpectError(
+      std::string(kHead) +
+          "cells:\n"
+          "  - {language: sh, code: x, limits: {scratch: 1MiB}}\n",
+      Code::kInvalidArgument, 4, 47);
+  EXPECT_NE(msg.find("whole egg"), std::string::npos) << msg;
+}
+
+TEST_F(ManifestTest, AcceptsScratchForTheWholeEgg) {
+  auto m = Parse(std::string(kHead) + kCells + "limits: {scratch: 2GiB}\n");
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  EXPECT_EQ(m->limits.scratch_bytes, 2ull << 30);
+}
+
+TEST_F(ManifestTest, RejectsQuotedBareNumberAsSize) {
+  std::string msg = ExpectError(
+      std::string(kHead) + kCells + "limits: {memory: \"17000000\"}\n",
+      Code::kInvalidArgument, 6, 18);
+  EXPECT_NE(msg.find("quotes"), std::string::npos) << msg;
+}
+
+TEST_F(ManifestTest, AcceptsQuotedDurationWithUnit) {
+  auto m = Parse(std::string(kHead) + kCells +
+                 "limits: {wall_time: \"5s\", memory: '64 MiB'}\n");
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  EXPECT_EQ(m->limits.wall_ms, 5000u);
+  EXPECT_EQ(m->limits.memory_bytes, 64ull << 20);
+}
+
+TEST_F(ManifestTest, RejectsMemoryBelowMinimum) {
+  std::string msg = ExpectError(
+      std::string(kHead) + kCells + "limits: {memory: 12}\n",
+      Code::kInvalidArgument, 6, 18);
+  EXPECT_NE(msg.find("minimum 16MiB"), std::string::npos) << msg;
+}
+
+TEST_F(ManifestTest, RejectsWallTimeBelowMinimum) {
+  ExpectError(std::string(kHead) + kCells + "limits: {wall_time: 99ms}\n",
+              Code::kInvalidArgument, 6, 21);
+}
+
+TEST_F(ManifestTest, RejectsProcessesBelowMinimum) {
+  ExpectError(std::string(kHead) + kCells + "limits: {processes: 3}\n",
+              Code::kInvalidArgument, 6, 21);
+}
+
+TEST_F(ManifestTest, RejectsProcessesWithLeadingZeros) {
+  std::string msg = ExpectError(
+      std::string(kHead) + kCells + "limits: {processes: 007}\n",
+      Code::kInvalidArgument, 6, 21);
+  EXPECT_NE(msg.find("leading zeros"), std::string::npos) << msg;
+}
+
+TEST_F(ManifestTest, RejectsFractionalSizeWithClearMessage) {
+  std::string msg = ExpectError(
+      std::string(kHead) + kCells + "limits: {memory: 1.5GiB}\n",
+      Code::kInvalidArgument, 6, 18);
+  EXPECT_NE(msg.find("fractions are not supported"), std::string::npos)
+      << msg;
+}
+
 TEST_F(ManifestTest, RejectsCellLimitAboveEggLimit) {
   ExpectError(std::string(kHead) +
                   "limits: {wall_time: 1m}\n"
@@ -668,6 +731,8 @@ TEST(ManifestUnits, RejectsOverflowAndJunk) {
   EXPECT_FALSE(ParseDurationMs("1.5h").has_value());
   EXPECT_FALSE(ParseSizeBytes("").has_value());
   EXPECT_FALSE(ParseSizeBytes("12mib").has_value());
+  EXPECT_FALSE(ParseSizeBytes("0012MiB").has_value());
+  EXPECT_FALSE(ParseDurationMs("05s").has_value());
 }
 
 TEST(ManifestTime, RoundTripsRfc3339) {

@@ -26,6 +26,8 @@ inline constexpr int kNotebookJsonVersion = 1;
 // The biggest egg.yaml read, and the biggest cell source file.
 inline constexpr uint64_t kMaxManifestBytes = 1ull << 20;
 inline constexpr uint64_t kMaxCellSourceBytes = 16ull << 20;
+// The biggest notebook (.ipynb) a manifest's `notebook` may name.
+inline constexpr uint64_t kMaxManifestNotebookBytes = 256ull << 20;
 
 // Where the default `created` comes from when neither the manifest nor
 // SOURCE_DATE_EPOCH gives one.
@@ -90,7 +92,11 @@ struct Manifest {
   CreatedFrom created_from = CreatedFrom::kDefault;
 
   std::vector<ManifestLanguage> languages;  // sorted by name
-  std::vector<ManifestCell> cells;  // in notebook order; at least one code cell
+  // In notebook order; at least one code cell. Empty when the manifest
+  // names a `notebook` instead: `egg build` fills it from the import.
+  std::vector<ManifestCell> cells;
+  std::string notebook_path;  // `notebook`, normalised; "" when absent
+  std::string notebook_text;  // its bytes, read without following links
   std::vector<DataEntry> data;
   DataSummary data_summary;
   RuntimeSpec runtime;
@@ -105,6 +111,9 @@ struct ManifestOptions {
   // Value of SOURCE_DATE_EPOCH; when unset, LoadManifest reads the
   // environment variable.
   std::optional<std::string> source_date_epoch;
+  // Accept a manifest without `runtime` (RuntimeKind::kNone): for
+  // `egg build notebook.ipynb`, which takes its runtime from --runtime.
+  bool allow_no_runtime = false;
 };
 
 // Reads, parses and checks `path` (an egg.yaml). Files named by the
@@ -158,6 +167,51 @@ std::string FormatRfc3339Utc(int64_t unix_seconds);
 // Parses RFC 3339 with "Z" or "+00:00"/"-00:00"; fractional seconds are
 // rejected so that the stored value is exact.
 [[nodiscard]] Result<int64_t> ParseRfc3339Utc(std::string_view text);
+
+// The smallest limits a manifest may ask for (below them nothing useful
+// runs): wall and CPU time 100 ms, memory 16 MiB, 4 processes, scratch
+// 1 MiB, output 4 KiB. Every field is set.
+Limits MinimumLimits();
+
+// ---- Stored manifests -----------------------------------------------------
+
+// One code cell's policy as the notebook JSON of an egg stores it.
+struct StoredCell {
+  size_t index = 0;  // 0-based position in the notebook
+  std::string id;
+  std::string language;
+  std::optional<Permissions> permissions;  // unset: the egg's
+  Limits limits;                           // never has scratch_bytes
+};
+
+// What hatch and info may rely on in an egg's manifest JSON once
+// ParseStoredManifest has accepted it.
+struct StoredManifest {
+  int version = 0;
+  std::string name, description, author, license, created;
+  Permissions permissions;  // host paths and devices canonical, unique
+  Limits limits;            // each set value within Minimum..Maximum
+  std::string runtime_kind;  // "folder", "tarball", "digest", ...
+  bool has_data = false;     // data.entries is not empty
+  std::vector<ManifestLanguage> languages;  // sorted by name
+  std::vector<StoredCell> code_cells;
+};
+
+// Applies the rules of docs/MANIFEST.md to the manifest JSON and notebook
+// JSON read from an egg (which may have been written by anyone, not only
+// by `egg build`): known version, required keys and their types, host
+// paths absolute and canonical, devices canonical under /dev/, sandbox
+// paths absolute and not reserved, limits within Minimum/MaximumLimits,
+// no per-cell scratch, cell limits not above the egg's (or the egg
+// default) and cell permissions within the egg's, language names and
+// commands, runtime and data trees that are among `tree_names` (the
+// egg's layout table). Unknown keys are ignored. Only the egg-policy parts
+// of the notebook are checked here; NotebookFromJson (egg/notebook.h)
+// decodes the rest. Fails with kInvalidArgument and one line naming the
+// field ("manifest: permissions.host_paths[0].host '../x' must be ...").
+[[nodiscard]] Result<StoredManifest> ParseStoredManifest(
+    const nlohmann::json& manifest, const nlohmann::json& notebook,
+    const std::vector<std::string>& tree_names);
 
 // "code", "markdown", "raw"
 const char* ManifestCellTypeName(ManifestCellType type);

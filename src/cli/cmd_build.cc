@@ -1,11 +1,15 @@
-// egg build: egg.yaml in, one egg out. Parses and checks the manifest,
-// stages the data tree, brings the runtime into the local store, writes
-// the egg atomically and, with --sign, signs it before it is published.
+// egg build: egg.yaml (or a Jupyter notebook) in, one egg out. Parses and
+// checks the manifest, imports the notebook it names, stages the data
+// tree, brings the runtime into the local store, writes the egg atomically
+// and, with --sign, signs it before it is published.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -16,6 +20,7 @@
 #include "egg/crypto.h"
 #include "egg/egg.h"
 #include "egg/manifest.h"
+#include "egg/notebook.h"
 #include "egg/runtime.h"
 #include "egg/store.h"
 
@@ -26,6 +31,7 @@ struct BuildArgs {
   std::string manifest;
   std::string out;
   std::string key;
+  std::string runtime;  // --runtime, for a .ipynb
   bool force = false;
   bool refresh_runtime = false;
 };
@@ -76,7 +82,10 @@ struct RemoveOnExit {
 // The runtime as a tree in the store (imported or built if needed).
 Result<Digest> RuntimeTree(const Manifest& m, Store& store, bool refresh) {
   const RuntimeSpec& r = m.runtime;
-  std::string path = m.folder + "/" + r.path;
+  // --runtime gives paths as typed; a manifest's are below its folder.
+  std::string path = r.path.starts_with("/") || m.file.ends_with(".ipynb")
+                         ? r.path
+                         : m.folder + "/" + r.path;
   switch (r.kind) {
     case RuntimeKind::kFolder: {
       auto info = ImportRuntimeFolder(store, path);
@@ -135,6 +144,119 @@ Result<Digest> RuntimeTree(const Manifest& m, Store& store, bool refresh) {
   return Fail(Code::kInvalidArgument, "the manifest names no runtime");
 }
 
+bool EndsWith(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// An egg name from a notebook's file name: characters outside
+// [A-Za-z0-9._-] become '-', at most 64, never starting with '.' or '-'.
+std::string NameFromFile(const std::string& path) {
+  std::string base = path.substr(path.rfind('/') + 1);
+  base = base.substr(0, base.size() - std::string_view(".ipynb").size());
+  std::string name;
+  for (char c : base) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    name += ok ? c : '-';
+  }
+  size_t start = name.find_first_not_of(".-");
+  name = start == std::string::npos ? "" : name.substr(start, 64);
+  return name.empty() ? "notebook" : name;
+}
+
+// The manifest of `egg build NOTEBOOK.ipynb`: name from the file name,
+// the notebook itself, and the runtime of --runtime (none without it).
+Result<Manifest> NotebookManifest(const std::string& ipynb,
+                                  const std::string& runtime) {
+  using nlohmann::json;
+  std::string folder = FolderOf(ipynb);
+  std::string yaml = "name: " + json(NameFromFile(ipynb)).dump() +
+                     "\nnotebook: " +
+                     json(ipynb.substr(ipynb.rfind('/') + 1)).dump() + "\n";
+  // A digest or Debian runtime goes through the manifest's own checks; a
+  // folder or tarball may be anywhere, so it is set after parsing.
+  std::optional<RuntimeSpec> path_runtime;
+  if (runtime.starts_with("sha256:")) {
+    yaml += "runtime: {digest: " + json(runtime).dump() + "}\n";
+  } else if (runtime.starts_with("debian:")) {
+    json packages = json::array();
+    std::string list = runtime.substr(7);
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = std::min(list.find(',', start), list.size());
+      packages.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    yaml += "runtime: {debian: {suite: bookworm, packages: " +
+            packages.dump() + "}}\n";
+  } else if (!runtime.empty()) {
+    struct stat st;
+    if (::stat(runtime.c_str(), &st) != 0) {
+      return Fail(Code::kNotFound,
+                  "--runtime " + Quote(runtime) + ": " + std::strerror(errno));
+    }
+    RuntimeSpec r;
+    r.kind = S_ISDIR(st.st_mode) ? RuntimeKind::kFolder : RuntimeKind::kTarball;
+    r.path = runtime;
+    path_runtime = r;
+  }
+  ManifestOptions options;
+  options.allow_no_runtime = true;
+  auto m = ParseManifest(yaml, folder, ipynb, options);
+  if (!m) return m;
+  if (path_runtime) m->runtime = *path_runtime;
+  return m;
+}
+
+// Decodes the notebook a manifest names and makes it the egg's cells;
+// returns the notebook JSON section with the stored outputs kept.
+Result<nlohmann::json> ImportNotebook(Manifest& m) {
+  const std::string shown = m.file.ends_with(".ipynb")
+                                ? m.file
+                                : m.folder + "/" + m.notebook_path;
+  auto imported = ParseIpynb(m.notebook_text);
+  if (!imported) return Fail(imported.error().Wrap(Quote(shown)));
+  for (const std::string& w : imported->warnings) {
+    Warn(Quote(shown) + ": " + w);
+  }
+  const Notebook& nb = imported->notebook;
+  m.cells.clear();
+  for (size_t i = 0; i < nb.cells.size(); ++i) {
+    const NotebookCell& c = nb.cells[i];
+    ManifestCell cell;
+    cell.id = c.id;
+    cell.source = c.source;
+    cell.type = c.type == CellType::kCode       ? ManifestCellType::kCode
+                : c.type == CellType::kMarkdown ? ManifestCellType::kMarkdown
+                                                : ManifestCellType::kRaw;
+    if (cell.type == ManifestCellType::kCode) {
+      cell.language = c.language;
+      bool ok = !c.language.empty() && c.language.size() <= 32 &&
+                std::all_of(c.language.begin(), c.language.end(), [](char ch) {
+                  return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                         ch == '+' || ch == '.' || ch == '_' || ch == '-';
+                });
+      if (!ok) {
+        return Fail(Code::kInvalidArgument,
+                    Quote(shown) + ": cell " + std::to_string(i + 1) +
+                        ": language " + Quote(c.language) +
+                        " (from the kernel metadata) must be 1-32 of"
+                        " [a-z0-9+._-]");
+      }
+    }
+    m.cells.push_back(std::move(cell));
+  }
+  bool any_code = std::any_of(
+      m.cells.begin(), m.cells.end(),
+      [](const ManifestCell& c) { return c.type == ManifestCellType::kCode; });
+  if (!any_code) {
+    return Fail(Code::kInvalidArgument,
+                Quote(shown) + ": the notebook has no code cell to run");
+  }
+  m.notebook_text.clear();
+  return NotebookToJson(nb);
+}
+
 // Signs the unsigned egg at `unsigned_path` into `out`.
 Status SignInto(const std::string& unsigned_path, const std::string& out,
                 crypto::Signer& signer, bool overwrite) {
@@ -154,8 +276,25 @@ Status SignInto(const std::string& unsigned_path, const std::string& out,
 
 int RunBuild(const BuildArgs& a) {
   // 1. The manifest: every check happens before anything is written.
-  auto m = LoadManifest(a.manifest);
+  const bool ipynb = EndsWith(a.manifest, ".ipynb");
+  if (!ipynb && !a.runtime.empty()) {
+    return Report(Error(Code::kInvalidArgument,
+                        "--runtime is for a .ipynb; an egg.yaml names its "
+                        "runtime itself"));
+  }
+  auto m = ipynb ? NotebookManifest(a.manifest, a.runtime)
+                 : LoadManifest(a.manifest);
   if (!m) return Report(m.error());
+  std::optional<nlohmann::json> imported;
+  if (!m->notebook_path.empty()) {
+    auto nb = ImportNotebook(*m);
+    if (!nb) return Report(nb.error());
+    imported = std::move(*nb);
+  }
+  if (m->runtime.kind == RuntimeKind::kNone) {
+    Warn("no --runtime: the egg has no runtime; 'egg hatch --host-runtime'"
+         " is the only way to run it");
+  }
   if (m->created_from == Manifest::CreatedFrom::kDefault) {
     Warn(
         "no 'created' in the manifest and no SOURCE_DATE_EPOCH: the egg "
@@ -179,7 +318,8 @@ int RunBuild(const BuildArgs& a) {
   // 2. The stored forms of the manifest and notebook.
   auto manifest_json = ManifestJsonValue(*m);
   if (!manifest_json) return Report(manifest_json.error());
-  auto notebook_json = NotebookJsonValue(*m);
+  auto notebook_json =
+      imported ? Result<nlohmann::json>(*imported) : NotebookJsonValue(*m);
   if (!notebook_json) return Report(notebook_json.error());
 
   // 3. The data tree, staged beside the output (same file system, so
@@ -200,24 +340,34 @@ int RunBuild(const BuildArgs& a) {
     input.trees.push_back(std::move(data));
   }
 
-  // 4. The runtime, through the local store.
-  auto store = Store::Open();
-  if (!store) return Report(store.error().Wrap("local store"));
-  auto runtime = RuntimeTree(*m, *store, a.refresh_runtime);
-  if (!runtime) return Report(runtime.error());
-  auto encoded = store->Get(ObjectKind::kTree, *runtime);
-  if (!encoded) {
-    return Report(encoded.error().Wrap("runtime " + DigestRef(*runtime) +
-                                       " in the local store"));
+  // 4. The runtime, through the local store (none for a notebook built
+  // without --runtime).
+  std::optional<Store> store;
+  std::optional<StoreChunkSource> source;
+  std::optional<Digest> runtime;
+  if (m->runtime.kind != RuntimeKind::kNone) {
+    auto opened = Store::Open();
+    if (!opened) return Report(opened.error().Wrap("local store"));
+    store.emplace(std::move(*opened));
+    auto digest = RuntimeTree(*m, *store, a.refresh_runtime);
+    if (!digest) return Report(digest.error());
+    runtime = *digest;
+    auto encoded = store->Get(ObjectKind::kTree, *runtime);
+    if (!encoded) {
+      return Report(encoded.error().Wrap("runtime " + DigestRef(*runtime) +
+                                         " in the local store"));
+    }
+    auto tree = DecodeTree(*encoded);
+    if (!tree) {
+      return Report(tree.error().Wrap("runtime " + DigestRef(*runtime)));
+    }
+    source.emplace(*store);
+    TreeInput rt;
+    rt.name = "runtime";
+    rt.tree = std::move(*tree);
+    rt.source = &*source;
+    input.trees.push_back(std::move(rt));
   }
-  auto tree = DecodeTree(*encoded);
-  if (!tree) return Report(tree.error().Wrap("runtime " + DigestRef(*runtime)));
-  StoreChunkSource source(*store);
-  TreeInput rt;
-  rt.name = "runtime";
-  rt.tree = std::move(*tree);
-  rt.source = &source;
-  input.trees.push_back(std::move(rt));
 
   // 5. Write: straight to `out`, or unsigned beside it and then signed
   // into `out`, so that `out` appears whole or not at all.
@@ -252,7 +402,7 @@ int RunBuild(const BuildArgs& a) {
                Quote(out).c_str(), m->cells.size(),
                static_cast<unsigned long long>(m->data_summary.files),
                static_cast<unsigned long long>(m->data_summary.bytes),
-               DigestRef(*runtime).c_str(),
+               runtime ? DigestRef(*runtime).c_str() : "none",
                static_cast<unsigned long long>(summary->file_bytes));
   std::printf("%s  %s\n", DigestRef(summary->content_root).c_str(),
               out.c_str());
@@ -262,8 +412,15 @@ int RunBuild(const BuildArgs& a) {
 Registration reg(10, [](CLI::App& app) {
   auto a = std::make_shared<BuildArgs>();
   CLI::App* sub = app.add_subcommand(
-      "build", "Build an egg from an egg.yaml manifest (docs/MANIFEST.md)");
-  sub->add_option("manifest", a->manifest, "The egg.yaml")->required();
+      "build", "Build an egg from an egg.yaml manifest or a Jupyter notebook "
+      "(docs/MANIFEST.md)");
+  sub->add_option("manifest", a->manifest,
+                  "The egg.yaml, or a Jupyter notebook (.ipynb)")
+      ->required();
+  sub->add_option("--runtime", a->runtime,
+                  "For a .ipynb: a root file system folder or tarball, a "
+                  "stored runtime sha256:..., or debian:PKG,PKG (bookworm); "
+                  "without it the egg has no runtime");
   sub->add_option("-o,--output", a->out,
                   "Output file (default: <name>.egg beside the manifest)");
   sub->add_option("--sign", a->key,

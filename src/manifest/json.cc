@@ -38,7 +38,9 @@ json LimitsJson(const Limits& l) {
 }
 
 json RuntimeJson(const RuntimeSpec& r) {
-  json out = {{"kind", RuntimeKindName(r.kind)}, {"tree", "runtime"}};
+  json out = {{"kind", RuntimeKindName(r.kind)}};
+  // An egg without a runtime has no tree; hatch needs --host-runtime.
+  if (r.kind != RuntimeKind::kNone) out["tree"] = "runtime";
   switch (r.kind) {
     case RuntimeKind::kDigest:
       out["digest"] = r.digest;

@@ -22,6 +22,7 @@
 #include "common/names.h"
 #include "common/text.h"
 #include "egg/hash.h"
+#include "manifest/rules.h"
 
 namespace egg {
 namespace {
@@ -33,6 +34,7 @@ constexpr size_t kMaxCells = 10000;
 constexpr size_t kMaxTextBytes = 64 * 1024;  // name, author, description
 
 using Node = YAML::Node;
+using namespace manifest_rules;  // NOLINT: the shared rules of rules.h
 
 // Edit distance, for "did you mean" on unknown keys.
 size_t Distance(std::string_view a, std::string_view b) {
@@ -107,8 +109,8 @@ class Parser {
   Status Metadata(const Fields& top);
   Status Created(const Fields& top);
   Result<Limits> ParseLimits(const Node& node, const std::string& where,
-                             const Limits& bound,
-                             const std::string& bound_name) const;
+                             const Limits& bound, const std::string& bound_name,
+                             bool per_cell) const;
   Result<Permissions> ParsePermissions(const Node& node,
                                        const std::string& where) const;
   Status CheckCellPermissions(const Permissions& cell, const Node& node,
@@ -125,8 +127,8 @@ class Parser {
   enum class Want { kFile, kFolder, kEither };
   Result<UniqueFd> OpenBelow(const std::string& relative, const Node& node,
                              Want want) const;
-  Result<std::string> ReadBelow(const std::string& relative,
-                                const Node& node) const;
+  Result<std::string> ReadBelow(const std::string& relative, const Node& node,
+                                uint64_t max_bytes = kMaxCellSourceBytes) const;
   Status WalkDataFolder(int dir_fd, const std::string& shown, int depth,
                         const Node& node);
   Result<std::string> RelativePath(const Node& node,
@@ -194,6 +196,9 @@ Result<uint64_t> Parser::Count(const Node& node,
     return At(node, what + ": expected a whole number");
   }
   const std::string& s = node.Scalar();
+  if (s.size() > 1 && s[0] == '0') {
+    return At(node, what + ": leading zeros are not allowed in " + Quote(s));
+  }
   if (s.empty() || s.size() > 19 ||
       !std::all_of(s.begin(), s.end(),
                    [](char c) { return c >= '0' && c <= '9'; })) {
@@ -221,13 +226,6 @@ Result<std::string> Parser::RelativePath(const Node& node,
 
 // ---- metadata -------------------------------------------------------------
 
-bool IsSafeName(std::string_view s) {
-  if (s.empty() || s.size() > 64 || s[0] == '.' || s[0] == '-') return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-  });
-}
 
 Status Parser::Metadata(const Fields& top) {
   const Node* name = top.Get("name");
@@ -310,11 +308,19 @@ Status Parser::Created(const Fields& top) {
 
 Result<Limits> Parser::ParseLimits(const Node& node, const std::string& where,
                                    const Limits& bound,
-                                   const std::string& bound_name) const {
+                                   const std::string& bound_name,
+                                   bool per_cell) const {
   auto fields = Map(
       node, where,
       {"wall_time", "cpu_time", "memory", "processes", "scratch", "output"});
   if (!fields) return tl::unexpected(fields.error());
+  // Scratch is one tmpfs shared by every cell of the egg; a per-cell value
+  // could not be enforced, so it is refused rather than ignored.
+  if (const Node* v = fields->Get("scratch"); v != nullptr && per_cell) {
+    return At(*v, "scratch" + In(where) +
+                      ": scratch is set for the whole egg (top-level"
+                      " limits), not per cell");
+  }
   Limits out;
   struct Field {
     const char* key;
@@ -330,6 +336,7 @@ Result<Limits> Parser::ParseLimits(const Node& node, const std::string& where,
       {"output", &Limits::output_bytes, Field::kSize},
   };
   const Limits max = MaximumLimits();
+  const Limits min = MinimumLimits();
   for (const Field& f : kFields) {
     const Node* v = fields->Get(f.key);
     if (v == nullptr) continue;
@@ -340,11 +347,25 @@ Result<Limits> Parser::ParseLimits(const Node& node, const std::string& where,
       if (!value) return tl::unexpected(value.error());
     } else {
       if (!v->IsScalar()) return At(*v, what + ": expected a value");
+      // A quoted "5s" is a duration like any other; a quoted bare number
+      // is refused, as for every whole number in the manifest.
+      const std::string& text = v->Scalar();
+      if (v->Tag() != "?" && !text.empty() &&
+          std::all_of(text.begin(), text.end(),
+                      [](char c) { return c >= '0' && c <= '9'; })) {
+        return At(*v, what + ": a number in quotes (" + Quote(text) +
+                          ") is not accepted; write it without quotes");
+      }
       value = f.kind == Field::kTime ? ParseDurationMs(v->Scalar())
                                      : ParseSizeBytes(v->Scalar());
       if (!value) return At(*v, what + ": " + value.error().message());
     }
     if (*value == 0) return At(*v, what + ": must be more than zero");
+    if (*value < *(min.*f.member)) {
+      return At(*v, what + ": " + Quote(v->Scalar()) +
+                        " is less than the minimum " +
+                        MinimumLimitText(f.key));
+    }
     if (*value > *(max.*f.member)) {
       return At(*v, what + ": " + Quote(v->Scalar()) +
                         " is more than the maximum egg allows");
@@ -358,20 +379,7 @@ Result<Limits> Parser::ParseLimits(const Node& node, const std::string& where,
   return out;
 }
 
-bool IsCanonicalAbsolute(std::string_view p) {
-  if (p.empty() || p[0] != '/') return false;
-  if (p == "/") return true;
-  auto rel = NormalizeRelativePath(p.substr(1));
-  return rel && "/" + *rel == p;
-}
 
-// Sandbox paths egg itself mounts; a host path may not cover them.
-bool IsReservedSandboxPath(std::string_view p) {
-  for (std::string_view r : {"/proc", "/dev", "/sys", "/data"}) {
-    if (p == r || (p.starts_with(r) && p[r.size()] == '/')) return true;
-  }
-  return p == "/";
-}
 
 Result<Permissions> Parser::ParsePermissions(const Node& node,
                                              const std::string& where) const {
@@ -476,32 +484,8 @@ Status Parser::CheckCellPermissions(const Permissions& cell, const Node& node,
 
 // ---- cells ----------------------------------------------------------------
 
-bool IsCellId(std::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_' || c == '-';
-  });
-}
 
-bool IsLanguage(std::string_view s) {
-  if (s.empty() || s.size() > 32) return false;
-  if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9'))) {
-    return false;
-  }
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '.' || c == '_' || c == '-';
-  });
-}
 
-// Languages with a live session in hatch; a manifest cannot redefine them.
-bool IsBuiltinLanguage(std::string_view s) {
-  for (std::string_view b : {"python", "python3", "py", "bash", "sh", "r"}) {
-    if (s == b) return true;
-  }
-  return false;
-}
 
 Status Parser::Languages(const Node& node) {
   if (!node.IsMap()) return At(node, "languages: expected a mapping");
@@ -552,11 +536,7 @@ Status Parser::Languages(const Node& node) {
     if (const Node* suffix = fields->Get("suffix")) {
       auto sfx = String(*suffix, "suffix in " + where);
       if (!sfx) return tl::unexpected(sfx.error());
-      bool ok = sfx->size() >= 2 && sfx->size() <= 17 && (*sfx)[0] == '.' &&
-                std::all_of(sfx->begin() + 1, sfx->end(), [](char c) {
-                  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                         (c >= '0' && c <= '9');
-                });
+      bool ok = IsLanguageSuffix(*sfx);
       if (!ok) {
         return At(*suffix, "suffix " + Quote(*sfx) + " in " + where +
                                " must be '.' and 1-16 of [A-Za-z0-9]");
@@ -705,7 +685,8 @@ Status Parser::Cell(const Node& node, size_t index) {
     cell.permissions = std::move(*p);
   }
   if (const Node* v = fields->Get("limits")) {
-    auto l = ParseLimits(*v, where + " limits", egg_bound_, "the egg's limit");
+    auto l = ParseLimits(*v, where + " limits", egg_bound_, "the egg's limit",
+                         /*per_cell=*/true);
     if (!l) return tl::unexpected(l.error());
     cell.limits = *l;
   }
@@ -760,7 +741,8 @@ Result<UniqueFd> Parser::OpenBelow(const std::string& relative,
 }
 
 Result<std::string> Parser::ReadBelow(const std::string& relative,
-                                      const Node& node) const {
+                                      const Node& node,
+                                      uint64_t max_bytes) const {
   auto fd = OpenBelow(relative, node, Want::kFile);
   if (!fd) return tl::unexpected(fd.error());
   // The open happened without following links; fstat re-checks the type
@@ -769,8 +751,9 @@ Result<std::string> Parser::ReadBelow(const std::string& relative,
   if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return At(node, Quote(relative) + " is not a regular file");
   }
-  if (static_cast<uint64_t>(st.st_size) > kMaxCellSourceBytes) {
-    return At(node, Quote(relative) + " is larger than 16 MiB");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return At(node, Quote(relative) + " is larger than " +
+                        std::to_string(max_bytes >> 20) + " MiB");
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
@@ -1136,7 +1119,8 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
     auto top =
         Map(root, "",
             {"name", "description", "author", "license", "created", "cells",
-             "data", "runtime", "permissions", "limits", "languages"});
+             "notebook", "data", "runtime", "permissions", "limits",
+             "languages"});
     if (!top) return tl::unexpected(top.error());
     if (Status s = Metadata(*top); !s) return tl::unexpected(s.error());
 
@@ -1146,7 +1130,8 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
       m_.permissions = std::move(*p);
     }
     if (const Node* v = top->Get("limits")) {
-      auto l = ParseLimits(*v, "limits", MaximumLimits(), "the maximum");
+      auto l = ParseLimits(*v, "limits", MaximumLimits(), "the maximum",
+                           /*per_cell=*/false);
       if (!l) return tl::unexpected(l.error());
       m_.limits = *l;
     }
@@ -1156,18 +1141,38 @@ Result<Manifest> Parser::Run(std::string_view yaml) {
       if (Status s = Languages(*v); !s) return tl::unexpected(s.error());
     }
     const Node* cells = top->Get("cells");
-    if (cells == nullptr) return At(root, "missing key 'cells'");
-    if (Status s = Cells(*cells); !s) return tl::unexpected(s.error());
+    const Node* notebook = top->Get("notebook");
+    if (cells != nullptr && notebook != nullptr) {
+      return At(*notebook, "give 'cells' or 'notebook', not both");
+    }
+    if (notebook != nullptr) {
+      // Read here, below the manifest's folder without following a
+      // symlink; `egg build` decodes it (egg/notebook.h).
+      auto path = RelativePath(*notebook, "notebook");
+      if (!path) return tl::unexpected(path.error());
+      auto text = ReadBelow(*path, *notebook, kMaxManifestNotebookBytes);
+      if (!text) return tl::unexpected(text.error());
+      m_.notebook_path = *path;
+      m_.notebook_text = std::move(*text);
+    } else {
+      if (cells == nullptr) {
+        return At(root, "missing key 'cells' (or 'notebook')");
+      }
+      if (Status s = Cells(*cells); !s) return tl::unexpected(s.error());
+    }
     if (const Node* v = top->Get("data")) {
       if (Status s = Data(*v); !s) return tl::unexpected(s.error());
     }
     const Node* runtime = top->Get("runtime");
-    if (runtime == nullptr) {
+    if (runtime == nullptr && options_.allow_no_runtime) {
+      m_.runtime.kind = RuntimeKind::kNone;
+    } else if (runtime == nullptr) {
       return At(root,
                 "missing key 'runtime' (the root file system the"
                 " cells run in)");
+    } else if (Status s = Runtime(*runtime); !s) {
+      return tl::unexpected(s.error());
     }
-    if (Status s = Runtime(*runtime); !s) return tl::unexpected(s.error());
   } catch (const YAML::Exception& e) {
     return AtMark(e.mark, "YAML: " + e.msg);
   } catch (const std::exception& e) {

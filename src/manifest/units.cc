@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/text.h"
@@ -19,22 +20,36 @@ Error Bad(std::string_view what, std::string_view text) {
                std::string(what) + " '" + EscapeForTerminal(text) + "'");
 }
 
-// Splits "123unit" (optional spaces between) into number and unit.
-bool SplitNumber(std::string_view text, uint64_t* number,
-                 std::string_view* unit) {
+// Splits "123unit" (optional spaces between) into number and unit. The
+// number is plain digits without leading zeros; "1.5GiB" is refused with
+// its own message rather than as an unknown unit.
+Result<std::pair<uint64_t, std::string_view>> SplitNumber(
+    std::string_view text, std::string_view kind) {
   size_t i = 0;
   uint64_t n = 0;
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
     uint64_t digit = static_cast<uint64_t>(text[i] - '0');
-    if (n > (std::numeric_limits<uint64_t>::max() - digit) / 10) return false;
+    if (n > (std::numeric_limits<uint64_t>::max() - digit) / 10) {
+      return tl::unexpected(Bad(std::string(kind) + " too large", text));
+    }
     n = n * 10 + digit;
     ++i;
   }
-  if (i == 0) return false;
+  if (i == 0) {
+    return tl::unexpected(Bad(
+        kind == "duration" ? "not a duration (like 30s, 5m, 2h)"
+                           : "not a size (like 512MiB, 2GiB)",
+        text));
+  }
+  if (i > 1 && text[0] == '0') {
+    return tl::unexpected(Bad("leading zeros are not allowed in", text));
+  }
+  if (i < text.size() && (text[i] == '.' || text[i] == ',')) {
+    return tl::unexpected(
+        Bad("fractions are not supported (use a smaller unit) in", text));
+  }
   while (i < text.size() && text[i] == ' ') ++i;
-  *number = n;
-  *unit = text.substr(i);
-  return true;
+  return std::pair{n, text.substr(i)};
 }
 
 bool MultiplyChecked(uint64_t a, uint64_t b, uint64_t* out) {
@@ -44,11 +59,9 @@ bool MultiplyChecked(uint64_t a, uint64_t b, uint64_t* out) {
 }  // namespace
 
 Result<uint64_t> ParseDurationMs(std::string_view text) {
-  uint64_t n = 0;
-  std::string_view unit;
-  if (!SplitNumber(text, &n, &unit)) {
-    return tl::unexpected(Bad("not a duration (like 30s, 5m, 2h)", text));
-  }
+  auto split = SplitNumber(text, "duration");
+  if (!split) return tl::unexpected(split.error());
+  auto [n, unit] = *split;
   uint64_t scale = 0;
   if (unit == "ms") {
     scale = 1;
@@ -73,11 +86,9 @@ Result<uint64_t> ParseDurationMs(std::string_view text) {
 }
 
 Result<uint64_t> ParseSizeBytes(std::string_view text) {
-  uint64_t n = 0;
-  std::string_view unit;
-  if (!SplitNumber(text, &n, &unit)) {
-    return tl::unexpected(Bad("not a size (like 512MiB, 2GiB)", text));
-  }
+  auto split = SplitNumber(text, "size");
+  if (!split) return tl::unexpected(split.error());
+  auto [n, unit] = *split;
   struct Unit {
     std::string_view name;
     uint64_t scale;
@@ -345,6 +356,21 @@ Status CheckSpdxExpression(std::string_view text) {
                     "': control character or invalid UTF-8");
   }
   return SpdxParser(text).Run();
+}
+
+}  // namespace egg
+
+namespace egg {
+
+Limits MinimumLimits() {
+  Limits l;
+  l.wall_ms = 100;
+  l.cpu_ms = 100;
+  l.memory_bytes = 16ull << 20;
+  l.processes = 4;
+  l.scratch_bytes = 1ull << 20;
+  l.output_bytes = 4ull << 10;
+  return l;
 }
 
 }  // namespace egg
