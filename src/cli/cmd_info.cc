@@ -1,8 +1,9 @@
 // egg info: what an egg is and asks for, read from its first and last few
 // KiB (header, manifest, notebook, trailer, signature section) whatever
-// its size. Nothing here is verified against a signature; `egg verify`
-// does that.
+// its size. Signatures are checked against the content root the manifest
+// declares, but the content itself is not hashed: `egg verify` does that.
 #include <cstdio>
+#include <ctime>
 #include <memory>
 
 #include "cli/cli.h"
@@ -18,6 +19,7 @@ using nlohmann::json;
 
 struct InfoArgs {
   std::string egg;
+  std::string trusted;
   bool json = false;
 };
 
@@ -40,13 +42,16 @@ std::string Bool(const json& j, const char* key) {
              : "no";
 }
 
-int SignatureEntries(const EggFile& egg) {
-  if (egg.signatures().empty()) return 0;
-  auto chain = crypto::DecodeChain(egg.signatures());
-  return chain ? static_cast<int>(chain->entries.size()) : -1;
+// Who signed, and whether the person trusts them, as `egg verify` reports
+// it (over the declared content root; the content is not re-hashed here).
+crypto::ChainReport Signers(const EggFile& egg,
+                            const std::optional<crypto::AllowedSigners>& t) {
+  return crypto::VerifyChain(egg.content_root(), egg.signatures(),
+                             t ? &*t : nullptr,
+                             static_cast<int64_t>(std::time(nullptr)));
 }
 
-json InfoJson(const EggFile& egg) {
+json InfoJson(const EggFile& egg, const crypto::ChainReport& signers) {
   const EggLayout& l = egg.layout();
   json trees = json::array();
   for (const TreeRef& t : l.trees) {
@@ -67,10 +72,12 @@ json InfoJson(const EggFile& egg) {
             {"blocks", l.blocks.length},
             {"index", l.index.length},
             {"signatures", l.signatures.length}}},
-          {"signature_entries", SignatureEntries(egg)}};
+          {"signature_entries", signers.entries.size()},
+          {"signatures", crypto::ChainReportJson(signers)},
+          {"content_checked", false}};
 }
 
-void PrintHuman(const EggFile& egg) {
+void PrintHuman(const EggFile& egg, const crypto::ChainReport& signers) {
   const json& m = egg.manifest();
   const EggLayout& l = egg.layout();
   auto line = [](const char* label, const std::string& value) {
@@ -159,21 +166,19 @@ void PrintHuman(const EggFile& egg) {
               static_cast<unsigned long long>(l.blocks.length),
               static_cast<unsigned long long>(l.notebook.length));
 
-  // Signers and trust: the crypto layer's `egg verify` says who signed and
-  // whether that is trusted; info only counts signature entries.
-  int entries = SignatureEntries(egg);
-  if (entries < 0) {
-    std::printf("signatures:   unreadable signature section (%llu bytes)\n",
-                static_cast<unsigned long long>(egg.signatures().size()));
-  } else {
-    std::printf("signatures:   %d (not checked; run 'egg verify')\n",
-                entries);
+  std::printf("signatures:   %s\n", crypto::ChainSummary(signers).c_str());
+  for (const std::string& entry : crypto::ChainReportLines(signers)) {
+    std::printf("  %s\n", entry.c_str());
   }
+  std::printf("content:      not checked here; run 'egg verify'\n");
 }
 
 int Run(const InfoArgs& a) {
+  auto trust = crypto::LoadTrust(a.trusted);
+  if (!trust) return Report(trust.error());
   auto egg = EggFile::Open(a.egg, EggFile::Depth::kSummary);
   if (!egg) return Report(egg.error());
+  crypto::ChainReport signers = Signers(*egg, *trust);
   // A manifest that breaks the rules is still shown (that is what info is
   // for) but never without saying so.
   std::vector<std::string> tree_names;
@@ -185,9 +190,9 @@ int Run(const InfoArgs& a) {
          " it): " + stored.error().message());
   }
   if (a.json) {
-    std::printf("%s\n", InfoJson(*egg).dump(2).c_str());
+    std::printf("%s\n", InfoJson(*egg, signers).dump(2).c_str());
   } else {
-    PrintHuman(*egg);
+    PrintHuman(*egg, signers);
   }
   return kExitOk;
 }
@@ -197,6 +202,9 @@ Registration reg(40, [](CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "info", "Show what an egg holds and asks for (reads only its ends)");
   cmd->add_option("egg", a->egg, "The egg file")->required();
+  cmd->add_option("--trusted", a->trusted,
+                  "OpenSSH allowed_signers file (default "
+                  "$XDG_CONFIG_HOME/egg/allowed_signers if it exists)");
   cmd->add_flag("--json", a->json, "Machine-readable output");
   return std::make_pair(cmd, Runner([a] { return Run(*a); }));
 });
