@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -234,6 +236,109 @@ TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
   EXPECT_EQ(doc["cells"][0]["status"], "ok");
   EXPECT_EQ(doc["cells"][1]["status"], "error");
   EXPECT_EQ(doc["cells"][1]["exit_code"], 3);
+}
+
+// The inode of the store's marker for the one materialised tree.
+ino_t MaterialisedMarkerInode(const std::string& store) {
+  for (const auto& e : fs::directory_iterator(store + "/roots")) {
+    if (e.path().extension() == ".ok") {
+      struct stat st;
+      if (stat(e.path().c_str(), &st) == 0) return st.st_ino;
+    }
+  }
+  return 0;
+}
+
+TEST(HatchCliTest, SecondHatchReusesTheRuntimeMaterialisedInTheStore) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: twice\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: echo hi\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/twice.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string store = t.path() + "/store";
+  std::string err;
+  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
+                    "--store", store, "--out-dir", t.path() + "/out1"},
+                   &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("extracting into the store"), std::string::npos) << err;
+  ino_t first = MaterialisedMarkerInode(store);
+  ASSERT_NE(first, 0u);
+
+  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
+                    "--store", store, "--out-dir", t.path() + "/out2"},
+                   &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("cached in the store"), std::string::npos) << err;
+  EXPECT_EQ(err.find("extracting"), std::string::npos) << err;
+  EXPECT_EQ(MaterialisedMarkerInode(store), first);
+}
+
+TEST(HatchCliTest, MistypedGrantIsAUsageErrorAndRunsNothing) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: plain\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: touch /out/ran\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/plain.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  for (const char* grant :
+       {"bogus", "netwrk", "host-path:relative", "device:", "Network"}) {
+    std::string out = t.path() + "/out";
+    std::string err;
+    int code = RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
+                       "--grant", grant, "--out-dir", out},
+                      &err);
+    EXPECT_EQ(code, 2) << grant << ": " << err;
+    EXPECT_NE(err.find("--grant"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_FALSE(fs::exists(out)) << grant;
+  }
+}
+
+TEST(HatchCliTest, NextHatchRemovesADeadHatchsFolderAndKeepsALiveOnes) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: plain\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: echo hi\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/plain.egg";
+  WriteTestEgg(*m, t.path(), egg);
+
+  // A pid that has certainly ended, and this (live) test's own pid.
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ASSERT_GT(dead, 0);
+  waitpid(dead, nullptr, 0);
+  std::string stale = "/tmp/egg-hatch-" + std::to_string(dead) + "-zzTEST";
+  std::string live = "/tmp/egg-hatch-" + std::to_string(getpid()) + "-zzTEST";
+  for (const auto& d : {stale, live}) {
+    fs::create_directories(d + "/drivers");
+    std::ofstream(d + "/egg-agent") << "left behind\n";
+  }
+
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
+                     "--store", t.path() + "/store", "--out-dir",
+                     t.path() + "/out"},
+                    &err);
+  bool stale_left = fs::exists(stale);
+  bool live_left = fs::exists(live);
+  fs::remove_all(stale);
+  fs::remove_all(live);
+  ASSERT_EQ(code, 0) << err;
+  EXPECT_FALSE(stale_left);
+  EXPECT_TRUE(live_left);
 }
 
 }  // namespace

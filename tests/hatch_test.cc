@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "egg/notebook.h"
 #include "hatch/wire.h"
 
 namespace egg {
@@ -479,6 +480,102 @@ TEST(ResultsTest, DecodeBytesRejectsBadBase64) {
   EXPECT_FALSE(DecodeBytes({"base64", "abc"}).has_value());
   EXPECT_FALSE(DecodeBytes({"rot13", "abc"}).has_value());
   EXPECT_EQ(*DecodeBytes({"base64", "AP8="}), std::string("\x00\xff", 2));
+}
+
+TEST_F(HatchTest, CellWritingPastTheOutputCapIntoOutIsStopped) {
+  RunOptions o = Options(out_.path());
+  o.out_max_bytes = 1 << 20;
+  CellInput c = Cell(0, "bash",
+                     "while :; do head -c 262144 /dev/zero >> big; done");
+  c.limits.wall_ms = 120000;
+  RunReport report = RunAll({c, Cell(1, "bash", "echo next")}, o);
+  ASSERT_EQ(report.cells.size(), 2u);
+  EXPECT_EQ(report.cells[0].status, CellStatus::kLimit);
+  EXPECT_EQ(report.cells[0].limit, "output");
+  EXPECT_TRUE(report.cells[1].fresh_session);
+}
+
+// A local agent whose box reports `after` limit events once a cell has
+// started (the first count, taken before the cell, is zero).
+class CountingHost : public AgentHost {
+ public:
+  CountingHost(std::unique_ptr<AgentHost> inner, LimitEvents after)
+      : inner_(std::move(inner)), after_(after) {}
+  int control_fd() const override { return inner_->control_fd(); }
+  Status BeforeCell(const Limits& l) override { return inner_->BeforeCell(l); }
+  std::optional<HostEnd> Ended() override { return inner_->Ended(); }
+  void Kill() override { inner_->Kill(); }
+  LimitEvents LimitEventCounts() override {
+    return calls_++ == 0 ? LimitEvents{} : after_;
+  }
+
+ private:
+  std::unique_ptr<AgentHost> inner_;
+  LimitEvents after_;
+  int calls_ = 0;
+};
+
+CellResult RunCountingOne(const std::string& code,
+                          AgentHost::LimitEvents after,
+                          const std::string& out_dir) {
+  auto local = StartLocalAgent(AgentPath());
+  EXPECT_TRUE(local.has_value()) << local.error().message();
+  CountingHost host(std::move(*local), after);
+  auto report = RunCells({Cell(0, "bash", code)}, host, Options(out_dir));
+  EXPECT_TRUE(report.has_value()) << report.error().message();
+  return report->cells.at(0);
+}
+
+TEST_F(HatchTest, CellKilledByTheOomKillerIsReportedAsMemoryLimit) {
+  CellResult r = RunCountingOne("kill -9 $$", {1, 0}, out_.path());
+  EXPECT_EQ(r.status, CellStatus::kLimit);
+  EXPECT_EQ(r.limit, "memory");
+}
+
+TEST_F(HatchTest, ForkBombWhoseShellSurvivesIsReportedAsProcessesLimit) {
+  CellResult r = RunCountingOne("echo survived", {0, 3}, out_.path());
+  EXPECT_EQ(r.status, CellStatus::kLimit);
+  EXPECT_EQ(r.limit, "processes");
+}
+
+TEST_F(HatchTest, CellWithNoLimitEventsKeepsItsStatus) {
+  CellResult r = RunCountingOne("echo fine", {0, 0}, out_.path());
+  EXPECT_EQ(r.status, CellStatus::kOk);
+  EXPECT_EQ(r.limit, "");
+}
+
+// A cell whose stored output is "partial\n" and whose fresh run printed
+// the same before ending with `status`.
+ReproReport CompareOneCell(CellStatus status) {
+  Notebook nb;
+  NotebookCell cell;
+  cell.id = "a";
+  cell.language = "bash";
+  cell.source = "echo partial; sleep 100";
+  cell.outputs = nlohmann::json::array(
+      {{{"output_type", "stream"}, {"name", "stdout"}, {"text", "partial\n"}}});
+  nb.cells.push_back(cell);
+  RunReport report;
+  CellResult r;
+  r.id = "a";
+  r.language = "bash";
+  r.status = status;
+  r.stdout_data.bytes = "partial\n";
+  report.cells.push_back(r);
+  return CompareNotebook(nb, RunFromHatch(report, ""), CompareOptions{});
+}
+
+TEST(HatchReproTest, OnlyACellThatFinishedOkCountsAsReproduced) {
+  ReproReport ok = CompareOneCell(CellStatus::kOk);
+  EXPECT_EQ(ok.reproduced, 1u);
+  for (CellStatus s : {CellStatus::kError, CellStatus::kSessionDied,
+                       CellStatus::kLimit, CellStatus::kAgentFailed}) {
+    ReproReport r = CompareOneCell(s);
+    EXPECT_EQ(r.reproduced, 0u) << CellStatusName(s);
+    ASSERT_EQ(r.cells.size(), 1u);
+    EXPECT_EQ(r.cells[0].verdict, CellVerdict::kFailed) << CellStatusName(s);
+  }
+  EXPECT_EQ(CompareOneCell(CellStatus::kNotRun).reproduced, 0u);
 }
 
 }  // namespace

@@ -96,6 +96,14 @@ class AgentHost {
   virtual std::optional<HostEnd> Ended() = 0;
   // Ends the agent and everything it started. Safe to call twice.
   virtual void Kill() = 0;
+  // Limit events counted by the box so far (never decreasing): OOM kills
+  // and refused forks. A cell during which one grew is reported with the
+  // memory or processes limit. Zeros when the box cannot count them.
+  struct LimitEvents {
+    uint64_t oom_kills = 0;
+    uint64_t pids_max = 0;
+  };
+  virtual LimitEvents LimitEventCounts() { return {}; }
 };
 
 // Forks and execs `agent_path` with a socketpair end as its fd 3, with no
@@ -157,6 +165,10 @@ struct RunOptions {
   bool stop_on_error = false;  // later cells are kNotRun after a failure
   // Host folder seen as /out, listed after each cell; "" skips listing.
   std::string output_dir;
+  // Cap on the total apparent size of the files in output_dir (0: none).
+  // Polled every 100 ms while a cell runs and at its end; past it the
+  // session is stopped and the cell reported with limit "output".
+  uint64_t out_max_bytes = 0;
   // Set from a signal handler to stop: the running cell's box is killed,
   // later cells are kNotRun and the report says interrupted.
   const std::atomic<bool>* cancel = nullptr;
@@ -206,6 +218,18 @@ struct SandboxRunSetup {
 [[nodiscard]] Result<RunReport> RunCellsInSandbox(
     const std::vector<CellInput>& cells, const SandboxRunSetup& setup,
     RunOptions options);
+
+// Hatch's temporary folders are "<parent>/egg-hatch-<pid>-XXXXXX" (0700),
+// named for the hatch process that owns them. Returns the path, or kIo.
+[[nodiscard]] Result<std::string> MakeHatchTempDir(
+    const std::string& parent = "/tmp");
+
+// Removes the folders of the form above whose owning pid is no longer
+// alive (a hatch killed by SIGKILL cannot clean up after itself). Only
+// real folders owned by this user are touched; a live pid's folder, even
+// one that reused a dead hatch's pid, is kept. Returns how many were
+// removed. Best effort: failures are skipped.
+size_t SweepStaleHatchDirs(const std::string& parent = "/tmp");
 
 // Context written at the top of the results JSON.
 struct ResultsMeta {

@@ -244,6 +244,14 @@ class Sandbox {
   // Raising memory or processes above the spec's limits is
   // kInvalidArgument.
   [[nodiscard]] virtual Status SetLimits(const Limits& limits) = 0;
+  // Limit events counted since the sandbox started, whether or not they
+  // ended it: OOM kills in its memory cgroup, and forks its task limit
+  // refused. Zeros where the backend or host cannot count them.
+  struct LimitEvents {
+    uint64_t oom_kills = 0;
+    uint64_t pids_max = 0;
+  };
+  virtual LimitEvents GetLimitEvents() { return {}; }
 };
 
 // Starts the sandbox's first process. Errors: kSandboxSetup (with the

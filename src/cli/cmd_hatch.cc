@@ -25,6 +25,9 @@
 #include "egg/hatch.h"
 #include "egg/manifest.h"
 #include "egg/notebook.h"
+#include "egg/runtime.h"
+#include "egg/store.h"
+#include "egg/tree.h"
 
 namespace egg::cli {
 namespace {
@@ -41,6 +44,7 @@ struct HatchArgs {
   std::vector<std::string> grants;
   bool allow_unsigned = false;
   std::string trusted;
+  std::string store;  // "" = the default store
   bool keep_going = false;
   bool stop_on_error = false;
   bool json = false;
@@ -199,6 +203,23 @@ std::string DefaultOutDir(const std::string& egg) {
   return base + ".out";
 }
 
+// A --grant word is one of the words PermissionAsks and the limits ask
+// print; anything else (a typo) is a usage error before anything runs.
+Status CheckGrant(const std::string& grant) {
+  if (grant == "network" || grant == "limits") return {};
+  for (const char* prefix : {"host-path:", "device:"}) {
+    std::string p = prefix;
+    if (grant.compare(0, p.size(), p) != 0) continue;
+    std::string path = grant.substr(p.size());
+    if (!path.empty() && path[0] == '/') return {};
+    return Fail(Code::kInvalidArgument,
+                "--grant " + Quote(grant) + ": the path must be absolute");
+  }
+  return Fail(Code::kInvalidArgument,
+              "unknown --grant " + Quote(grant) +
+                  " (network, limits, host-path:/PATH or device:/PATH)");
+}
+
 // Temporary folders removed on every way out.
 struct Scratch {
   std::string path;
@@ -235,6 +256,41 @@ void PrintCellLine(const CellResult& c) {
     if (tail.size() > 400) tail = tail.substr(tail.size() - 400);
     std::fprintf(stderr, "  | %s\n", EscapeForTerminal(tail).c_str());
   }
+}
+
+// Hands out an egg's chunks, each verified by EggFile on read.
+class EggChunkSource : public ChunkSource {
+ public:
+  explicit EggChunkSource(const EggFile& egg) : egg_(egg) {}
+  Result<std::vector<uint8_t>> ReadChunk(const Digest& raw) override {
+    return egg_.ReadChunk(raw);
+  }
+
+ private:
+  const EggFile& egg_;
+};
+
+// The egg's runtime tree as a read-only folder in the store's cache
+// (roots/<tree digest>), extracted only when no hatch has done so before.
+// The store serialises concurrent extractions of one tree.
+// `store` must stay open while the folder is used: its shared lock keeps
+// a gc in another process from removing it.
+Result<std::string> RuntimeFromStore(const EggFile& egg, Store& store) {
+  auto tree = egg.FindTree("runtime");
+  if (!tree) {
+    return Fail(Code::kInvalidArgument, "the egg has no runtime tree");
+  }
+  auto encoded = EncodeTree(**tree);
+  if (!encoded) return Fail(encoded.error());
+  Digest digest = TreeDigest(*encoded);
+  std::string path = store.MaterialisedPath(digest);
+  bool cached = ::access((path + ".ok").c_str(), F_OK) == 0;
+  std::fprintf(stderr, "egg: runtime %s: %s\n", DigestRef(digest).c_str(),
+               cached ? "cached in the store" : "extracting into the store");
+  EggChunkSource source(egg);
+  auto root = MaterialiseTree(store, **tree, source);
+  if (!root) return Fail(root.error().Wrap("runtime"));
+  return root;
 }
 
 int RunHatch(const HatchArgs& a) {
@@ -343,11 +399,11 @@ int RunHatch(const HatchArgs& a) {
   // 3. Runtime, data and output folders.
   Scratch work;
   {
-    char tmpl[] = "/tmp/egg-hatch-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      return Report(Error(Code::kIo, "cannot create a temporary folder"));
-    }
-    work.path = tmpl;
+    // Folders of hatches that were SIGKILLed (their pid is gone).
+    SweepStaleHatchDirs();
+    auto made = MakeHatchTempDir();
+    if (!made) return Report(made.error());
+    work.path = *made;
   }
   SandboxRunSetup setup;
   setup.isolation = a.isolation;
@@ -358,17 +414,16 @@ int RunHatch(const HatchArgs& a) {
   auto files = FindAgentFiles();
   if (!files) return Report(files.error());
   setup.agent = *files;
-  // TODO(perf): extract into the store once and reuse (MaterialiseRuntime)
-  // instead of extracting the runtime on every hatch.
+  std::optional<Store> store;
   if (!a.host_runtime) {
-    if (!egg->FindTree("runtime")) {
-      return Report(
-          Error(Code::kInvalidArgument, "the egg has no runtime tree"));
-    }
-    setup.runtime_root = work.path + "/root";
-    if (auto s = egg->ExtractTree("runtime", setup.runtime_root); !s) {
-      return Report(s.error());
-    }
+    StoreOptions store_options;
+    store_options.root = a.store;
+    auto opened = Store::Open(store_options);
+    if (!opened) return Report(opened.error().Wrap("opening the store"));
+    store.emplace(std::move(*opened));
+    auto root = RuntimeFromStore(*egg, *store);
+    if (!root) return Report(root.error());
+    setup.runtime_root = *root;
   }
   if (egg->FindTree("data")) {
     setup.data_dir = work.path + "/data";
@@ -479,6 +534,9 @@ Registration reg(40, [](CLI::App& app) {
   sub->add_flag("--allow-unsigned", a->allow_unsigned,
                 "Run an unsigned or untrusted egg without asking");
   sub->add_option("--trusted", a->trusted, "OpenSSH allowed_signers file");
+  sub->add_option("--store", a->store,
+                  "Store whose cache holds the materialised runtime "
+                  "(default $XDG_CACHE_HOME/egg)");
   sub->add_flag("--keep-going", a->keep_going,
                 "Run every cell even after one fails (default)");
   sub->add_flag("--stop-on-error", a->stop_on_error,
@@ -491,6 +549,9 @@ Registration reg(40, [](CLI::App& app) {
     } else if (args.isolation != "namespaces") {
       return Report(Error(Code::kInvalidArgument,
                           "unknown isolation " + Quote(args.isolation)));
+    }
+    for (const auto& g : args.grants) {
+      if (auto s = CheckGrant(g); !s) return Report(s.error());
     }
     if (args.keep_going && args.stop_on_error) {
       return Report(Error(Code::kInvalidArgument,

@@ -87,6 +87,20 @@ Listing ListOutput(const std::string& dir) {
   return out;
 }
 
+// Apparent size of everything listed: a sparse file counts in full, so a
+// cell cannot hide bytes behind a hole.
+bool OutOverCap(const std::string& dir, uint64_t cap) {
+  if (dir.empty() || cap == 0) return false;
+  Listing l = ListOutput(dir);
+  if (l.size() >= kMaxListedFiles) return true;
+  uint64_t total = 0;
+  for (const auto& [path, stamp] : l) {
+    total += stamp.size;
+    if (total > cap) return true;
+  }
+  return false;
+}
+
 std::string HashFile(const std::string& dir, const std::string& rel) {
   // O_NOFOLLOW on the last part only; a cell could swap a parent for a
   // symlink, so the hash is of what is there now, as the listing is.
@@ -145,6 +159,8 @@ class Runner {
   // it could not be started.
   bool EnsureSession(const std::string& key, const LanguageSession& lang,
                      bool* fresh, std::string* why);
+  void BlameLimitEvents(const AgentHost::LimitEvents& before,
+                        CellResult* r);
   void RunOne(const CellInput& cell, const LanguageSession& lang,
               CellResult* result);
   // Handles a frame that is not about the running cell. False if it breaks
@@ -288,6 +304,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
     AgentFailed(r->note);
     return;
   }
+  AgentHost::LimitEvents events_before = host_.LimitEventCounts();
   bool fresh = false;
   std::string why;
   if (!EnsureSession(key, lang, &fresh, &why)) {
@@ -315,7 +332,22 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   }
   uint64_t hard_deadline = started + *limits.wall_ms + options_.grace_ms;
 
+  // /out is polled while the cell runs; past the egg's output cap the
+  // session is stopped and the cell reported with the output limit.
+  bool out_over = false;
+  uint64_t next_out_check = NowMs() + kPollMs;
+  auto check_out = [&] {
+    if (out_over || !OutOverCap(options_.output_dir, options_.out_max_bytes)) {
+      return;
+    }
+    out_over = true;
+    (void)client_.Send(wire::EncodeStopSession(session.id));
+  };
   while (true) {
+    if (NowMs() >= next_out_check) {
+      check_out();
+      next_out_check = NowMs() + kPollMs;
+    }
     if (Cancelled()) {
       interrupted_ = true;
       AgentFailed("interrupted");
@@ -422,6 +454,15 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
           r->limit = "output";
         }
       }
+      BlameLimitEvents(events_before, r);
+      check_out();
+      if (out_over && r->status != CellStatus::kAgentFailed) {
+        r->status = CellStatus::kLimit;
+        r->limit = "output";
+        r->note = "the cell's files in /out passed the egg's output limit";
+        session.alive = false;
+        session.died_before = true;
+      }
       return;
     }
     if (f.type == wire::Type::kError) {
@@ -441,6 +482,23 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
     }
   }
   r->duration_ms = NowMs() - started;
+}
+
+// The OOM killer takes one process (often the interpreter, which then
+// looks like a plain SIGKILL), and a fork bomb can hit the task limit
+// while its shell survives: the box's counters say which limit it was.
+void Runner::BlameLimitEvents(const AgentHost::LimitEvents& before,
+                              CellResult* r) {
+  AgentHost::LimitEvents now = host_.LimitEventCounts();
+  const char* limit = nullptr;
+  if (now.oom_kills > before.oom_kills) {
+    limit = "memory";
+  } else if (now.pids_max > before.pids_max) {
+    limit = "processes";
+  }
+  if (limit == nullptr || r->status == CellStatus::kAgentFailed) return;
+  r->status = CellStatus::kLimit;
+  r->limit = limit;
 }
 
 RunReport Runner::Run(const std::vector<CellInput>& cells,

@@ -78,6 +78,11 @@ class SandboxAgentHost : public AgentHost {
     return end_;
   }
 
+  LimitEvents LimitEventCounts() override {
+    Sandbox::LimitEvents e = box_->GetLimitEvents();
+    return {e.oom_kills, e.pids_max};
+  }
+
   void Kill() override {
     if (!killed_) {
       killed_ = true;
@@ -105,9 +110,9 @@ class EggDir {
     }
   }
   Status Make(const AgentFiles& files) {
-    char tmpl[] = "/tmp/egg-hatch-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) return Fail(ErrnoError("mkdtemp"));
-    path_ = tmpl;
+    auto made = MakeHatchTempDir();
+    if (!made) return Fail(made.error());
+    path_ = *made;
     std::error_code ec;
     fs::copy_file(files.agent, path_ + "/egg-agent", ec);
     if (!ec) fs::create_directory(path_ + "/drivers", ec);
@@ -142,6 +147,9 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     auto host = StartLocalAgent(setup.agent.agent);
     if (!host) return Fail(host.error());
     options.output_dir = setup.output_dir;
+    options.out_max_bytes =
+        MergeLimits(setup.egg_limits, DefaultEggLimits())
+            .output_bytes.value_or(0);
     options.setup.drivers_dir = setup.agent.drivers_dir;
     options.setup.cwd = setup.output_dir;
     options.setup.cell_dir = setup.output_dir;
@@ -202,6 +210,7 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   SandboxAgentHost host(std::move(*box), std::move(ours), options.grace_ms,
                         egg_limits);
   options.output_dir = setup.output_dir;
+  options.out_max_bytes = egg_limits.output_bytes.value_or(0);
   options.setup.drivers_dir = kSandboxDriversDir;
   options.setup.cwd = "/out";
   options.setup.cell_dir = "/tmp";

@@ -128,9 +128,10 @@ NotebookRun RunFromHatch(const RunReport& report,
     CellRun out;
     out.id = cell.id;
     out.ran = cell.status != CellStatus::kNotRun;
-    out.failed = cell.status == CellStatus::kSessionDied ||
-                 cell.status == CellStatus::kLimit ||
-                 cell.status == CellStatus::kAgentFailed;
+    // Only a cell that finished with status ok can be reproduced: an
+    // error, an interrupt or a limit is a failure even when the partial
+    // output happens to match the stored one.
+    out.failed = out.ran && cell.status != CellStatus::kOk;
     if (out.failed) out.failure = FailureOf(cell);
     out.seconds = static_cast<double>(cell.duration_ms) / 1000.0;
 

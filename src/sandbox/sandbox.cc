@@ -332,6 +332,10 @@ class RunningSandbox final : public Sandbox {
     return u;
   }
 
+  LimitEvents GetLimitEvents() override {
+    return {cgroups_.OomKills(), cgroups_.PidsMaxEvents()};
+  }
+
   Status SetLimits(const Limits& limits) override {
     if (outcome_) {
       return Fail(Code::kInvalidArgument, "the sandbox has ended");
