@@ -39,6 +39,7 @@ struct HatchArgs {
   std::string results;
   std::string out_dir;
   std::string isolation = "namespaces";
+  std::string oci_runtime;
   bool no_sandbox = false;
   bool host_runtime = false;
   std::vector<std::string> grants;
@@ -522,7 +523,10 @@ Registration reg(40, [](CLI::App& app) {
   sub->add_option("--out-dir", a->out_dir,
                   "Fresh folder for the cells' /out (default NAME.out)");
   sub->add_option("--isolation", a->isolation,
-                  "Sandbox backend: namespaces (default) or none");
+                  "Sandbox backend: namespaces (default), gvisor, oci, vm, "
+                  "auto (the strongest that works here) or none");
+  sub->add_option("--oci-runtime", a->oci_runtime,
+                  "With --isolation oci: runc (default) or crun");
   sub->add_flag("--no-sandbox", a->no_sandbox,
                 "Run with no isolation at all (same as --isolation none)");
   sub->add_flag("--host-runtime", a->host_runtime,
@@ -546,9 +550,21 @@ Registration reg(40, [](CLI::App& app) {
     HatchArgs args = *a;
     if (args.isolation == "none") {
       args.no_sandbox = true;
-    } else if (args.isolation != "namespaces") {
+    } else if (args.isolation != "namespaces" && args.isolation != "gvisor" &&
+               args.isolation != "oci" && args.isolation != "vm" &&
+               args.isolation != "auto") {
       return Report(Error(Code::kInvalidArgument,
-                          "unknown isolation " + Quote(args.isolation)));
+                          "unknown isolation " + Quote(args.isolation) +
+                              " (namespaces, gvisor, oci, vm, auto, none)"));
+    }
+    if (!args.oci_runtime.empty()) {
+      if (args.isolation != "oci" ||
+          (args.oci_runtime != "runc" && args.oci_runtime != "crun")) {
+        return Report(Error(Code::kInvalidArgument,
+                            "--oci-runtime takes runc or crun, with "
+                            "--isolation oci"));
+      }
+      args.isolation = "oci:" + args.oci_runtime;
     }
     for (const auto& g : args.grants) {
       if (auto s = CheckGrant(g); !s) return Report(s.error());
