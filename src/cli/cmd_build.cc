@@ -15,10 +15,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cli/cli.h"
+#include "cli/egg_run.h"
 #include "egg/crypto.h"
 #include "egg/egg.h"
+#include "egg/hatch.h"
 #include "egg/manifest.h"
 #include "egg/notebook.h"
 #include "egg/runtime.h"
@@ -34,6 +37,12 @@ struct BuildArgs {
   std::string runtime;  // --runtime, for a .ipynb
   bool force = false;
   bool refresh_runtime = false;
+  // --precompute: run the cells in the sandbox and store their outputs.
+  bool precompute = false;
+  std::vector<std::string> grants;
+  bool host_runtime = false;
+  bool keep_going = false;
+  std::string store;
 };
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
@@ -274,6 +283,81 @@ Status SignInto(const std::string& unsigned_path, const std::string& out,
   return egg->WriteWithSignatures(crypto::EncodeChain(*chain), out, overwrite);
 }
 
+// A failed cell's outputs end with an nbformat error output naming how it
+// ended, unless its driver already gave one (a Python exception).
+void AddExitStatus(const CellResult& result, CellRun& run) {
+  if (!run.failed) return;
+  for (const auto& o : run.outputs) {
+    if (o.value("output_type", "") == "error") return;
+  }
+  std::string how = CellStatusName(result.status);
+  if (!result.limit.empty()) how += " (" + result.limit + " limit)";
+  if (result.signal != 0) {
+    how += ", signal " + std::to_string(result.signal);
+  } else if (result.status == CellStatus::kError ||
+             result.status == CellStatus::kSessionDied) {
+    how += ", exit status " + std::to_string(result.exit_code);
+  }
+  run.outputs.push_back({{"output_type", "error"},
+                         {"ename", "CellFailed"},
+                         {"evalue", how},
+                         {"traceback", nlohmann::json::array()}});
+}
+
+// Runs the cells of the egg at `unrun` (written beside the output) as
+// hatch does and replaces the stored outputs of every code cell in
+// `notebook` with the fresh ones. `out_dir` is the /out to create.
+// Returns an exit code other than kExitOk when the build must stop.
+int Precompute(const std::string& unrun, const std::string& out_dir,
+               const BuildArgs& a, const Consent& consent, Notebook& notebook) {
+  auto egg = EggFile::Open(unrun, EggFile::Depth::kFull);
+  if (!egg) return Report(egg.error().Wrap("the egg to precompute"));
+  auto cells = CellsOf(notebook);
+  if (!cells) return Report(cells.error());
+  EggRunOptions options;
+  options.host_runtime = a.host_runtime;
+  options.store = a.store;
+  options.output_dir = out_dir;
+  options.stop_on_error = !a.keep_going;
+  options.on_cell = PrintCellLine;
+  std::fprintf(stderr, "egg: precomputing %zu code cells\n", cells->size());
+  auto report = RunEggCells(*egg, *cells, consent, options);
+  if (!report) {
+    Report(report.error().Wrap("precompute"));
+    return RunErrorExitCode(report.error());
+  }
+  if (report->interrupted) {
+    Report(Error(Code::kIo, "precompute interrupted; nothing was written"));
+    return kExitInterrupted;
+  }
+  if (!report->agent_error.empty()) {
+    Report(Error(Code::kSandboxSetup, report->agent_error));
+    return kExitCellFailed;
+  }
+  if (!report->AllSucceeded() && !a.keep_going) {
+    Report(Error(Code::kInvalidArgument,
+                 "a cell failed; nothing was written (--keep-going stores "
+                 "the outputs of failing cells too)"));
+    return kExitCellFailed;
+  }
+
+  // Fresh outputs replace the stored ones; a cell that did not run keeps
+  // none, so no stale output is signed as if it were fresh.
+  NotebookRun fresh = RunFromHatch(*report, "");
+  for (size_t i = 0; i < fresh.cells.size() && i < report->cells.size(); ++i) {
+    AddExitStatus(report->cells[i], fresh.cells[i]);
+  }
+  int64_t count = 0;
+  for (NotebookCell& cell : notebook.cells) {
+    if (cell.type != CellType::kCode) continue;
+    const CellRun* run = fresh.Find(cell.id);
+    bool ran = run != nullptr && run->ran;
+    cell.outputs = ran ? run->outputs : nlohmann::json::array();
+    cell.execution_count = ran ? std::optional<int64_t>(++count) : std::nullopt;
+  }
+  return kExitOk;
+}
+
 int RunBuild(const BuildArgs& a) {
   // 1. The manifest: every check happens before anything is written.
   const bool ipynb = EndsWith(a.manifest, ".ipynb");
@@ -281,6 +365,15 @@ int RunBuild(const BuildArgs& a) {
     return Report(Error(Code::kInvalidArgument,
                         "--runtime is for a .ipynb; an egg.yaml names its "
                         "runtime itself"));
+  }
+  if (!a.precompute && (!a.grants.empty() || a.host_runtime || a.keep_going ||
+                        !a.store.empty())) {
+    return Report(Error(Code::kInvalidArgument,
+                        "--grant, --host-runtime, --keep-going and --store "
+                        "go with --precompute"));
+  }
+  for (const auto& g : a.grants) {
+    if (Status s = CheckGrant(g); !s) return Report(s.error());
   }
   auto m = ipynb ? NotebookManifest(a.manifest, a.runtime)
                  : LoadManifest(a.manifest);
@@ -321,6 +414,27 @@ int RunBuild(const BuildArgs& a) {
   auto notebook_json =
       imported ? Result<nlohmann::json>(*imported) : NotebookJsonValue(*m);
   if (!notebook_json) return Report(notebook_json.error());
+  std::optional<Consent> consent;
+  std::optional<Notebook> notebook;
+  if (a.precompute) {
+    if (m->runtime.kind == RuntimeKind::kNone && !a.host_runtime) {
+      return Report(Error(Code::kInvalidArgument,
+                          "--precompute needs a runtime to run the cells "
+                          "in (or --host-runtime)"));
+    }
+    auto nb = NotebookFromJson(*notebook_json);
+    if (!nb) return Report(nb.error());
+    notebook = std::move(*nb);
+    // Consent before anything is written: refused means no file at all.
+    auto agreed = AgreeToEgg(*manifest_json, a.grants);
+    if (!agreed) {
+      Report(agreed.error());
+      return agreed.error().code() == Code::kPermissionDenied
+                 ? kExitRefused
+                 : ExitCodeFor(agreed.error().code());
+    }
+    consent = std::move(*agreed);
+  }
 
   // 3. The data tree, staged beside the output (same file system, so
   // files are hard-linked rather than copied).
@@ -387,6 +501,24 @@ int RunBuild(const BuildArgs& a) {
     unsigned_file.path = target;
     options.force = false;
   }
+  if (a.precompute) {
+    // The cells run from an egg written as usual; the final egg is then
+    // written again with the same trees and the fresh notebook.
+    auto folder = TempFolder::Create(out_folder, ".egg-precompute-");
+    if (!folder) return Report(folder.error());
+    std::string unrun = folder->path() + "/unrun.egg";
+    WriteOptions unrun_options;
+    unrun_options.progress = options.progress;
+    auto written = WriteEgg(input, unrun, unrun_options);
+    progress.Done();
+    if (!written) return Report(written.error());
+    if (int code =
+            Precompute(unrun, folder->path() + "/out", a, *consent, *notebook);
+        code != kExitOk) {
+      return code;
+    }
+    input.notebook = NotebookToJson(*notebook);
+  }
   auto summary = WriteEgg(input, target, options);
   progress.Done();
   if (!summary) return Report(summary.error());
@@ -429,6 +561,21 @@ Registration reg(10, [](CLI::App& app) {
   sub->add_flag("--refresh-runtime", a->refresh_runtime,
                 "Build a Debian runtime again instead of reusing the one "
                 "in the local store");
+  sub->add_flag("--precompute", a->precompute,
+                "Run the cells in the sandbox, as egg hatch does, and store "
+                "their outputs in the egg (docs/HATCH.md)");
+  sub->add_option("--grant", a->grants,
+                  "With --precompute: grant a permission without asking: "
+                  "network, host-path:PATH, device:PATH, limits");
+  sub->add_flag("--host-runtime", a->host_runtime,
+                "With --precompute: run on the host's /usr, /bin, /lib and "
+                "/etc read-only instead of the egg's runtime (for testing)");
+  sub->add_flag("--keep-going", a->keep_going,
+                "With --precompute: store the outputs even when a cell "
+                "fails (default: the build fails, exit 4)");
+  sub->add_option("--store", a->store,
+                  "With --precompute: store whose cache holds the "
+                  "materialised runtime (default $XDG_CACHE_HOME/egg)");
   return std::pair<CLI::App*, Runner>(sub, [a] { return RunBuild(*a); });
 });
 

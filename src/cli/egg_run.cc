@@ -1,0 +1,390 @@
+// The shared part of `egg hatch` and `egg build --precompute`: consent,
+// cells and the sandboxed run (egg_run.h).
+#include "cli/egg_run.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "common/text.h"
+#include "egg/runtime.h"
+#include "egg/store.h"
+#include "egg/tree.h"
+
+namespace egg::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void OnInterrupt(int) { g_interrupted.store(true); }
+
+std::string Quote(const std::string& s) { return QuoteForTerminal(s); }
+
+Result<Limits> LimitsFromJson(const nlohmann::json& j, const std::string& at) {
+  Limits l;
+  if (j.is_null()) return l;
+  if (!j.is_object()) {
+    return Fail(Code::kInvalidArgument, at + ": limits must be an object");
+  }
+  std::pair<const char*, std::optional<uint64_t> Limits::*> fields[] = {
+      {"wall_ms", &Limits::wall_ms},
+      {"cpu_ms", &Limits::cpu_ms},
+      {"memory_bytes", &Limits::memory_bytes},
+      {"processes", &Limits::processes},
+      {"scratch_bytes", &Limits::scratch_bytes},
+      {"output_bytes", &Limits::output_bytes}};
+  Limits max = MaximumLimits();
+  for (auto& [key, member] : fields) {
+    if (!j.contains(key)) continue;
+    const auto& v = j[key];
+    if (!v.is_number_unsigned() || v.get<uint64_t>() == 0 ||
+        v.get<uint64_t>() > *(max.*member)) {
+      return Fail(Code::kInvalidArgument,
+                  at + ": limit '" + key + "' is out of range");
+    }
+    l.*member = v.get<uint64_t>();
+  }
+  return l;
+}
+
+Result<Permissions> PermissionsFromJson(const nlohmann::json& j) {
+  Permissions p;
+  if (j.is_null()) return p;
+  if (!j.is_object()) {
+    return Fail(Code::kInvalidArgument, "manifest: bad permissions");
+  }
+  if (j.contains("network")) {
+    if (!j["network"].is_boolean()) {
+      return Fail(Code::kInvalidArgument, "manifest: bad permissions.network");
+    }
+    p.network = j["network"].get<bool>();
+  }
+  if (j.contains("host_paths")) {
+    if (!j["host_paths"].is_array()) {
+      return Fail(Code::kInvalidArgument, "manifest: bad host_paths");
+    }
+    for (const auto& h : j["host_paths"]) {
+      if (!h.is_object() || !h.value("host", nlohmann::json()).is_string() ||
+          !h.value("sandbox", nlohmann::json()).is_string()) {
+        return Fail(Code::kInvalidArgument, "manifest: bad host_paths entry");
+      }
+      p.host_paths.push_back({h["host"].get<std::string>(),
+                              h["sandbox"].get<std::string>(),
+                              h.value("writable", false)});
+    }
+  }
+  if (j.contains("devices")) {
+    if (!j["devices"].is_array()) {
+      return Fail(Code::kInvalidArgument, "manifest: bad devices");
+    }
+    for (const auto& d : j["devices"]) {
+      if (!d.is_string()) {
+        return Fail(Code::kInvalidArgument, "manifest: bad devices entry");
+      }
+      p.devices.push_back(d.get<std::string>());
+    }
+  }
+  return p;
+}
+
+// One line per permission, as the person will read it and as --grant
+// names it.
+struct Ask {
+  std::string grant;  // "network", "host-path:/x", "device:/dev/x"
+  std::string text;
+};
+
+std::vector<Ask> PermissionAsks(const Permissions& p) {
+  std::vector<Ask> asks;
+  if (p.network) asks.push_back({"network", "use the network"});
+  for (const auto& h : p.host_paths) {
+    asks.push_back({"host-path:" + h.host,
+                    std::string(h.writable ? "read and WRITE" : "read") +
+                        " host path " + Quote(h.host) + " (seen at " +
+                        Quote(h.sandbox) + ")"});
+  }
+  for (const auto& d : p.devices) {
+    asks.push_back({"device:" + d, "use device " + Quote(d)});
+  }
+  return asks;
+}
+
+std::vector<std::string> RaisedLimits(const Limits& asked,
+                                      const Limits& defaults) {
+  std::vector<std::string> out;
+  auto check = [&](const char* name, const std::optional<uint64_t>& a,
+                   const std::optional<uint64_t>& d) {
+    if (a && d && *a > *d) {
+      out.push_back(std::string(name) + " " + std::to_string(*a) +
+                    " (default " + std::to_string(*d) + ")");
+    }
+  };
+  check("wall_ms", asked.wall_ms, defaults.wall_ms);
+  check("cpu_ms", asked.cpu_ms, defaults.cpu_ms);
+  check("memory_bytes", asked.memory_bytes, defaults.memory_bytes);
+  check("processes", asked.processes, defaults.processes);
+  check("scratch_bytes", asked.scratch_bytes, defaults.scratch_bytes);
+  check("output_bytes", asked.output_bytes, defaults.output_bytes);
+  return out;
+}
+
+// Temporary folders removed on every way out.
+struct Scratch {
+  std::string path;
+  ~Scratch() {
+    if (!path.empty()) {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  }
+};
+
+// Hands out an egg's chunks, each verified by EggFile on read.
+class EggChunkSource : public ChunkSource {
+ public:
+  explicit EggChunkSource(const EggFile& egg) : egg_(egg) {}
+  Result<std::vector<uint8_t>> ReadChunk(const Digest& raw) override {
+    return egg_.ReadChunk(raw);
+  }
+
+ private:
+  const EggFile& egg_;
+};
+
+// The egg's runtime tree as a read-only folder in the store's cache
+// (roots/<tree digest>), extracted only when no hatch has done so before.
+// The store serialises concurrent extractions of one tree.
+// `store` must stay open while the folder is used: its shared lock keeps
+// a gc in another process from removing it.
+Result<std::string> RuntimeFromStore(const EggFile& egg, Store& store) {
+  auto tree = egg.FindTree("runtime");
+  if (!tree) {
+    return Fail(Code::kInvalidArgument, "the egg has no runtime tree");
+  }
+  auto encoded = EncodeTree(**tree);
+  if (!encoded) return Fail(encoded.error());
+  Digest digest = TreeDigest(*encoded);
+  std::string path = store.MaterialisedPath(digest);
+  bool cached = ::access((path + ".ok").c_str(), F_OK) == 0;
+  std::fprintf(stderr, "egg: runtime %s: %s\n", DigestRef(digest).c_str(),
+               cached ? "cached in the store" : "extracting into the store");
+  EggChunkSource source(egg);
+  auto root = MaterialiseTree(store, **tree, source);
+  if (!root) return Fail(root.error().Wrap("runtime"));
+  return root;
+}
+
+}  // namespace
+
+std::string QuoteForTerminal(const std::string& s) {
+  return "'" + EscapeForTerminal(s) + "'";
+}
+
+// Asks a y/N question on /dev/tty (never stdin, which a cell could never
+// reach anyway). Returns nullopt when there is no terminal.
+std::optional<bool> AskTerminal(const std::string& question) {
+  int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return std::nullopt;
+  std::string q = "egg: " + question + " [y/N] ";
+  if (write(fd, q.data(), q.size()) < 0) {
+    close(fd);
+    return std::nullopt;
+  }
+  char buf[16];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  close(fd);
+  return n > 0 && (buf[0] == 'y' || buf[0] == 'Y');
+}
+
+// A --grant word is one of the words PermissionAsks and the limits ask
+// print; anything else (a typo) is a usage error before anything runs.
+Status CheckGrant(const std::string& grant) {
+  if (grant == "network" || grant == "limits") return {};
+  for (const char* prefix : {"host-path:", "device:"}) {
+    std::string p = prefix;
+    if (grant.compare(0, p.size(), p) != 0) continue;
+    std::string path = grant.substr(p.size());
+    if (!path.empty() && path[0] == '/') return {};
+    return Fail(Code::kInvalidArgument,
+                "--grant " + Quote(grant) + ": the path must be absolute");
+  }
+  return Fail(Code::kInvalidArgument,
+              "unknown --grant " + Quote(grant) +
+                  " (network, limits, host-path:/PATH or device:/PATH)");
+}
+
+void PrintCellLine(const CellResult& c) {
+  std::string line = "cell " + std::to_string(c.index + 1) + " [" +
+                     EscapeForTerminal(c.language) + "] " +
+                     CellStatusName(c.status);
+  if (!c.limit.empty()) line += " (" + c.limit + ")";
+  if (c.status == CellStatus::kError || c.status == CellStatus::kSessionDied) {
+    if (c.signal) {
+      line += " signal " + std::to_string(c.signal);
+    } else {
+      line += " status " + std::to_string(c.exit_code);
+    }
+  }
+  char secs[32];
+  std::snprintf(secs, sizeof(secs), " %.2fs",
+                static_cast<double>(c.duration_ms) / 1000.0);
+  if (c.status != CellStatus::kNotRun) line += secs;
+  if (!c.note.empty()) line += ": " + EscapeForTerminal(c.note);
+  std::fprintf(stderr, "%s\n", line.c_str());
+  if (c.status != CellStatus::kOk && c.status != CellStatus::kNotRun &&
+      !c.stderr_data.bytes.empty()) {
+    // The end of stderr, escaped so nothing from a cell drives the terminal.
+    std::string tail = c.stderr_data.bytes;
+    if (tail.size() > 400) tail = tail.substr(tail.size() - 400);
+    std::fprintf(stderr, "  | %s\n", EscapeForTerminal(tail).c_str());
+  }
+}
+
+Result<Consent> AgreeToEgg(const nlohmann::json& manifest,
+                           const std::vector<std::string>& grants) {
+  auto asked_perms =
+      PermissionsFromJson(manifest.value("permissions", nlohmann::json()));
+  if (!asked_perms) return Fail(asked_perms.error());
+  auto asked_limits =
+      LimitsFromJson(manifest.value("limits", nlohmann::json()), "manifest");
+  if (!asked_limits) return Fail(asked_limits.error());
+
+  Consent consent;
+  consent.permissions = *asked_perms;
+  consent.limits = MergeLimits(*asked_limits, DefaultEggLimits());
+  std::vector<Ask> asks = PermissionAsks(*asked_perms);
+  std::vector<std::string> raised =
+      RaisedLimits(*asked_limits, DefaultEggLimits());
+  if (asks.empty() && raised.empty()) return consent;
+
+  std::fprintf(stderr, "egg: this egg asks to:\n");
+  for (const auto& ask : asks) {
+    std::fprintf(stderr, "  - %s   [--grant %s]\n", ask.text.c_str(),
+                 EscapeForTerminal(ask.grant).c_str());
+  }
+  for (const auto& r : raised) {
+    std::fprintf(stderr, "  - raise limit %s   [--grant limits]\n", r.c_str());
+  }
+  auto named = [&grants](const std::string& g) {
+    return std::find(grants.begin(), grants.end(), g) != grants.end();
+  };
+  std::vector<std::string> missing;
+  for (const auto& ask : asks) {
+    if (!named(ask.grant)) missing.push_back(ask.grant);
+  }
+  if (!raised.empty() && !named("limits")) missing.push_back("limits");
+  if (!missing.empty()) {
+    auto yes = AskTerminal("grant all of the above?");
+    if (!yes || !*yes) {
+      std::string names;
+      for (const auto& m : missing) {
+        names += (names.empty() ? "" : ", ") + EscapeForTerminal(m);
+      }
+      return Fail(Code::kPermissionDenied,
+                  "not granted: " + names + "; nothing was run");
+    }
+  }
+  for (const auto& ask : asks) consent.granted.push_back(ask.grant);
+  return consent;
+}
+
+Result<std::vector<CellInput>> CellsOf(const Notebook& notebook) {
+  std::vector<CellInput> cells;
+  for (size_t i = 0; i < notebook.cells.size(); ++i) {
+    const NotebookCell& nc = notebook.cells[i];
+    if (nc.type != CellType::kCode) continue;
+    CellInput c;
+    c.index = static_cast<uint32_t>(i);
+    c.id = nc.id;
+    c.language = nc.language;
+    c.code = nc.source;
+    auto l = LimitsFromJson(nc.extra.value("limits", nlohmann::json()),
+                            "cell " + std::to_string(i + 1));
+    if (!l) return Fail(l.error());
+    c.limits = *l;
+    cells.push_back(std::move(c));
+  }
+  return cells;
+}
+
+Result<RunReport> RunEggCells(const EggFile& egg,
+                              const std::vector<CellInput>& cells,
+                              const Consent& consent,
+                              const EggRunOptions& options) {
+  // Runtime and data. Folders of runs that were SIGKILLed (their pid is
+  // gone) are swept first.
+  Scratch work;
+  SweepStaleHatchDirs();
+  auto made = MakeHatchTempDir();
+  if (!made) return Fail(made.error());
+  work.path = *made;
+  SandboxRunSetup setup;
+  setup.isolation = options.isolation;
+  setup.no_sandbox = options.no_sandbox;
+  setup.host_runtime = options.host_runtime;
+  setup.egg_limits = consent.limits;
+  setup.granted = consent.permissions;
+  auto files = FindAgentFiles();
+  if (!files) return Fail(files.error());
+  setup.agent = *files;
+  // Open for the whole run: its shared lock keeps a gc in another process
+  // from removing the materialised runtime.
+  std::optional<Store> store;
+  if (!options.host_runtime) {
+    StoreOptions store_options;
+    store_options.root = options.store;
+    auto opened = Store::Open(store_options);
+    if (!opened) return Fail(opened.error().Wrap("opening the store"));
+    store.emplace(std::move(*opened));
+    auto root = RuntimeFromStore(egg, *store);
+    if (!root) return Fail(root.error());
+    setup.runtime_root = *root;
+  }
+  if (egg.FindTree("data")) {
+    setup.data_dir = work.path + "/data";
+    if (auto s = egg.ExtractTree("data", setup.data_dir); !s) {
+      return Fail(s.error());
+    }
+  }
+  if (mkdir(options.output_dir.c_str(), 0755) != 0) {
+    return Fail(Code::kIo, "cannot create output folder " +
+                               Quote(options.output_dir) + ": " +
+                               std::strerror(errno) +
+                               " (remove it or pass --out-dir)");
+  }
+  setup.output_dir = fs::canonical(options.output_dir).string();
+
+  // The cells, stoppable by SIGINT/SIGTERM.
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  RunOptions run;
+  run.stop_on_error = options.stop_on_error;
+  run.cancel = &g_interrupted;
+  run.on_cell = options.on_cell;
+  return RunCellsInSandbox(cells, setup, run);
+}
+
+int RunErrorExitCode(const Error& error) {
+  return error.code() == Code::kNotSupported ||
+                 error.code() == Code::kSandboxSetup
+             ? kExitSandbox
+             : ExitCodeFor(error.code());
+}
+
+}  // namespace egg::cli
