@@ -160,23 +160,44 @@ std::string MountsNamed(const std::string& marker) {
 }
 
 // Control groups egg made and left behind.
+// The folders under which this process's sandboxes make their groups: its
+// own group in every hierarchy (/proc/self/cgroup). Groups elsewhere on the
+// host belong to other processes and are not this test's to judge.
+std::vector<std::string> OwnCgroupFolders() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t a = line.find(':');
+    size_t b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1);
+    std::string path = line.substr(b + 1);
+    if (controllers.empty()) {
+      out.push_back("/sys/fs/cgroup/unified" + path);
+      out.push_back("/sys/fs/cgroup" + path);
+    } else if (controllers.rfind("name=", 0) != 0) {
+      out.push_back("/sys/fs/cgroup/" + controllers + path);
+    }
+  }
+  return out;
+}
+
+// egg-sandbox-<pid>-<n> groups under our own groups that belong to this
+// process or to a process that no longer exists.
 int LeftoverCgroups() {
   int count = 0;
-  for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+  for (const std::string& root : OwnCgroupFolders()) {
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(
-             root, fs::directory_options::skip_permission_denied, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
+    for (auto it = fs::directory_iterator(root, ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
       std::string name = it->path().filename();
-      if (name.rfind("egg-sandbox-", 0) == 0) {
-        std::string owner = name.substr(12, name.find('-', 12) - 12);
-        if (owner == std::to_string(::getpid()) ||
-            ::kill(std::stoi(owner), 0) != 0) {
-          ++count;
-        }
+      if (name.rfind("egg-sandbox-", 0) != 0) continue;
+      std::string owner = name.substr(12, name.find('-', 12) - 12);
+      if (owner == std::to_string(::getpid()) ||
+          ::kill(std::stoi(owner), 0) != 0) {
+        ++count;
       }
-      if (it.depth() > 4) it.disable_recursion_pending();
     }
   }
   return count;
