@@ -325,8 +325,11 @@ TEST_P(IsolationHostileCell, ForkBombIsContainedByTheProcessLimit) {
   EXPECT_EQ(run.Get("pids_hit"), "1") << run.output;
   if (IsGvisor(GetParam())) {
     // gVisor's tasks are its own; the host limit (plus gVisor's overhead)
-    // is met by its stubs and threads, and the whole sandbox then ends.
-    EXPECT_EQ(run.Get("stopped_by"), "processes") << run.output;
+    // is met by its stubs and threads, and the whole sandbox then ends --
+    // or, on a loaded host, the wall limit comes first. Either way the
+    // task limit held.
+    std::string by = run.Get("stopped_by");
+    EXPECT_TRUE(by == "processes" || by == "wall") << run.output;
   } else {
     EXPECT_EQ(run.Get("killed"), "1") << run.output;
     EXPECT_EQ(run.Get("stopped_by"), "wall") << run.output;
