@@ -565,6 +565,41 @@ ReproReport CompareOneCell(CellStatus status) {
   return CompareNotebook(nb, RunFromHatch(report, ""), CompareOptions{});
 }
 
+// A Python cell whose stored outputs end with the ZeroDivisionError it
+// raises again.
+ReproReport CompareRaisingCell(const std::string& fresh_error) {
+  Notebook nb;
+  NotebookCell cell;
+  cell.id = "a";
+  cell.language = "python";
+  cell.source = "1/0";
+  cell.outputs = nlohmann::json::array({{{"output_type", "error"},
+                                         {"ename", "ZeroDivisionError"},
+                                         {"evalue", "division by zero"},
+                                         {"traceback", nlohmann::json::array()}}});
+  nb.cells.push_back(cell);
+  RunReport report;
+  CellResult r;
+  r.id = "a";
+  r.language = "python";
+  r.status = CellStatus::kError;
+  r.stderr_data.bytes =
+      "Traceback (most recent call last):\n  File \"<cell>\", line 1\n" +
+      fresh_error + "\n";
+  report.cells.push_back(r);
+  return CompareNotebook(nb, RunFromHatch(report, ""), CompareOptions{});
+}
+
+TEST(HatchReproTest, CellThatRaisesTheStoredErrorAgainIsReproduced) {
+  EXPECT_EQ(CompareRaisingCell("ZeroDivisionError: division by zero")
+                .reproduced,
+            1u);
+  ReproReport other = CompareRaisingCell("NameError: name 'x' is not defined");
+  EXPECT_EQ(other.reproduced, 0u);
+  ASSERT_EQ(other.cells.size(), 1u);
+  EXPECT_EQ(other.cells[0].verdict, CellVerdict::kDiffers);
+}
+
 TEST(HatchReproTest, OnlyACellThatFinishedOkCountsAsReproduced) {
   ReproReport ok = CompareOneCell(CellStatus::kOk);
   EXPECT_EQ(ok.reproduced, 1u);

@@ -128,11 +128,12 @@ NotebookRun RunFromHatch(const RunReport& report,
     CellRun out;
     out.id = cell.id;
     out.ran = cell.status != CellStatus::kNotRun;
-    // Only a cell that finished with status ok can be reproduced: an
-    // error, an interrupt or a limit is a failure even when the partial
-    // output happens to match the stored one.
-    out.failed = out.ran && cell.status != CellStatus::kOk;
-    if (out.failed) out.failure = FailureOf(cell);
+    // Only a cell that finished with status ok, or that raised an error
+    // the notebook records as an error output, can be reproduced: an
+    // interrupt, a limit or a bare non-zero exit is a failure even when
+    // the partial output happens to match the stored one.
+    out.failed = out.ran && cell.status != CellStatus::kOk &&
+                 cell.status != CellStatus::kError;
     out.seconds = static_cast<double>(cell.duration_ms) / 1000.0;
 
     bool have_display = false;
@@ -170,6 +171,18 @@ NotebookRun RunFromHatch(const RunReport& report,
           out.outputs.push_back(std::move(*error));
         }
       }
+    }
+    if (cell.status == CellStatus::kError) {
+      bool raised = false;
+      for (const auto& o : out.outputs) {
+        raised = raised || o.value("output_type", "") == "error";
+      }
+      out.failed = !raised;
+    }
+    if (out.failed) {
+      std::string display_error = std::move(out.failure);
+      out.failure = FailureOf(cell);
+      if (!display_error.empty()) out.failure += "; " + display_error;
     }
     run.cells.push_back(std::move(out));
   }
