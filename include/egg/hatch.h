@@ -61,6 +61,10 @@ struct SessionSetup {
   std::string cwd = "/out";
   std::string cell_dir = "/tmp";  // per-cell command files
   std::vector<CommandLanguage> commands;
+  // Python cells run under the display driver (python_display.py), which
+  // writes Jupyter display records (execute_result, display_data, error)
+  // to its fd 5; they arrive in CellResult::display.
+  bool rich_display = false;
 };
 
 // The session a language runs in: driver argv, or a per-cell command.
@@ -68,6 +72,7 @@ struct LanguageSession {
   bool per_cell_command = false;
   std::vector<std::string> argv;
   std::string suffix;
+  std::vector<std::string> env;  // "NAME=value" added to the session's
 };
 
 // Python ("python", "python3", "py"), bash, sh and R ("r") have drivers;
@@ -158,6 +163,10 @@ struct CellResult {
   bool fresh_session = false;
   std::string note;
   std::vector<OutputFile> files;  // files in /out new or changed by it
+  // Display records the driver wrote on its fd 5 during this cell (JSON
+  // lines, untrusted; see ParseDisplayRecords in egg/notebook.h). They
+  // count toward the cell's output cap with stdout and stderr.
+  CapturedStream display;
 };
 
 struct RunOptions {

@@ -234,6 +234,7 @@ void KillTree(pid_t leader) {
 struct SpawnFds {
   int out = -1, err = -1;
   int code = -1, status = -1;  // driver mode only: become fds 3 and 4
+  int display = -1;            // driver mode only: becomes fd 5
 };
 
 struct CStrings {
@@ -291,20 +292,20 @@ pid_t Spawn(const std::string& program, const std::vector<std::string>& argv,
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0) ChildFail(report, "open /dev/null", errno);
     // Move every source fd above 10 first so the dup2s cannot clobber one.
-    int src[5] = {devnull, fds.out, fds.err, fds.code, fds.status};
+    int src[6] = {devnull, fds.out, fds.err, fds.code, fds.status, fds.display};
     for (int& fd : src) {
       if (fd < 0) continue;
       int moved = fcntl(fd, F_DUPFD_CLOEXEC, 10);
       if (moved < 0) ChildFail(report, "dup", errno);
       fd = moved;
     }
-    for (int target = 0; target < 5; ++target) {
+    for (int target = 0; target < 6; ++target) {
       if (src[target] < 0) continue;
       if (dup2(src[target], target) < 0) ChildFail(report, "dup2", errno);
     }
     // Everything else the agent holds is CLOEXEC already; this is a second
     // line for any fd that is not (close_range may be missing: harmless).
-    unsigned first = fds.code >= 0 ? 5 : 3;
+    unsigned first = fds.display >= 0 ? 6 : fds.code >= 0 ? 5 : 3;
     if (report > static_cast<int>(first)) {
       syscall(SYS_close_range, first, static_cast<unsigned>(report) - 1, 0);
     }
@@ -341,8 +342,9 @@ struct Session {
   pid_t sid = -1;      // the leader's session id (its pid), kept after it dies
   bool ended = false;  // SessionEnded sent; erased at the end of the loop
   Fd code_w, status_r, out_r, err_r;
+  Fd display_r;     // driver mode: the driver's display records (fd 5)
   Fd out_w, err_w;  // per-cell mode: kept to hand to each cell
-  bool out_eof = false, err_eof = false;
+  bool out_eof = false, err_eof = false, display_eof = false;
   std::string pending_code;
   size_t pending_off = 0;
   std::string status_buf;
@@ -378,7 +380,8 @@ class Agent {
   void OnSignals();
   void Reap();
   void OnLeaderExit(Session& s, int wstatus);
-  void ReadOutput(Session& s, bool is_err, size_t budget);
+  enum class Stream { kStdout, kStderr, kDisplay };
+  void ReadOutput(Session& s, Stream stream, size_t budget);
   void Drain(Session& s);
   void OnStatusReadable(Session& s);
   void WriteCode(Session& s);
@@ -451,8 +454,9 @@ void Agent::OnStartSession(const wire::StartSession& m) {
     return;
   }
 
-  Fd code_r, status_w;
-  if (!MakePipe(&code_r, &s->code_w) || !MakePipe(&s->status_r, &status_w)) {
+  Fd code_r, status_w, display_w;
+  if (!MakePipe(&code_r, &s->code_w) || !MakePipe(&s->status_r, &status_w) ||
+      !MakePipe(&s->display_r, &display_w)) {
     SendError(m.session, std::string("pipe: ") + strerror(errno));
     Send(wire::Encode(
         wire::SessionEnded{m.session, wire::EndReason::kStartFailed, 0, 0}));
@@ -460,7 +464,9 @@ void Agent::OnStartSession(const wire::StartSession& m) {
   }
   SetNonBlocking(s->code_w.get());
   SetNonBlocking(s->status_r.get());
-  SpawnFds fds{out_w.get(), err_w.get(), code_r.get(), status_w.get()};
+  SetNonBlocking(s->display_r.get());
+  SpawnFds fds{out_w.get(), err_w.get(), code_r.get(), status_w.get(),
+               display_w.get()};
   std::string error;
   pid_t pid = Spawn(s->program, m.argv, m.env, m.cwd, fds, &error);
   if (pid < 0) {
@@ -567,9 +573,15 @@ void Agent::WriteCode(Session& s) {
   s.pending_off = 0;
 }
 
-void Agent::ReadOutput(Session& s, bool is_err, size_t budget) {
-  Fd& fd = is_err ? s.err_r : s.out_r;
-  bool& eof = is_err ? s.err_eof : s.out_eof;
+// Display records share the cell's output cap with stdout and stderr.
+void Agent::ReadOutput(Session& s, Stream stream, size_t budget) {
+  Fd& fd = stream == Stream::kStdout   ? s.out_r
+           : stream == Stream::kStderr ? s.err_r
+                                       : s.display_r;
+  bool& eof = stream == Stream::kStdout   ? s.out_eof
+              : stream == Stream::kStderr ? s.err_eof
+                                          : s.display_eof;
+  if (!fd.valid()) return;
   uint8_t buf[wire::kOutputChunk];
   while (budget > 0 && !eof) {
     ssize_t n = read(fd.get(), buf, std::min(sizeof(buf), budget));
@@ -585,10 +597,15 @@ void Agent::ReadOutput(Session& s, bool is_err, size_t budget) {
       uint64_t room = s.sent >= s.cap ? 0 : s.cap - s.sent;
       if (keep > room) keep = static_cast<size_t>(room);
     }
-    if (keep > 0) {
-      Send(
-          wire::EncodeOutput(is_err ? wire::Type::kStderr : wire::Type::kStdout,
-                             s.id, s.cell, {buf, keep}));
+    if (keep > 0 && stream == Stream::kDisplay) {
+      Send(wire::Encode(
+          wire::Display{s.id, s.cell, wire::kDisplayRecordsMime,
+                        std::string(reinterpret_cast<char*>(buf), keep)}));
+      s.sent += keep;
+    } else if (keep > 0) {
+      Send(wire::EncodeOutput(
+          stream == Stream::kStderr ? wire::Type::kStderr : wire::Type::kStdout,
+          s.id, s.cell, {buf, keep}));
       s.sent += keep;
     }
     s.dropped += static_cast<size_t>(n) - keep;
@@ -597,8 +614,9 @@ void Agent::ReadOutput(Session& s, bool is_err, size_t budget) {
 }
 
 void Agent::Drain(Session& s) {
-  ReadOutput(s, false, kDrainMax);
-  ReadOutput(s, true, kDrainMax);
+  ReadOutput(s, Stream::kStdout, kDrainMax);
+  ReadOutput(s, Stream::kStderr, kDrainMax);
+  ReadOutput(s, Stream::kDisplay, kDrainMax);
 }
 
 void Agent::FinishCell(Session& s, wire::Outcome outcome, wire::Limit limit,
@@ -630,6 +648,7 @@ void Agent::EndSession(uint32_t id, wire::EndReason reason, int code, int sig) {
   s->ended = true;
   s->code_w.Reset();
   s->status_r.Reset();
+  s->display_r.Reset();
   Send(wire::Encode(wire::SessionEnded{id, reason, code, sig}));
 }
 
@@ -877,6 +896,10 @@ int Agent::Run() {
         pfds.push_back({s->err_r.get(), POLLIN, 0});
         owners.push_back({id, 1});
       }
+      if (s->display_r.valid() && !s->display_eof) {
+        pfds.push_back({s->display_r.get(), POLLIN, 0});
+        owners.push_back({id, 4});
+      }
       if (s->status_r.valid()) {
         pfds.push_back({s->status_r.get(), POLLIN, 0});
         owners.push_back({id, 2});
@@ -918,7 +941,12 @@ int Agent::Run() {
       switch (owners[i - 2].second) {
         case 0:
         case 1:
-          ReadOutput(*s, owners[i - 2].second == 1, 4 * wire::kOutputChunk);
+        case 4:
+          ReadOutput(*s,
+                     owners[i - 2].second == 0   ? Stream::kStdout
+                     : owners[i - 2].second == 1 ? Stream::kStderr
+                                                 : Stream::kDisplay,
+                     4 * wire::kOutputChunk);
           if (s->dropped > 0) {
             KillSession(*s, wire::Limit::kOutput, wire::EndReason::kLimit);
           }

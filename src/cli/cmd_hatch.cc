@@ -57,6 +57,28 @@ std::string DefaultOutDir(const std::string& egg) {
   return base + ".out";
 }
 
+// Each cell of the results gets its nbformat outputs (what `egg export
+// --results` shows), and "outputs_error" when its display records were
+// refused (the cell then counts as failed). Returns whether any was.
+bool AddOutputs(const NotebookRun& fresh, nlohmann::json& doc) {
+  bool refused = false;
+  auto& cells = doc["cells"];
+  if (!cells.is_array()) return false;
+  for (size_t i = 0; i < cells.size() && i < fresh.cells.size(); ++i) {
+    const CellRun& run = fresh.cells[i];
+    if (!run.ran) continue;
+    cells[i]["outputs"] = run.outputs;
+    size_t at = run.failure.find("display records: ");
+    if (at != std::string::npos) {
+      cells[i]["outputs_error"] = run.failure.substr(at);
+      refused = true;
+      Warn("cell " + std::to_string(cells[i].value("index", 0) + 1) + ": " +
+           run.failure.substr(at));
+    }
+  }
+  return refused;
+}
+
 int RunHatch(const HatchArgs& a) {
   // 1. Open once, verify from that same open file, and say who signed.
   auto trust = crypto::LoadTrust(a.trusted);
@@ -88,8 +110,8 @@ int RunHatch(const HatchArgs& a) {
   // rules before anything from it is shown or asked.
   std::vector<std::string> tree_names;
   for (const TreeRef& t : egg->layout().trees) tree_names.push_back(t.name);
-  if (auto stored = ParseStoredManifest(egg->manifest(), egg->notebook(),
-                                        tree_names);
+  if (auto stored =
+          ParseStoredManifest(egg->manifest(), egg->notebook(), tree_names);
       !stored) {
     return Report(stored.error());
   }
@@ -150,8 +172,10 @@ int RunHatch(const HatchArgs& a) {
   meta.granted = consent->granted;
   std::string json = ResultsJson(*report, meta);
   auto doc = nlohmann::json::parse(json, nullptr, false);
+  bool display_refused = false;
   if (!doc.is_discarded()) {
     doc["reproducibility"] = ReportToJson(repro);
+    display_refused = AddOutputs(fresh, doc);
     doc["output_dir"] = output_dir;
     json = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
            "\n";
@@ -172,7 +196,7 @@ int RunHatch(const HatchArgs& a) {
   if (!report->agent_error.empty()) {
     Report(Error(Code::kSandboxSetup, report->agent_error));
   }
-  return report->AllSucceeded() ? kExitOk : kExitCellFailed;
+  return report->AllSucceeded() && !display_refused ? kExitOk : kExitCellFailed;
 }
 
 Registration reg(40, [](CLI::App& app) {

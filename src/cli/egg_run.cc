@@ -375,6 +375,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   sigaction(SIGTERM, &sa, nullptr);
   RunOptions run;
   run.stop_on_error = options.stop_on_error;
+  run.setup.rich_display = options.rich_display;
   run.cancel = &g_interrupted;
   run.on_cell = options.on_cell;
   return RunCellsInSandbox(cells, setup, run);

@@ -59,6 +59,10 @@ struct EggRunOptions {
   // once the runtime and data are in place.
   std::string output_dir;
   bool stop_on_error = false;
+  // Python cells run under the display driver; their display records
+  // arrive in each CellResult::display (RunFromHatch turns them into
+  // nbformat outputs).
+  bool rich_display = true;
   std::function<void(const CellResult&)> on_cell;
 };
 

@@ -13,6 +13,12 @@ Result<LanguageSession> SessionForLanguage(const std::string& language,
                  [](unsigned char c) { return std::tolower(c); });
   const std::string& d = setup.drivers_dir;
   if (lang == "python" || lang == "python3" || lang == "py") {
+    if (setup.rich_display) {
+      return LanguageSession{false,
+                             {"python3", "-u", d + "/python_display.py"},
+                             "",
+                             {"EGG_DISPLAY_FD=5"}};
+    }
     return LanguageSession{false, {"python3", "-u", d + "/python.py"}, ""};
   }
   if (lang == "bash") {

@@ -159,8 +159,7 @@ class Runner {
   // it could not be started.
   bool EnsureSession(const std::string& key, const LanguageSession& lang,
                      bool* fresh, std::string* why);
-  void BlameLimitEvents(const AgentHost::LimitEvents& before,
-                        CellResult* r);
+  void BlameLimitEvents(const AgentHost::LimitEvents& before, CellResult* r);
   void RunOne(const CellInput& cell, const LanguageSession& lang,
               CellResult* result);
   // Handles a frame that is not about the running cell. False if it breaks
@@ -168,6 +167,7 @@ class Runner {
   bool HandleAside(const AgentFrame& f);
   void KeepOutput(CellResult* r, bool is_err, const std::string& data,
                   uint64_t cap);
+  void KeepDisplay(CellResult* r, const std::string& data, uint64_t cap);
 
   AgentHost& host_;
   const RunOptions& options_;
@@ -213,6 +213,7 @@ bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
     m.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp",
              "LANG=C.UTF-8"};
   }
+  m.env.insert(m.env.end(), lang.env.begin(), lang.env.end());
   m.cwd = options_.setup.cwd;
   m.cell_dir = options_.setup.cell_dir;
   m.cell_suffix = lang.suffix;
@@ -278,12 +279,22 @@ void Runner::KeepOutput(CellResult* r, bool is_err, const std::string& data,
                         uint64_t cap) {
   // The agent enforces the cap; this is the hatcher's own bound on what a
   // misbehaving agent can make it store.
-  uint64_t kept = r->stdout_data.bytes.size() + r->stderr_data.bytes.size();
+  uint64_t kept = r->stdout_data.bytes.size() + r->stderr_data.bytes.size() +
+                  r->display.bytes.size();
   uint64_t room = kept >= cap ? 0 : cap - kept;
   CapturedStream& s = is_err ? r->stderr_data : r->stdout_data;
   size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
   s.bytes.append(data, 0, take);
   s.dropped += data.size() - take;
+}
+
+void Runner::KeepDisplay(CellResult* r, const std::string& data, uint64_t cap) {
+  uint64_t kept = r->stdout_data.bytes.size() + r->stderr_data.bytes.size() +
+                  r->display.bytes.size();
+  uint64_t room = kept >= cap ? 0 : cap - kept;
+  size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
+  r->display.bytes.append(data, 0, take);
+  r->display.dropped += data.size() - take;
 }
 
 void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
@@ -404,9 +415,16 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
       continue;
     }
     if (f.type == wire::Type::kDisplay) {
-      // TODO(feature): rich display data is accepted and not yet kept.
       wire::Display d;
-      if (wire::Decode(f.payload, &d)) continue;
+      if (!wire::Decode(f.payload, &d) || d.session != session.id ||
+          d.cell != cell.index || d.mime != wire::kDisplayRecordsMime) {
+        r->status = CellStatus::kAgentFailed;
+        AgentFailed("agent sent a malformed display frame");
+        r->note = agent_error_;
+        break;
+      }
+      KeepDisplay(r, d.data, *limits.output_bytes);
+      continue;
     }
     if (f.type == wire::Type::kCellDone) {
       wire::CellDone done;
@@ -448,7 +466,8 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
           if (r->note.empty()) r->note = "the cell could not be started";
           break;
       }
-      if (r->stdout_data.truncated() || r->stderr_data.truncated()) {
+      if (r->stdout_data.truncated() || r->stderr_data.truncated() ||
+          r->display.truncated()) {
         if (r->status == CellStatus::kOk || r->status == CellStatus::kError) {
           r->status = CellStatus::kLimit;
           r->limit = "output";

@@ -29,6 +29,11 @@ inline constexpr uint32_t kMaxAgentPayload = 1u << 20;
 inline constexpr uint32_t kMaxHatcherPayload = 64u << 20;
 // Output chunks the agent puts in one frame.
 inline constexpr size_t kOutputChunk = 64u << 10;
+// Display frames carry a driver's display records: JSON lines written on
+// the driver's fd 5, forwarded in chunks like stdout (docs/HATCH.md).
+inline constexpr char kDisplayRecordsMime[] =
+    "application/vnd.egg.display-records+jsonl";
+inline constexpr int kDriverDisplayFd = 5;
 inline constexpr uint32_t kMaxArgs = 256;
 inline constexpr uint32_t kMaxEnv = 1024;
 inline constexpr uint32_t kMaxString = 64u << 10;

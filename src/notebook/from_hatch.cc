@@ -93,6 +93,44 @@ std::string FailureOf(const CellResult& cell) {
   return what;
 }
 
+// Output a cell wrote to fd 1 past the driver (a subprocess, C code) is
+// in the raw stdout but in no stream record. Stdout records are matched
+// against the raw text in order; at the first that does not continue it,
+// the rest of the raw text is placed there and later stdout records are
+// dropped. The raw bytes stay the truth, and the work stays linear
+// whatever the records hold.
+json WithRawStdout(const json& records, const std::string& raw) {
+  json out = json::array();
+  size_t cursor = 0;
+  bool matching = true;
+  auto rest_of_raw = [&] {
+    if (cursor < raw.size()) {
+      out.push_back({{"output_type", "stream"},
+                     {"name", "stdout"},
+                     {"text", raw.substr(cursor)}});
+    }
+    cursor = raw.size();
+  };
+  for (const json& o : records) {
+    if (o.value("output_type", "") == "stream" &&
+        o.value("name", "") == "stdout") {
+      const std::string& text = o["text"].get_ref<const std::string&>();
+      if (matching && raw.size() - cursor >= text.size() &&
+          raw.compare(cursor, text.size(), text) == 0) {
+        cursor += text.size();
+        out.push_back(o);
+      } else if (matching) {
+        matching = false;
+        rest_of_raw();
+      }
+      continue;
+    }
+    out.push_back(o);
+  }
+  rest_of_raw();
+  return out;
+}
+
 }  // namespace
 
 Result<json> ParseDisplayRecords(std::string_view text) {
@@ -137,7 +175,19 @@ NotebookRun RunFromHatch(const RunReport& report,
     out.seconds = static_cast<double>(cell.duration_ms) / 1000.0;
 
     bool have_display = false;
-    if (!display_dir.empty() && out.ran) {
+    std::string display_error;
+    if (!cell.display.bytes.empty()) {
+      // Records that came through the agent (egg hatch): a cell that
+      // breaks them fails, whatever its status.
+      auto outputs = ParseDisplayRecords(cell.display.bytes);
+      if (outputs) {
+        out.outputs =
+            WithRawStdout(*outputs, ValidUtf8(cell.stdout_data.bytes));
+        have_display = true;
+      } else {
+        display_error = "display records: " + outputs.error().message();
+      }
+    } else if (!display_dir.empty() && out.ran) {
       std::string path =
           display_dir + "/cell-" + std::to_string(cell.index) + ".jsonl";
       auto text = ReadFileToString(path, kMaxDisplayFileBytes);
@@ -179,10 +229,16 @@ NotebookRun RunFromHatch(const RunReport& report,
       }
       out.failed = !raised;
     }
-    if (out.failed) {
-      std::string display_error = std::move(out.failure);
+    if (!display_error.empty() && out.ran) {
+      out.failed = true;
+      out.failure = display_error;
+      if (cell.status != CellStatus::kOk) {
+        out.failure = FailureOf(cell) + "; " + display_error;
+      }
+    } else if (out.failed) {
+      std::string file_error = std::move(out.failure);
       out.failure = FailureOf(cell);
-      if (!display_error.empty()) out.failure += "; " + display_error;
+      if (!file_error.empty()) out.failure += "; " + file_error;
     }
     run.cells.push_back(std::move(out));
   }

@@ -624,6 +624,12 @@ Result<NotebookRun> ParseRunResults(std::string_view text) {
       if (!limit.empty()) out.failure += " (" + limit + " limit)";
       if (!note.empty()) out.failure += ": " + note;
     }
+    // egg hatch: the cell's display records were refused.
+    if (std::string refused = StringField(cell, "outputs_error");
+        !refused.empty()) {
+      out.failed = true;
+      out.failure = refused;
+    }
     if (auto it = cell.find("outputs"); it != cell.end()) {
       auto outputs = Outputs(*it, where);
       if (!outputs) return Fail(outputs.error());

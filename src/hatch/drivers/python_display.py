@@ -13,10 +13,12 @@
 #    backend;
 #  - an exception becomes an error output (ename, evalue, traceback) and is
 #    also printed to stderr.
-# Outputs are written, in order, as one JSON object per line to
-# $EGG_DISPLAY_DIR/cell-<cell>.jsonl when that variable is set; stdout and
-# stderr still go to the real streams as well. The hatcher reads that file
-# as hostile input (ParseDisplayRecords in the notebook library).
+# Outputs are written, in order, as one JSON object per line: to the file
+# descriptor named by $EGG_DISPLAY_FD (the agent's display pipe, fd 5, in
+# a hatch), else to $EGG_DISPLAY_DIR/cell-<cell>.jsonl when that variable
+# is set; stdout and stderr still go to the real streams as well. The
+# hatcher reads the records as hostile input (ParseDisplayRecords in the
+# notebook library).
 #
 # Run as a program it is a complete session driver with the protocol of
 # python.py: "<cell> <length>\n" and the code on fd 3, "<cell> <status>\n"
@@ -61,13 +63,24 @@ class _Sink:
 
     def __init__(self):
         self.file = None
+        self.pipe = None
         self.stream_name = None
         self.stream_text = []
+        fd = os.environ.get("EGG_DISPLAY_FD")
+        if fd and fd.isdigit():
+            try:
+                os.set_inheritable(int(fd), False)
+                self.pipe = open(int(fd), "w", encoding="utf-8",
+                                 errors="surrogateescape", closefd=True)
+            except OSError:
+                self.pipe = None
 
     def open(self, cell):
         self.close()
         folder = os.environ.get("EGG_DISPLAY_DIR")
-        if folder:
+        if self.pipe is not None:
+            self.file = self.pipe
+        elif folder:
             path = os.path.join(folder, "cell-%d.jsonl" % cell)
             self.file = open(path, "w", encoding="utf-8",
                              errors="surrogateescape")
@@ -86,7 +99,10 @@ class _Sink:
             line = json.dumps(record, ensure_ascii=True, default=str)
         except (TypeError, ValueError):
             return
-        self.file.write(line + "\n")
+        try:
+            self.file.write(line + "\n")
+        except (OSError, ValueError):
+            pass
 
     def stream(self, name, text):
         if self.file is None or not text:
@@ -103,7 +119,15 @@ class _Sink:
     def close(self):
         if self.file is not None:
             self._flush_stream()
-            self.file.close()
+            try:
+                if self.file is self.pipe:
+                    self.file.flush()
+                else:
+                    self.file.close()
+            except (OSError, ValueError):
+                # A cell closed or broke the pipe: its records are lost,
+                # and the hatcher reports what it received.
+                self.pipe = None
             self.file = None
 
 

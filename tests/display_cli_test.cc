@@ -1,0 +1,364 @@
+// End-to-end tests of rich outputs through the sandbox: notebooks are
+// built into eggs and hatched by the egg binary ($EGG_BIN) with
+// --host-runtime, so that the Python display driver runs inside the
+// namespaces sandbox and its records reach the results JSON through the
+// agent's Display frames.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "egg/sandbox.h"
+
+namespace egg {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/egg-display-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string EggBin() {
+  const char* bin = getenv("EGG_BIN");
+  return bin ? bin : std::string(EGG_BINARY_DIR) + "/egg";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs egg with no terminal, stdin /dev/null and the store under `home`;
+// returns the exit code, stderr in *err.
+int RunEgg(const std::string& home, const std::vector<std::string>& args,
+           std::string* err) {
+  std::string err_path = home + "/stderr";
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    setenv("XDG_CACHE_HOME", (home + "/cache").c_str(), 1);
+    int devnull = open("/dev/null", O_RDWR);
+    int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(efd, 2);
+    std::vector<std::string> all = {EggBin()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int ws = 0;
+  waitpid(pid, &ws, 0);
+  *err = ReadFile(err_path);
+  return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+bool HostPythonHas(const std::string& module) {
+  std::string cmd =
+      "/usr/bin/python3 -c 'import " + module + "' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// A Python notebook (nbformat 4) with one code cell per source.
+std::string WriteNotebook(const std::string& dir,
+                          const std::vector<std::string>& sources) {
+  json cells = json::array();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    cells.push_back({{"cell_type", "code"},
+                     {"id", "c" + std::to_string(i + 1)},
+                     {"metadata", json::object()},
+                     {"execution_count", nullptr},
+                     {"outputs", json::array()},
+                     {"source", sources[i]}});
+  }
+  json nb = {{"nbformat", 4},
+             {"nbformat_minor", 5},
+             {"metadata",
+              {{"kernelspec",
+                {{"name", "python3"},
+                 {"display_name", "Python 3"},
+                 {"language", "python"}}}}},
+             {"cells", cells}};
+  fs::create_directories(dir + "/rt");
+  std::ofstream(dir + "/rt/README") << "placeholder runtime\n";
+  std::string path = dir + "/nb.ipynb";
+  std::ofstream(path) << nb.dump(1);
+  return path;
+}
+
+struct Hatch {
+  int code = -1;
+  std::string err;
+  json results;
+};
+
+// Builds the notebook into an egg and hatches it in the namespaces
+// sandbox on the host's runtime.
+Hatch BuildAndHatch(const TempDir& t, const std::vector<std::string>& cells) {
+  Hatch h;
+  std::string nb = WriteNotebook(t.path(), cells);
+  std::string egg = t.path() + "/nb.egg";
+  int built =
+      RunEgg(t.path(), {"build", nb, "--runtime", t.path() + "/rt", "-o", egg},
+             &h.err);
+  if (built != 0) {
+    h.err = "build failed: " + h.err;
+    return h;
+  }
+  std::string results = t.path() + "/results.json";
+  h.code = RunEgg(t.path(),
+                  {"hatch", egg, "--host-runtime", "--allow-unsigned", "-o",
+                   results, "--out-dir", t.path() + "/out"},
+                  &h.err);
+  h.results = json::parse(ReadFile(results), nullptr, false);
+  return h;
+}
+
+// The outputs of cell `i` of the results (an empty array if none).
+json Outputs(const Hatch& h, size_t i) {
+  if (!h.results.is_object() || i >= h.results["cells"].size()) {
+    return json::array();
+  }
+  return h.results["cells"][i].value("outputs", json::array());
+}
+
+std::string Joined(const json& text) {
+  if (text.is_string()) return text.get<std::string>();
+  std::string all;
+  for (const auto& line : text) all += line.get<std::string>();
+  return all;
+}
+
+bool CanSandbox() { return ProbeSandboxHost().user_namespaces; }
+
+TEST(DisplayCliTest, LastExpressionBecomesAnExecuteResult) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"x = 21\nx * 2", "x + 1;"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  json first = Outputs(h, 0);
+  ASSERT_EQ(first.size(), 1u) << first;
+  EXPECT_EQ(first[0]["output_type"], "execute_result");
+  EXPECT_EQ(Joined(first[0]["data"]["text/plain"]), "42");
+  EXPECT_EQ(first[0]["execution_count"], 1);
+  // A trailing ';' hides the value, as in Jupyter.
+  EXPECT_TRUE(Outputs(h, 1).empty()) << Outputs(h, 1);
+}
+
+TEST(DisplayCliTest, DisplayDataKeepsItsPlaceBetweenPrints) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"class Page:\n"
+                              "    def _repr_html_(self):\n"
+                              "        return '<b>bold</b>'\n"
+                              "print('before')\n"
+                              "display(Page())\n"
+                              "print('after')\n"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  json o = Outputs(h, 0);
+  ASSERT_EQ(o.size(), 3u) << o;
+  EXPECT_EQ(o[0]["output_type"], "stream");
+  EXPECT_EQ(Joined(o[0]["text"]), "before\n");
+  EXPECT_EQ(o[1]["output_type"], "display_data");
+  EXPECT_EQ(Joined(o[1]["data"]["text/html"]), "<b>bold</b>");
+  EXPECT_EQ(Joined(o[2]["text"]), "after\n");
+  // The raw stream is kept as well.
+  EXPECT_EQ(h.results["cells"][0]["stdout"]["data"], "before\nafter\n");
+}
+
+TEST(DisplayCliTest, OutputOfASubprocessIsNotLost) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"import subprocess\n"
+                              "print('parent', flush=True)\n"
+                              "subprocess.run(['echo', 'from-child'])\n"
+                              "print('parent again')\n"
+                              "'value'"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  std::string text;
+  bool result = false;
+  for (const auto& o : Outputs(h, 0)) {
+    if (o["output_type"] == "stream") text += Joined(o["text"]);
+    if (o["output_type"] == "execute_result") result = true;
+  }
+  EXPECT_EQ(text, "parent\nfrom-child\nparent again\n");
+  EXPECT_TRUE(result);
+}
+
+TEST(DisplayCliTest, ExceptionBecomesAnErrorOutput) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"1 / 0"});
+  ASSERT_EQ(h.code, 4) << h.err;
+  json o = Outputs(h, 0);
+  ASSERT_EQ(o.size(), 1u) << o;
+  EXPECT_EQ(o[0]["output_type"], "error");
+  EXPECT_EQ(o[0]["ename"], "ZeroDivisionError");
+  EXPECT_EQ(o[0]["evalue"], "division by zero");
+}
+
+TEST(DisplayCliTest, MatplotlibFigureBecomesAPng) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostPythonHas("matplotlib")) {
+    GTEST_SKIP() << "python3-matplotlib is not installed on the host";
+  }
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"import matplotlib.pyplot as plt\n"
+                              "plt.plot([1, 3, 2]);"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  json o = Outputs(h, 0);
+  ASSERT_EQ(o.size(), 1u) << o;
+  EXPECT_EQ(o[0]["output_type"], "display_data");
+  std::string png = Joined(o[0]["data"]["image/png"]);
+  // base64 of the PNG signature.
+  EXPECT_EQ(png.rfind("iVBORw0KGgo", 0), 0u) << png.substr(0, 40);
+}
+
+// The hostile cells below write to the display pipe themselves.
+
+TEST(DisplayCliTest, MalformedDisplayRecordFailsOnlyThatCell) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t, {"import os\nos.write(5, b'not json\\n')", "print('still here')"});
+  ASSERT_EQ(h.code, 4) << h.err;
+  const json& bad = h.results["cells"][0];
+  EXPECT_EQ(bad["status"], "ok");
+  EXPECT_NE(bad.value("outputs_error", "").find("display records"),
+            std::string::npos)
+      << bad;
+  EXPECT_NE(h.err.find("display records"), std::string::npos) << h.err;
+  EXPECT_EQ(h.results["reproducibility"]["cells"][0]["verdict"], "failed")
+      << h.results["reproducibility"];
+  json next = Outputs(h, 1);
+  ASSERT_EQ(next.size(), 1u) << next;
+  EXPECT_EQ(Joined(next[0]["text"]), "still here\n");
+}
+
+TEST(DisplayCliTest, RecordWithAWrongFieldTypeIsRefused) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t, {"import os\n"
+          "os.write(5, b'{\"output_type\": \"display_data\", '\n"
+          "            b'\"data\": {\"image/png\": 7}, \"metadata\": {}}\\n')",
+          "import os\nos.write(5, b'[' * 100000 + b'\\n')"});
+  ASSERT_EQ(h.code, 4) << h.err;
+  for (int i : {0, 1}) {
+    EXPECT_NE(h.results["cells"][i].value("outputs_error", ""), "")
+        << h.results["cells"][i];
+  }
+}
+
+TEST(DisplayCliTest, FloodOfDisplayRecordsIsStoppedAtTheOutputCap) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"import os\n"
+                              "chunk = b'x' * (1 << 20)\n"
+                              "for _ in range(64):\n"
+                              "    os.write(5, chunk)\n",
+                              "print('fresh')"});
+  ASSERT_EQ(h.code, 4) << h.err;
+  const json& flood = h.results["cells"][0];
+  EXPECT_EQ(flood["status"], "limit") << flood;
+  EXPECT_EQ(flood["limit"], "output") << flood;
+  const json& next = h.results["cells"][1];
+  EXPECT_EQ(next["status"], "ok") << next;
+  EXPECT_EQ(next["fresh_session"], true) << next;
+}
+
+// A background process of one cell writes a record only while a later
+// cell runs: the record is that later cell's, never the earlier one's.
+TEST(DisplayCliTest, CellCannotPlaceRecordsInAnEarlierCell) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t, {"import os, time\n"
+          "if os.fork() == 0:\n"
+          "    while not os.path.exists('/tmp/go'):\n"
+          "        time.sleep(0.01)\n"
+          "    os.write(5, b'{\"output_type\": \"display_data\", '\n"
+          "                b'\"data\": {\"text/plain\": \"forged\"}, '\n"
+          "                b'\"metadata\": {}}\\n')\n"
+          "    open('/tmp/done', 'w').close()\n"
+          "    os._exit(0)\n"
+          "print('first')",
+          "import os, time\n"
+          "open('/tmp/go', 'w').close()\n"
+          "while not os.path.exists('/tmp/done'):\n"
+          "    time.sleep(0.01)\n"
+          "print('second')"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  std::string first, second;
+  for (const auto& o : Outputs(h, 0)) first += o.dump();
+  for (const auto& o : Outputs(h, 1)) second += o.dump();
+  EXPECT_EQ(first.find("forged"), std::string::npos) << first;
+  EXPECT_NE(first.find("first"), std::string::npos) << first;
+  // The control: the record did arrive, in the cell that was running.
+  EXPECT_NE(second.find("forged"), std::string::npos) << second;
+}
+
+// Stdout is what the agent read on fd 1: a stream record cannot put text
+// there that the cell never printed.
+TEST(DisplayCliTest, StreamRecordCannotAddTextTheCellNeverPrinted) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t, {"import os\n"
+          "os.write(5, b'{\"output_type\": \"stream\", \"name\": '\n"
+          "            b'\"stdout\", \"text\": \"fake\\\\n\"}\\n')\n"
+          "print('real')"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  std::string text;
+  for (const auto& o : Outputs(h, 0)) {
+    if (o["output_type"] == "stream") text += Joined(o["text"]);
+  }
+  EXPECT_EQ(text, "real\n");
+}
+
+TEST(DisplayCliTest, ExportOfTheResultsShowsTheRichOutputs) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"6 * 7"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  std::string out = t.path() + "/fresh.ipynb";
+  std::string err;
+  ASSERT_EQ(RunEgg(t.path(),
+                   {"export", t.path() + "/nb.egg", "--to", "ipynb",
+                    "--results", t.path() + "/results.json", "-o", out},
+                   &err),
+            0)
+      << err;
+  json nb = json::parse(ReadFile(out));
+  json o = nb["cells"][0]["outputs"];
+  ASSERT_EQ(o.size(), 1u) << o;
+  EXPECT_EQ(o[0]["output_type"], "execute_result");
+  EXPECT_EQ(Joined(o[0]["data"]["text/plain"]), "42");
+}
+
+}  // namespace
+}  // namespace egg
