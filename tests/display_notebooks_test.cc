@@ -51,8 +51,8 @@ std::string ReadFile(const std::string& path) {
 
 // Runs argv with stdin /dev/null, no terminal and the store under
 // `home`; stdout in *out, stderr in *err. Returns the exit code.
-int Run(const std::string& home, const std::vector<std::string>& args,
-        std::string* out, std::string* err) {
+int RunProgram(const std::string& home, const std::vector<std::string>& args,
+               std::string* out, std::string* err) {
   std::string out_path = home + "/stdout";
   std::string err_path = home + "/stderr";
   pid_t pid = fork();
@@ -110,7 +110,7 @@ class RealNotebooksInTheSandbox : public ::testing::Test {
         "/bin/bash", std::string(EGG_SOURCE_DIR) + "/scripts/ci-runtime.sh"};
     args.insert(args.end(), kPackages.begin(), kPackages.end());
     std::string out, err;
-    int code = Run(g_suite->home, args, &out, &err);
+    int code = RunProgram(g_suite->home, args, &out, &err);
     if (code == 3) {
       g_suite->skip = "the Debian mirror is unreachable: " + err;
       return;
@@ -125,8 +125,8 @@ class RealNotebooksInTheSandbox : public ::testing::Test {
     }
     std::printf("runtime %s (%s)\n%s", digest.c_str(), tarball.c_str(),
                 err.c_str());
-    code = Run(g_suite->home, {EggBin(), "runtime", "import-tar", tarball},
-               &out, &err);
+    code = RunProgram(g_suite->home,
+                      {EggBin(), "runtime", "import-tar", tarball}, &out, &err);
     if (code != 0 || out.rfind("sha256:", 0) != 0) {
       g_suite->error = "import-tar failed: " + err;
       return;
@@ -162,16 +162,16 @@ Hatched BuildAndHatch(const std::string& name) {
   fs::create_directories(dir);
   std::string egg = dir + "/nb.egg";
   std::string out, err;
-  int code = Run(g_suite->home,
-                 {EggBin(), "build", NotebookDir() + "/" + name, "--runtime",
-                  g_suite->digest, "-o", egg},
-                 &out, &err);
+  int code = RunProgram(g_suite->home,
+                        {EggBin(), "build", NotebookDir() + "/" + name,
+                         "--runtime", g_suite->digest, "-o", egg},
+                        &out, &err);
   EXPECT_EQ(code, 0) << name << ": build: " << err;
   if (code != 0) return h;
-  h.code = Run(g_suite->home,
-               {EggBin(), "hatch", egg, "--allow-unsigned", "-o",
-                dir + "/results.json", "--out-dir", dir + "/out"},
-               &out, &err);
+  h.code = RunProgram(g_suite->home,
+                      {EggBin(), "hatch", egg, "--allow-unsigned", "-o",
+                       dir + "/results.json", "--out-dir", dir + "/out"},
+                      &out, &err);
   std::printf("=== %s (exit %d)\n%s", name.c_str(), h.code, err.c_str());
   h.results = json::parse(ReadFile(dir + "/results.json"), nullptr, false);
   EXPECT_TRUE(h.results.is_object()) << name << ": no results: " << err;
