@@ -5,14 +5,62 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "common/atomic_file.h"
+#include "common/base64.h"
 #include "common/bytes.h"
 #include "common/text.h"
 #include "egg/hash.h"
 
 namespace egg {
 namespace {
+
+TEST(Base64, MatchesRfc4648Vectors) {
+  const std::pair<std::string, std::string> vectors[] = {
+      {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+      {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, encoded] : vectors) {
+    EXPECT_EQ(Base64Encode(plain), encoded);
+    for (Base64Mode mode : {Base64Mode::kStrict, Base64Mode::kLenient}) {
+      auto back = Base64Decode(encoded, mode);
+      ASSERT_TRUE(back) << encoded;
+      EXPECT_EQ(*back, plain);
+    }
+  }
+  EXPECT_EQ(Base64EncodeUnpadded("f"), "Zg");
+}
+
+TEST(Base64, RoundTripsEveryByteValue) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (size_t n = 0; n <= all.size(); n += 37) {
+    auto back = Base64Decode(Base64Encode(all.substr(0, n)));
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, all.substr(0, n));
+  }
+}
+
+TEST(Base64, StrictRefusesEveryNonCanonicalText) {
+  for (const char* bad : {"a", "ab", "abc", "ab=c", "====", "YQ==YQ==",
+                          "Y Q==", "YQ=", "Zh==", "Zm9=", "Zg==\n", "Zm$v",
+                          "=Zm9", "Zm9vY==="}) {
+    EXPECT_FALSE(Base64Decode(bad, Base64Mode::kStrict)) << bad;
+  }
+}
+
+TEST(Base64, LenientSkipsSpaceAndMissingPaddingButNotGarbage) {
+  auto wrapped = Base64Decode("Zm9v\nYmFy\n", Base64Mode::kLenient);
+  ASSERT_TRUE(wrapped);
+  EXPECT_EQ(*wrapped, "foobar");
+  auto unpadded = Base64Decode("Zm9vYg", Base64Mode::kLenient);
+  ASSERT_TRUE(unpadded);
+  EXPECT_EQ(*unpadded, "foob");
+  for (const char* bad : {"a", "Zm9vY", "ab$c", "Zg==Zg", "Zg=", "===="}) {
+    EXPECT_FALSE(Base64Decode(bad, Base64Mode::kLenient)) << bad;
+  }
+}
 
 TEST(Hash, MatchesKnownVector) {
   EXPECT_EQ(DigestHex(Sha256Of(std::string_view("abc"))),

@@ -15,6 +15,7 @@
 
 #include "common/fd.h"
 #include "egg/crypto.h"
+#include "format_test_util.h"
 
 namespace egg::crypto {
 namespace {
@@ -24,29 +25,9 @@ bool HaveTool(const char* name) {
   return std::system(cmd.c_str()) == 0;
 }
 
-// Runs a shell command; returns its exit status and stdout.
-int Shell(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  int status = pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-void WriteText(const std::string& path, std::string_view text) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(text.data(), static_cast<std::streamsize>(text.size()));
-}
-
-std::string ReadText(const std::string& path) {
-  auto s = ReadFileToString(path);
-  EXPECT_TRUE(s.has_value()) << path;
-  return s ? *s : "";
-}
+using testing::ReadText;
+using testing::Shell;
+using testing::WriteText;
 
 class SshInterop : public ::testing::Test {
  protected:

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -35,11 +37,23 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-void WriteText(const std::string& path, const std::string& data, int mode) {
+void WriteText(const std::string& path, std::string_view data, int mode) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;
   out.close();
   ::chmod(path.c_str(), static_cast<mode_t>(mode));
+}
+
+int Shell(const std::string& cmd, std::string* out) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  int status = pclose(p);
+  if (out) *out = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 std::string ReadText(const std::string& path) {

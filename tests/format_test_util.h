@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "egg/egg.h"
@@ -24,9 +25,12 @@ class TempDir {
   std::string path_;
 };
 
-void WriteText(const std::string& path, const std::string& data,
+void WriteText(const std::string& path, std::string_view data,
                int mode = 0644);
 std::string ReadText(const std::string& path);
+// Runs `cmd` with /bin/sh; returns its exit status (-1 when it did not
+// exit) and, if asked, what it printed on stdout.
+int Shell(const std::string& cmd, std::string* out = nullptr);
 std::vector<uint8_t> ReadBytes(const std::string& path);
 void WriteBytes(const std::string& path, const std::vector<uint8_t>& data);
 

@@ -121,19 +121,6 @@ TEST(TrustConfigTest, MissingExplicitFileIsNotFound) {
 
 // ------------------------------------------------------------ auth pieces
 
-TEST(AuthTest, Base64RoundTripsAndRejectsGarbage) {
-  using registry_internal::Base64Decode;
-  using registry_internal::Base64Encode;
-  for (std::string s : {"", "a", "ab", "abc", "user:pass", "\xff\x00x"}) {
-    auto back = Base64Decode(Base64Encode(s));
-    ASSERT_TRUE(back);
-    EXPECT_EQ(*back, s);
-  }
-  for (const char* bad : {"a", "ab=c", "====", "YQ==YQ==", "Y Q==", "YQ="}) {
-    EXPECT_FALSE(Base64Decode(bad)) << bad;
-  }
-}
-
 TEST(AuthTest, ParsesBearerChallenge) {
   auto c = registry_internal::ParseChallenge(
       "Bearer realm=\"https://auth.example.org/token\",service=\"reg\","

@@ -1,9 +1,12 @@
 #include "common/fd.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 
 namespace egg {
 
@@ -75,6 +78,27 @@ Result<std::string> ReadFileToString(const std::string& path,
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+Result<std::vector<std::string>> ReadDirSorted(int dir_fd,
+                                               const std::string& what) {
+  int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return Fail(ErrnoError(what));
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(dup), &::closedir);
+  if (!dir) {
+    ::close(dup);
+    return Fail(ErrnoError(what));
+  }
+  ::rewinddir(dir.get());
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* d = ::readdir(dir.get())) {
+    std::string_view name = d->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  if (errno != 0) return Fail(ErrnoError(what));
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace egg

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "egg/status.h"
 
@@ -63,6 +64,12 @@ Status PreadExact(int fd, std::span<uint8_t> data, uint64_t offset);
 // Reads a whole (regular, small) file; fails past max_bytes.
 Result<std::string> ReadFileToString(const std::string& path,
                                      uint64_t max_bytes = 64ull << 20);
+
+// The names in the directory open at `dir_fd` (the fd stays open and its
+// offset is not used), without "." and "..", sorted bytewise. `what`
+// names the directory in an error.
+Result<std::vector<std::string>> ReadDirSorted(int dir_fd,
+                                               const std::string& what);
 
 }  // namespace egg
 

@@ -2,20 +2,10 @@
 
 #include <openssl/crypto.h>
 
+#include "common/base64.h"
+
 namespace egg::crypto {
 namespace {
-
-constexpr char kAlphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int DecodeChar(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
 
 std::string_view StripCr(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -36,69 +26,18 @@ bool IsBlank(std::string_view line) {
 }  // namespace
 
 std::string Base64Encode(std::span<const uint8_t> data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-    for (int k = 3; k >= 0; --k) out += kAlphabet[(v >> (6 * k)) & 63];
-  }
-  size_t rest = data.size() - i;
-  if (rest == 1) {
-    uint32_t v = data[i] << 16;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (rest == 2) {
-    uint32_t v = (data[i] << 16) | (data[i + 1] << 8);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
+  return egg::Base64Encode(AsText(data));
 }
 
 std::string Base64EncodeUnpadded(std::span<const uint8_t> data) {
-  std::string s = Base64Encode(data);
-  while (!s.empty() && s.back() == '=') s.pop_back();
-  return s;
+  return egg::Base64EncodeUnpadded(AsText(data));
 }
 
 std::optional<std::vector<uint8_t>> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  size_t pad = 0;
-  if (!text.empty() && text.back() == '=') ++pad;
-  if (text.size() >= 2 && text[text.size() - 2] == '=') ++pad;
-  std::vector<uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    uint32_t v = 0;
-    for (size_t k = 0; k < 4; ++k) {
-      char c = text[i + k];
-      int d;
-      if (c == '=' && last && k >= 4 - pad) {
-        d = 0;
-      } else {
-        d = DecodeChar(c);
-        if (d < 0) return std::nullopt;
-      }
-      v = (v << 6) | static_cast<uint32_t>(d);
-    }
-    out.push_back(static_cast<uint8_t>(v >> 16));
-    if (last && pad == 2) {
-      if ((v & 0xffff) != 0) return std::nullopt;  // non-canonical bits
-      break;
-    }
-    out.push_back(static_cast<uint8_t>(v >> 8));
-    if (last && pad == 1) {
-      if ((v & 0xff) != 0) return std::nullopt;
-      break;
-    }
-    out.push_back(static_cast<uint8_t>(v));
-  }
-  return out;
+  auto decoded = egg::Base64Decode(text, Base64Mode::kStrict);
+  if (!decoded) return std::nullopt;
+  WipeOnExit wipe{*decoded};
+  return std::vector<uint8_t>(decoded->begin(), decoded->end());
 }
 
 std::string Armor(std::string_view label, std::span<const uint8_t> data) {

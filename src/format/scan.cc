@@ -1,5 +1,4 @@
 // Directory scanning and file chunking for the writer and ScanDirectory.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <zstd.h>
@@ -32,22 +31,9 @@ Status Walk(int fd, const std::string& host, const std::string& rel,
     return Fail(Rejected(host, "nested deeper than " +
                                    std::to_string(kTreeMaxDepth) + " levels"));
   }
-  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return Fail(ErrnoError(Quote(host)));
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(dup), &::closedir);
-  if (!dir) {
-    ::close(dup);
-    return Fail(ErrnoError(Quote(host)));
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* d = ::readdir(dir.get())) {
-    std::string_view name = d->d_name;
-    if (name == "." || name == "..") continue;
-    names.emplace_back(name);
-  }
-  if (errno != 0) return Fail(ErrnoError(Quote(host)));
-  std::sort(names.begin(), names.end());
+  auto listed = ReadDirSorted(fd, Quote(host));
+  if (!listed) return Fail(listed.error());
+  std::vector<std::string> names = std::move(*listed);
 
   for (const std::string& name : names) {
     std::string child_host = host + "/" + name;

@@ -2,13 +2,11 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/base64.h"
 #include "egg/hatch.h"
 
 namespace egg {
 namespace {
-
-constexpr char kB64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
 bool IsValidUtf8(const std::string& s) {
@@ -49,61 +47,6 @@ bool IsValidUtf8(const std::string& s) {
   return true;
 }
 
-std::string Base64(const std::string& in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    for (int k = 3; k >= 0; --k) out += kB64[(v >> (6 * k)) & 63];
-  }
-  size_t rest = in.size() - i;
-  if (rest > 0) {
-    uint32_t v = p[i] << 16;
-    if (rest == 2) v |= p[i + 1] << 8;
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += rest == 2 ? kB64[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-int B64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-Result<std::string> Unbase64(const std::string& in) {
-  if (in.size() % 4 != 0) {
-    return Fail(Code::kInvalidArgument, "base64 length is not a multiple of 4");
-  }
-  std::string out;
-  for (size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = in[i + k];
-      if (c == '=' && i + 4 == in.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-      } else if (pad > 0 || (v[k] = B64Value(c)) < 0) {
-        return Fail(Code::kInvalidArgument, "invalid base64");
-      }
-    }
-    uint32_t w = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-    out += static_cast<char>(w >> 16);
-    if (pad < 2) out += static_cast<char>((w >> 8) & 0xFF);
-    if (pad < 1) out += static_cast<char>(w & 0xFF);
-  }
-  return out;
-}
-
 nlohmann::json StreamJson(const CapturedStream& s) {
   EncodedBytes e = EncodeBytes(s.bytes);
   return {{"encoding", e.encoding},
@@ -117,7 +60,7 @@ nlohmann::json StreamJson(const CapturedStream& s) {
 
 EncodedBytes EncodeBytes(const std::string& bytes) {
   if (IsValidUtf8(bytes)) return {"utf-8", bytes};
-  return {"base64", Base64(bytes)};
+  return {"base64", Base64Encode(bytes)};
 }
 
 Result<std::string> DecodeBytes(const EncodedBytes& encoded) {
@@ -127,7 +70,11 @@ Result<std::string> DecodeBytes(const EncodedBytes& encoded) {
     }
     return encoded.data;
   }
-  if (encoded.encoding == "base64") return Unbase64(encoded.data);
+  if (encoded.encoding == "base64") {
+    auto bytes = Base64Decode(encoded.data, Base64Mode::kStrict);
+    if (!bytes) return Fail(Code::kInvalidArgument, "invalid base64");
+    return std::move(*bytes);
+  }
   return Fail(Code::kInvalidArgument,
               "unknown encoding '" + encoded.encoding + "'");
 }

@@ -4,7 +4,6 @@
 // manifest names against the file system without following a symlink.
 #include "egg/manifest.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -777,27 +776,10 @@ Status Parser::WalkDataFolder(int dir_fd, const std::string& shown, int depth,
     return At(node, Quote(shown) + ": folders nested deeper than " +
                         std::to_string(kMaxDataDepth));
   }
-  int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return At(node, Quote(shown) + ": " + std::strerror(errno));
-  DIR* dir = ::fdopendir(dup);
-  if (dir == nullptr) {
-    ::close(dup);
-    return At(node, Quote(shown) + ": " + std::strerror(errno), Code::kIo);
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(dir)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-    errno = 0;
-  }
-  int read_err = errno;
-  ::closedir(dir);
-  if (read_err != 0) {
-    return At(node, Quote(shown) + ": " + std::strerror(read_err), Code::kIo);
-  }
   // Sorted so that the first problem reported is the same on every run.
-  std::sort(names.begin(), names.end());
+  auto listed = ReadDirSorted(dir_fd, Quote(shown));
+  if (!listed) return At(node, listed.error().message(), Code::kIo);
+  std::vector<std::string> names = std::move(*listed);
 
   std::map<std::string, std::string> folded;
   for (const std::string& name : names) {

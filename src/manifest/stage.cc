@@ -3,7 +3,6 @@
 // big data), copied otherwise. Sources are opened below the manifest's
 // folder one component at a time without following a symlink, as the
 // parser checked them.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -109,24 +108,9 @@ Status StageFolder(int src, int dst, const std::string& shown,
     return Fail(Code::kInvalidArgument,
                 "staging data: '" + shown + "' nests too deep");
   }
-  int dup = ::fcntl(src, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return tl::unexpected(StageError(shown, errno));
-  DIR* dir = ::fdopendir(dup);
-  if (dir == nullptr) {
-    ::close(dup);
-    return tl::unexpected(StageError(shown, errno));
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(dir)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-    errno = 0;
-  }
-  int err = errno;
-  ::closedir(dir);
-  if (err != 0) return tl::unexpected(StageError(shown, err));
-  std::sort(names.begin(), names.end());
+  auto listed = ReadDirSorted(src, "staging data: '" + shown + "'");
+  if (!listed) return tl::unexpected(listed.error());
+  std::vector<std::string> names = std::move(*listed);
 
   for (const std::string& name : names) {
     std::string path = shown + "/" + name;

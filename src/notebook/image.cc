@@ -1,81 +1,24 @@
-// Base64 and PNG decoding for image outputs. PNGs from an egg are hostile:
+// Base64 (common/base64.h) and PNG decoding for image outputs. PNGs from an egg are hostile:
 // libpng's simplified API checks the stream; we bound the pixel count
 // before allocating.
 #include <png.h>
 
 #include <cstring>
 
+#include "common/base64.h"
 #include "egg/notebook.h"
 
 namespace egg {
-namespace {
 
-constexpr char kAlphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-}  // namespace
-
+// Notebook writers wrap base64 lines and some drop the padding.
 Result<std::string> DecodeBase64(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  int padding = 0;
-  for (char c : text) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    int v = Base64Value(c);
-    if (v < 0 || padding > 0) {
-      return Fail(Code::kInvalidArgument, "base64: bad character");
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  if (padding > 2 || bits >= 6) {
-    return Fail(Code::kInvalidArgument, "base64: bad length");
-  }
-  return out;
+  auto bytes = Base64Decode(text, Base64Mode::kLenient);
+  if (!bytes) return Fail(Code::kInvalidArgument, "malformed base64");
+  return std::move(*bytes);
 }
 
 std::string EncodeBase64(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = (static_cast<uint8_t>(bytes[i]) << 16) |
-                 (static_cast<uint8_t>(bytes[i + 1]) << 8) |
-                 static_cast<uint8_t>(bytes[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  size_t rest = bytes.size() - i;
-  if (rest > 0) {
-    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
-    if (rest == 2) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
+  return Base64Encode(bytes);
 }
 
 Result<Image> DecodePng(std::string_view png) {

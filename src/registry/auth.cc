@@ -1,72 +1,16 @@
-// Credentials from Docker/containers auth files, base64, and parsing of
+// Credentials from Docker/containers auth files and parsing of
 // WWW-Authenticate challenges.
 #include <cctype>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "common/base64.h"
 #include "common/fd.h"
 #include "egg/registry.h"
 #include "registry/internal.h"
 
 namespace egg {
 namespace registry_internal {
-namespace {
-
-constexpr char kAlphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-}  // namespace
-
-std::string Base64Encode(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < data.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(data[i]) << 16;
-    if (i + 1 < data.size()) n |= static_cast<uint8_t>(data[i + 1]) << 8;
-    if (i + 2 < data.size()) n |= static_cast<uint8_t>(data[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += i + 1 < data.size() ? kAlphabet[(n >> 6) & 63] : '=';
-    out += i + 2 < data.size() ? kAlphabet[n & 63] : '=';
-  }
-  return out;
-}
-
-std::optional<std::string> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    int v[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      char c = text[i + j];
-      if (c == '=' && last && j >= 2) {
-        v[j] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;  // data after padding
-      v[j] = Base64Value(c);
-      if (v[j] < 0) return std::nullopt;
-    }
-    uint32_t n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-    out += static_cast<char>((n >> 16) & 0xff);
-    if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(n & 0xff);
-  }
-  return out;
-}
 
 std::optional<Challenge> ParseChallenge(std::string_view header) {
   size_t i = 0;
@@ -237,7 +181,7 @@ Result<std::optional<Credentials>> CredentialsFromFile(
                       "\" has no \"auth\" (credential helpers are not "
                       "supported)");
     }
-    auto decoded = registry_internal::Base64Decode(auth->get<std::string>());
+    auto decoded = Base64Decode(auth->get<std::string>());
     size_t colon = decoded ? decoded->find(':') : std::string::npos;
     if (colon == std::string::npos) {
       return Fail(Code::kInvalidArgument,

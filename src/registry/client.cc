@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
+#include "common/base64.h"
 #include "common/bytes.h"
 #include "common/fd.h"
 #include "egg/registry.h"
@@ -25,7 +26,6 @@
 namespace egg {
 namespace {
 
-using registry_internal::Base64Encode;
 using registry_internal::Challenge;
 using registry_internal::ParseChallenge;
 using registry_internal::ResolveLocation;

@@ -12,10 +12,6 @@
 
 namespace egg::registry_internal {
 
-std::string Base64Encode(std::string_view data);
-// Strict: padding required, no whitespace. nullopt when malformed.
-std::optional<std::string> Base64Decode(std::string_view text);
-
 // A parsed WWW-Authenticate challenge: scheme ("bearer", "basic", lower
 // case) and its parameters (names lower case).
 struct Challenge {

@@ -1,5 +1,4 @@
 // Folder scanning into the store, and symlink target rewriting.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -71,21 +70,9 @@ Status Walk(Store& store, int fd, const std::string& host,
             const ImportOptions& options, ScanTotals* totals,
             std::vector<TreeEntry>* out) {
   if (depth > 64) return Fail(Rejected(host, "nested too deeply"));
-  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return Fail(ErrnoError(Quote(host)));
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(dup), &::closedir);
-  if (!dir) {
-    ::close(dup);
-    return Fail(ErrnoError(Quote(host)));
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* d = ::readdir(dir.get())) {
-    std::string name = d->d_name;
-    if (name != "." && name != "..") names.push_back(std::move(name));
-  }
-  if (errno != 0) return Fail(ErrnoError(Quote(host)));
-  std::sort(names.begin(), names.end());
+  auto listed = ReadDirSorted(fd, Quote(host));
+  if (!listed) return Fail(listed.error());
+  std::vector<std::string> names = std::move(*listed);
 
   for (const std::string& name : names) {
     std::string child_host = host + "/" + name;

@@ -172,6 +172,33 @@ bool Store::Has(ObjectKind kind, const Digest& digest) const {
          S_ISREG(st.st_mode);
 }
 
+namespace {
+
+// An object file opened without following links, with its stat. `name`
+// ("chunk sha256:...") names it in errors.
+struct OpenedObject {
+  UniqueFd fd;
+  struct stat st;
+};
+
+Result<OpenedObject> OpenObject(const std::string& path,
+                                const std::string& name) {
+  auto fd = OpenFile(path, O_RDONLY | O_NOFOLLOW);
+  if (!fd) {
+    if (fd.error().code() == Code::kNotFound) {
+      return Fail(Code::kNotFound, name + " is not in the store");
+    }
+    return Fail(fd.error().Wrap(name));
+  }
+  OpenedObject out{std::move(*fd), {}};
+  if (::fstat(out.fd.get(), &out.st) != 0) {
+    return Fail(ErrnoError("'" + path + "'"));
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<uint8_t>> Store::GetFrame(ObjectKind kind,
                                              const Digest& digest,
                                              uint64_t max_bytes) const {
@@ -180,15 +207,10 @@ Result<std::vector<uint8_t>> Store::GetFrame(ObjectKind kind,
                      DigestRef(digest);
 
   // Read the frame, bounded before allocation.
-  auto fd = OpenFile(path, O_RDONLY | O_NOFOLLOW);
-  if (!fd) {
-    if (fd.error().code() == Code::kNotFound) {
-      return Fail(Code::kNotFound, name + " is not in the store");
-    }
-    return Fail(fd.error().Wrap(name));
-  }
-  struct stat st;
-  if (::fstat(fd->get(), &st) != 0) return Fail(ErrnoError("'" + path + "'"));
+  auto opened = OpenObject(path, name);
+  if (!opened) return Fail(opened.error());
+  const UniqueFd& fd = opened->fd;
+  const struct stat& st = opened->st;
   std::string why;
   std::vector<uint8_t> frame;
   if (!S_ISREG(st.st_mode)) {
@@ -198,7 +220,7 @@ Result<std::vector<uint8_t>> Store::GetFrame(ObjectKind kind,
                 name + " is larger than the caller accepts");
   } else {
     frame.resize(static_cast<size_t>(st.st_size));
-    if (auto s = PreadExact(fd->get(), frame, 0); !s) {
+    if (auto s = PreadExact(fd.get(), frame, 0); !s) {
       if (s.error().code() != Code::kCorruption) return Fail(s.error());
       why = "shorter than its size";
     }
@@ -223,15 +245,10 @@ Result<std::vector<uint8_t>> Store::ReadFrameUnchecked(
   std::string path = ObjectPath(kind, digest);
   std::string name = std::string(ObjectKindName(kind)) + " " +
                      DigestRef(digest);
-  auto fd = OpenFile(path, O_RDONLY | O_NOFOLLOW);
-  if (!fd) {
-    if (fd.error().code() == Code::kNotFound) {
-      return Fail(Code::kNotFound, name + " is not in the store");
-    }
-    return Fail(fd.error().Wrap(name));
-  }
-  struct stat st;
-  if (::fstat(fd->get(), &st) != 0) return Fail(ErrnoError("'" + path + "'"));
+  auto opened = OpenObject(path, name);
+  if (!opened) return Fail(opened.error());
+  const UniqueFd& fd = opened->fd;
+  const struct stat& st = opened->st;
   if (!S_ISREG(st.st_mode)) {
     return Fail(Code::kCorruption, "'" + path + "' is not a regular file");
   }
@@ -240,7 +257,7 @@ Result<std::vector<uint8_t>> Store::ReadFrameUnchecked(
                 name + " is larger than the caller accepts");
   }
   std::vector<uint8_t> frame(static_cast<size_t>(st.st_size));
-  if (auto s = PreadExact(fd->get(), frame, 0); !s) return Fail(s.error());
+  if (auto s = PreadExact(fd.get(), frame, 0); !s) return Fail(s.error());
   return frame;
 }
 
