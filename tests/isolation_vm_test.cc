@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,9 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "egg/sandbox.h"
 #include "guest/vm_plan.h"
 #include "sandbox/vm_initramfs.h"
+#include "sandbox/vm_root.h"
 
 namespace egg {
 namespace {
@@ -33,12 +36,12 @@ using sandbox_internal::WriteCpioNewc;
 
 // Skips (with the reason) when the host cannot boot the guest at all;
 // any other start failure fails the test.
-#define REQUIRE_BOOTED(run)                                     \
-  do {                                                          \
-    if (!(run).started && (run).code == Code::kNotSupported) {  \
+#define REQUIRE_BOOTED(run)                                      \
+  do {                                                           \
+    if (!(run).started && (run).code == Code::kNotSupported) {   \
       GTEST_SKIP() << "vm backend unavailable: " << (run).error; \
-    }                                                           \
-    ASSERT_TRUE((run).started) << (run).error;                  \
+    }                                                            \
+    ASSERT_TRUE((run).started) << (run).error;                   \
   } while (0)
 
 constexpr char kProbeDir[] = EGG_PROBE_DIR;
@@ -91,12 +94,12 @@ TEST(VmPlan, RoundTripsThroughItsEncoding) {
 TEST(VmPlan, RejectsMalformedPlans) {
   std::string good = guest::EncodeVmPlan(GoodPlan());
   std::vector<std::string> bad = {
-      good.substr(0, good.size() - 1),              // unterminated
-      good + std::string("bogus\0x\0", 8),          // unknown key
+      good.substr(0, good.size() - 1),                   // unterminated
+      good + std::string("bogus\0x\0", 8),               // unknown key
       good + std::string("disk\0egg-2:dir:../x\0", 20),  // escaping target
       good + std::string("disk\0egg-2:raw:/x\0", 18),    // unknown kind
       good + std::string("port\0egg.fd.9:99999\0", 20),  // fd out of range
-      good + std::string("memory\0-1\0", 10),             // not a number
+      good + std::string("memory\0-1\0", 10),            // not a number
   };
   guest::VmPlan relative = GoodPlan();
   relative.argv = {"bin/true"};
@@ -106,6 +109,90 @@ TEST(VmPlan, RejectsMalformedPlans) {
     std::string why;
     EXPECT_FALSE(guest::DecodeVmPlan(b, &got, &why)) << b.size();
   }
+}
+
+TEST(VmControl, RoundTripsThroughItsEncoding) {
+  guest::VmControl c;
+  c.op = 'L';
+  c.seq = 7;
+  c.memory_bytes = 1 << 20;
+  c.wall_ms = 30000;
+  std::string line = guest::EncodeVmControl(c);
+  ASSERT_EQ(line.back(), '\n');
+  guest::VmControl got;
+  std::string why;
+  ASSERT_TRUE(
+      guest::DecodeVmControl(line.substr(0, line.size() - 1), &got, &why))
+      << why;
+  EXPECT_EQ(got.op, 'L');
+  EXPECT_EQ(got.seq, 7u);
+  EXPECT_EQ(got.memory_bytes, 1u << 20);
+  EXPECT_EQ(got.processes, 0u);
+  EXPECT_EQ(got.wall_ms, 30000u);
+}
+
+TEST(VmControl, RejectsMalformedControlLines) {
+  for (const char* bad :
+       {"", "L", "X 1", "L 0", "L x", "LL 1", "S 1 memory=5",
+        "L 1 memory=", "L 1 memory=-1", "L 1 memory=0", "L 1 bogus=3",
+        "L 1 memory", "L 1  memory=3", "K 1 2"}) {
+    guest::VmControl got;
+    std::string why;
+    EXPECT_FALSE(guest::DecodeVmControl(bad, &got, &why)) << bad;
+  }
+}
+
+TEST(VmRoot, ReadsTheInterpreterAndLibrariesOfAnElfFile) {
+  auto bytes = ReadFileToString("/usr/bin/true", 64 << 20);
+  ASSERT_TRUE(bytes);
+  sandbox_internal::ElfDeps deps = sandbox_internal::ReadElfDeps(*bytes);
+  EXPECT_NE(deps.interpreter.find("ld-linux"), std::string::npos);
+  EXPECT_NE(std::find(deps.needed.begin(), deps.needed.end(), "libc.so.6"),
+            deps.needed.end());
+}
+
+TEST(VmRoot, TruncatedOrForeignFilesHaveNoDependencies) {
+  auto bytes = ReadFileToString("/usr/bin/true", 64 << 20);
+  ASSERT_TRUE(bytes);
+  for (size_t cut : {0ul, 4ul, 63ul, 64ul, 200ul, bytes->size() / 2}) {
+    // Must not read out of bounds (the sanitizer builds check this).
+    (void)sandbox_internal::ReadElfDeps(bytes->substr(0, cut));
+  }
+  EXPECT_TRUE(sandbox_internal::ReadElfDeps("#!/bin/sh\n").needed.empty());
+  std::string big_endian = *bytes;
+  big_endian[5] = 2;
+  EXPECT_TRUE(sandbox_internal::ReadElfDeps(big_endian).needed.empty());
+}
+
+TEST(VmRoot, ComposedRootCarriesTheCommandAndItsLibrariesOnly) {
+  SandboxSpecBuilder b;
+  b.RuntimeRootPart("/usr", "/usr").RuntimeRootPart("/usr/lib", "/lib");
+  if (::access("/usr/lib64", F_OK) == 0) {
+    b.RuntimeRootPart("/usr/lib64", "/lib64");
+  }
+  b.Command({"/usr/bin/true"}).Backend("vm");
+  auto spec = std::move(b).Build();
+  ASSERT_TRUE(spec) << spec.error().message();
+  auto selection = sandbox_internal::SelectComposedRoot(*spec);
+  ASSERT_TRUE(selection) << selection.error().message();
+  EXPECT_TRUE(selection->count("/usr/bin/true"));
+  bool libc = false;
+  for (const auto& [path, e] : *selection) {
+    libc = libc || path.find("/libc.so.6") != std::string::npos;
+  }
+  EXPECT_TRUE(libc);
+  EXPECT_FALSE(selection->count("/usr/bin/python3"));
+  EXPECT_LT(selection->size(), 100u);
+}
+
+TEST(VmRoot, CommandOutsideTheComposedRootIsNotFound) {
+  SandboxSpecBuilder b;
+  b.RuntimeRootPart("/usr", "/usr").Command({"/opt/egg-nothing/x"});
+  auto spec = std::move(b).Build();
+  ASSERT_TRUE(spec) << spec.error().message();
+  auto selection = sandbox_internal::SelectComposedRoot(*spec);
+  ASSERT_FALSE(selection);
+  EXPECT_EQ(selection.error().code(), Code::kNotFound);
 }
 
 // A runtime root holding the probe at /probe and the libraries it needs.

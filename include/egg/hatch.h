@@ -109,6 +109,9 @@ class AgentHost {
     uint64_t pids_max = 0;
   };
   virtual LimitEvents LimitEventCounts() { return {}; }
+  // After each cell, before its output files are listed: brings the
+  // output folder up to date (a no-op unless the box copies /out).
+  [[nodiscard]] virtual Status AfterCell() { return {}; }
 };
 
 // Forks and execs `agent_path` with a socketpair end as its fd 3, with no
@@ -192,6 +195,9 @@ struct RunReport {
   std::vector<CellResult> cells;
   bool interrupted = false;
   std::string agent_error;  // why the agent failed, "" if it did not
+  // The isolation the cells really ran under ("vm", "oci:runc", ...; the
+  // choice `auto` made), "" when RunCells was called directly.
+  std::string isolation;
   bool AllSucceeded() const;
 };
 

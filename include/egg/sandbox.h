@@ -82,6 +82,9 @@ class SandboxSpec {
   // or a composition of binds (root_parts) on an empty read-only /.
   const std::string& root_folder() const { return root_folder_; }
   const std::vector<SandboxBind>& root_parts() const { return root_parts_; }
+  // Paths of a composed root a micro-VM guest must carry (see
+  // SandboxSpecBuilder::RuntimeRootNeeds); other backends ignore them.
+  const std::vector<std::string>& root_needs() const { return root_needs_; }
   const std::vector<SandboxBind>& binds() const { return binds_; }
   const std::string& output() const { return output_; }  // "" = no /out
   const std::vector<std::string>& devices() const { return devices_; }
@@ -104,6 +107,7 @@ class SandboxSpec {
   SandboxBackend backend_ = SandboxBackend::kNamespaces;
   std::string root_folder_;
   std::vector<SandboxBind> root_parts_;
+  std::vector<std::string> root_needs_;
   std::vector<SandboxBind> binds_;
   std::string output_;
   std::vector<std::string> devices_;
@@ -133,6 +137,13 @@ class SandboxSpecBuilder {
   // for runtimes split across folders. Exclusive with RuntimeRoot().
   SandboxSpecBuilder& RuntimeRootPart(const std::string& host,
                                       const std::string& sandbox);
+  // With RuntimeRootPart(): a sandbox path (file or folder) the vm backend
+  // must carry into its guest. A composed root of host folders is too big
+  // to image whole, so the guest gets only the command, these paths, the
+  // parts that are small, and the ELF libraries all of them need
+  // (docs/ISOLATION.md). The other backends bind every part whole and
+  // ignore this.
+  SandboxSpecBuilder& RuntimeRootNeeds(const std::string& sandbox_path);
   // A read-only bind, e.g. the egg's data at /data, agent at /.egg.
   SandboxSpecBuilder& ReadOnly(const std::string& host,
                                const std::string& sandbox);
@@ -252,6 +263,10 @@ class Sandbox {
     uint64_t pids_max = 0;
   };
   virtual LimitEvents GetLimitEvents() { return {}; }
+  // Between cells: makes the host's output folder show what the sandbox
+  // wrote to /out so far. A no-op where /out is the host folder itself;
+  // the vm backend flushes the guest's /out disk and reads it back.
+  [[nodiscard]] virtual Status SyncOutput() { return {}; }
 };
 
 // Starts the sandbox's first process. Errors: kSandboxSetup (with the
@@ -285,7 +300,8 @@ struct BackendProbe {
 [[nodiscard]] BackendProbe ProbeSandboxBackend(SandboxBackend backend,
                                                std::string_view oci_runtime);
 
-// The strongest backend that works on this host, in the order vm, gvisor,
+// The strongest backend that works on this host, in the order vm (only
+// where KVM runs guests: a TCG-only VM is passed over), gvisor,
 // namespaces (oci adds nothing over namespaces, so auto never picks it).
 // Probe results are cached per boot (keyed by the kernel's boot id) in
 // the egg state folder; `reason` says what was picked and why the

@@ -167,7 +167,10 @@ int RunHatch(const HatchArgs& a) {
   ResultsMeta meta;
   meta.egg = fs::path(a.egg).filename().string();
   meta.egg_digest = DigestRef(egg->content_root());
-  meta.isolation = a.no_sandbox ? "none" : a.isolation;
+  // What really ran (auto's choice), not the word asked for.
+  meta.isolation = a.no_sandbox          ? "none"
+                   : report->isolation.empty() ? a.isolation
+                                               : report->isolation;
   meta.signers = crypto::ChainReportLines(chain);
   meta.granted = consent->granted;
   std::string json = ResultsJson(*report, meta);

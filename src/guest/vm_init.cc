@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -304,16 +305,65 @@ void SetupCgroup(const VmPlan& plan) {
   }
   LoadSeccomp(programs);
   std::vector<char*> env;
-  for (const std::string& e : plan.env) env.push_back(const_cast<char*>(e.data()));
+  for (const std::string& e : plan.env)
+    env.push_back(const_cast<char*>(e.data()));
   env.push_back(nullptr);
   std::vector<char*> args;
-  for (const std::string& a : plan.argv) args.push_back(const_cast<char*>(a.data()));
+  for (const std::string& a : plan.argv)
+    args.push_back(const_cast<char*>(a.data()));
   args.push_back(nullptr);
   ::execve(args[0], args.data(), env.data());
   Die("exec '" + plan.argv[0] + "'", strerror(errno));
 }
 
 void KillCell() { WriteText(std::string(kCgroup) + "/cgroup.kill", "1"); }
+
+uint64_t CellCpuMs() {
+  return KeyedValue(std::string(kCgroup) + "/cpu.stat", "usage_usec") / 1000;
+}
+
+// The cell's running budgets; a control line from the host restarts them.
+struct Budget {
+  uint64_t start_ms = 0;
+  uint64_t cpu_base_ms = 0;
+  uint64_t cpu_ms = 0;
+  uint64_t wall_ms = 0;
+  bool host_kill = false;
+};
+
+// Applies one control line; the answer goes back on the status port.
+void HandleControl(const std::string& line, int out_fd, Budget* budget) {
+  VmControl c;
+  std::string why;
+  if (!DecodeVmControl(line, &c, &why)) {
+    WriteStatus("A 0 " + why + "\n");
+    return;
+  }
+  std::string answer = "A " + std::to_string(c.seq);
+  std::string cg = kCgroup;
+  if (c.op == 'L') {
+    if ((c.memory_bytes > 0 &&
+         !WriteText(cg + "/memory.max", std::to_string(c.memory_bytes))) ||
+        (c.processes > 0 &&
+         !WriteText(cg + "/pids.max", std::to_string(c.processes)))) {
+      answer += std::string(" setting limits: ") + strerror(errno);
+    }
+    if (c.cpu_ms > 0) budget->cpu_ms = c.cpu_ms;
+    if (c.wall_ms > 0) budget->wall_ms = c.wall_ms;
+    budget->start_ms = NowMs();
+    budget->cpu_base_ms = CellCpuMs();
+  } else if (c.op == 'S') {
+    // ext4 without a journal: after syncfs the image on the host is
+    // complete, so the host can read it back while the guest runs.
+    if (out_fd >= 0 && ::syncfs(out_fd) != 0) {
+      answer += std::string(" syncfs: ") + strerror(errno);
+    }
+  } else {
+    budget->host_kill = true;
+    KillCell();
+  }
+  WriteStatus(answer + "\n");
+}
 
 }  // namespace
 
@@ -351,7 +401,7 @@ int VmMain(int argc, char** argv) {
   std::map<std::string, std::string> ports = FindPorts(plan.ports.size() + 1);
   auto status = ports.find("egg.status");
   if (status == ports.end()) Fatal("ports", "no egg.status port");
-  g_status_fd = ::open(status->second.c_str(), O_WRONLY | O_CLOEXEC);
+  g_status_fd = ::open(status->second.c_str(), O_RDWR | O_CLOEXEC);
   if (g_status_fd < 0) FatalErrno("opening the status port");
 
   // Step 3: the disks and the sandbox's root.
@@ -389,6 +439,8 @@ int VmMain(int argc, char** argv) {
   Mount("", kNewRoot, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
         "mode=755");
   SetupCgroup(plan);
+  int out_fd = ::open((std::string(kNewRoot) + "/out").c_str(),
+                      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
   // Step 4: the cell's fds: ports, or /dev/null.
   std::vector<FdMove> moves;
@@ -413,27 +465,45 @@ int VmMain(int argc, char** argv) {
   if (child == 0) RunCell(plan, moves, programs);
   for (int fd : opened) ::close(fd);
   WriteStatus("R\n");
-  uint64_t start = NowMs();
+  Budget budget;
+  budget.start_ms = NowMs();
+  budget.cpu_ms = plan.cpu_ms;
+  budget.wall_ms = plan.wall_ms;
   std::string stopped = "none";
+  std::string control;
   int wstatus = 0;
   for (;;) {
     pid_t got = ::waitpid(-1, &wstatus, WNOHANG);
     if (got == child) break;
     if (got > 0) continue;  // an orphan reparented to PID 1
-    uint64_t cpu_ms =
-        KeyedValue(std::string(kCgroup) + "/cpu.stat", "usage_usec") / 1000;
-    if (stopped == "none" && cpu_ms > plan.cpu_ms) stopped = "cpu";
-    if (stopped == "none" && NowMs() - start > plan.wall_ms) stopped = "wall";
-    if (stopped != "none") KillCell();
-    ::usleep(20000);
+    uint64_t used = CellCpuMs() - budget.cpu_base_ms;
+    if (stopped == "none" && used > budget.cpu_ms) stopped = "cpu";
+    if (stopped == "none" && NowMs() - budget.start_ms > budget.wall_ms) {
+      stopped = "wall";
+    }
+    if (stopped != "none" || budget.host_kill) KillCell();
+    pollfd p{g_status_fd, POLLIN, 0};
+    if (::poll(&p, 1, 20) > 0 && (p.revents & POLLIN)) {
+      char buf[512];
+      ssize_t n = ::read(g_status_fd, buf, sizeof(buf));
+      if (n > 0) control.append(buf, n);
+      for (size_t nl; (nl = control.find('\n')) != std::string::npos;) {
+        HandleControl(control.substr(0, nl), out_fd, &budget);
+        control.erase(0, nl + 1);
+      }
+      // A host that sends garbage without newlines is cut off.
+      if (control.size() > 4096) control.clear();
+    }
   }
+  if (out_fd >= 0) ::close(out_fd);
 
   // Step 6: end the rest of the tree, measure, flush /out, report.
   KillCell();
   uint64_t drain = NowMs() + 5000;
-  while (ReadLineOf(std::string(kCgroup) + "/cgroup.events").find(
-             "populated 1") != std::string::npos &&
-         NowMs() < drain) {
+  while (
+      ReadLineOf(std::string(kCgroup) + "/cgroup.events").find("populated 1") !=
+          std::string::npos &&
+      NowMs() < drain) {
     while (::waitpid(-1, nullptr, WNOHANG) > 0) {
     }
     ::usleep(5000);

@@ -1,7 +1,7 @@
 // The micro-VM's plan: what egg (src/sandbox/vm_sandbox.cc) tells egg-init
-// vm (src/guest/vm_init.cc) through /egg/plan in the initramfs (the seccomp programs are
-// in /egg/seccomp, src/guest/seccomp_file.h). Shared by
-// both sides; header-only because egg-init links nothing of libegg.
+// vm (src/guest/vm_init.cc) through /egg/plan in the initramfs (the seccomp
+// programs are in /egg/seccomp, src/guest/seccomp_file.h). Shared by both
+// sides; header-only because egg-init links nothing of libegg.
 //
 // Encoding: a sequence of records, each KEY NUL VALUE NUL. Keys:
 //   arg     one argv element, in order (at least one; the first absolute)
@@ -11,6 +11,14 @@
 //   port    "<name>:<fd>": a virtio-serial port that becomes fd <fd>
 //   scratch, memory, processes, cpu_ms, wall_ms   decimal numbers > 0
 // A key not listed, a missing number or trailing bytes reject the plan.
+//
+// While the cell runs, the same "egg.status" port carries control lines
+// from the host (EncodeVmControl / DecodeVmControl), each answered by
+// "A <seq>\n" once applied (or "A <seq> <why>\n" when it was not):
+//   L <seq> [memory=N] [processes=N] [cpu_ms=N] [wall_ms=N]
+//       new limits; the CPU and wall budgets restart from now
+//   S <seq>   flush /out to its disk (the host then reads it back)
+//   K <seq>   kill the cell's whole group and end as usual
 #ifndef EGG_GUEST_VM_PLAN_H_
 #define EGG_GUEST_VM_PLAN_H_
 
@@ -135,9 +143,9 @@ inline bool DecodeVmPlan(const std::string& bytes, VmPlan* plan,
         return *why = "bad disk kind", false;
       }
       if (d.serial.empty() || d.serial.find('/') != std::string::npos ||
-          (d.kind != VmDisk::kRoot && (d.target.empty() || d.target[0] != '/' ||
-                                       d.target.find("..") !=
-                                           std::string::npos))) {
+          (d.kind != VmDisk::kRoot &&
+           (d.target.empty() || d.target[0] != '/' ||
+            d.target.find("..") != std::string::npos))) {
         return *why = "bad disk '" + value + "'", false;
       }
       plan->disks.push_back(d);
@@ -169,6 +177,83 @@ inline bool DecodeVmPlan(const std::string& bytes, VmPlan* plan,
   if (plan->scratch_bytes == 0 || plan->memory_bytes == 0 ||
       plan->processes == 0 || plan->cpu_ms == 0 || plan->wall_ms == 0) {
     return *why = "a limit is missing", false;
+  }
+  return true;
+}
+
+// One control line from the host (without its newline).
+struct VmControl {
+  char op = 0;  // 'L', 'S' or 'K'
+  uint64_t seq = 0;
+  uint64_t memory_bytes = 0;  // 0: unchanged
+  uint64_t processes = 0;
+  uint64_t cpu_ms = 0;
+  uint64_t wall_ms = 0;
+};
+
+inline std::string EncodeVmControl(const VmControl& c) {
+  std::string out(1, c.op);
+  out += " " + std::to_string(c.seq);
+  auto put = [&out](const char* key, uint64_t value) {
+    if (value > 0) out += std::string(" ") + key + "=" + std::to_string(value);
+  };
+  put("memory", c.memory_bytes);
+  put("processes", c.processes);
+  put("cpu_ms", c.cpu_ms);
+  put("wall_ms", c.wall_ms);
+  return out + "\n";
+}
+
+// False with `why` on any malformed line; unknown ops and keys too.
+inline bool DecodeVmControl(const std::string& line, VmControl* c,
+                            std::string* why) {
+  auto number = [](const std::string& text, uint64_t* value) {
+    if (text.empty() || text.size() > 19) return false;
+    for (char ch : text) {
+      if (ch < '0' || ch > '9') return false;
+    }
+    *value = std::strtoull(text.c_str(), nullptr, 10);
+    return *value > 0;
+  };
+  std::vector<std::string> words;
+  size_t pos = 0;
+  while (pos <= line.size()) {
+    size_t end = line.find(' ', pos);
+    if (end == std::string::npos) end = line.size();
+    words.push_back(line.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  if (words.size() < 2 || words[0].size() != 1) {
+    return *why = "bad control line", false;
+  }
+  *c = VmControl();
+  c->op = words[0][0];
+  if (c->op != 'L' && c->op != 'S' && c->op != 'K') {
+    return *why = "unknown control op", false;
+  }
+  if (!number(words[1], &c->seq)) return *why = "bad control seq", false;
+  if (c->op != 'L' && words.size() != 2) {
+    return *why = "trailing words", false;
+  }
+  for (size_t i = 2; i < words.size(); ++i) {
+    size_t eq = words[i].find('=');
+    if (eq == std::string::npos) return *why = "bad control field", false;
+    std::string key = words[i].substr(0, eq);
+    uint64_t n = 0;
+    if (!number(words[i].substr(eq + 1), &n)) {
+      return *why = "bad number for '" + key + "'", false;
+    }
+    if (key == "memory") {
+      c->memory_bytes = n;
+    } else if (key == "processes") {
+      c->processes = n;
+    } else if (key == "cpu_ms") {
+      c->cpu_ms = n;
+    } else if (key == "wall_ms") {
+      c->wall_ms = n;
+    } else {
+      return *why = "unknown control key '" + key + "'", false;
+    }
   }
   return true;
 }

@@ -546,6 +546,9 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
       r.note = "not run: an earlier cell failed";
     } else {
       RunOne(cells[i], langs[i], &r);
+      if (auto st = host_.AfterCell(); !st) {
+        AgentFailed("reading the output back: " + st.error().message());
+      }
       Listing after = ListOutput(options_.output_dir);
       r.files = ChangedFiles(options_.output_dir, before, after);
       before = std::move(after);

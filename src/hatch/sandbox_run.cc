@@ -78,6 +78,8 @@ class SandboxAgentHost : public AgentHost {
     return end_;
   }
 
+  Status AfterCell() override { return box_->SyncOutput(); }
+
   LimitEvents LimitEventCounts() override {
     Sandbox::LimitEvents e = box_->GetLimitEvents();
     return {e.oom_kills, e.pids_max};
@@ -182,6 +184,17 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
         b.RuntimeRootPart(real.string(), part);
       }
     }
+    // A micro-VM carries only what it is told of these parts: the
+    // drivers' interpreters and the common tools cells call.
+    for (const char* tool :
+         {"python3", "bash", "sh", "Rscript", "env", "cat", "ls", "head",
+          "tail", "wc", "sort", "uniq", "cut", "tr", "grep", "sed", "awk",
+          "echo", "printf", "pwd", "hostname", "id", "date", "true", "false",
+          "mkdir", "rm", "cp", "mv", "touch", "sleep", "seq"}) {
+      std::string path = std::string("/usr/bin/") + tool;
+      std::error_code ec;
+      if (fs::exists(path, ec)) b.RuntimeRootNeeds(path);
+    }
   } else {
     b.RuntimeRoot(setup.runtime_root);
   }
@@ -207,6 +220,10 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     c.limits =
         ClampToEgg(MergeLimits(c.limits, DefaultCellLimits()), egg_limits);
   }
+  std::string isolation = SandboxBackendName(spec->backend());
+  if (spec->backend() == SandboxBackend::kOci) {
+    isolation += ":" + spec->oci_runtime();
+  }
   SandboxAgentHost host(std::move(*box), std::move(ours), options.grace_ms,
                         egg_limits);
   options.output_dir = setup.output_dir;
@@ -214,7 +231,9 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   options.setup.drivers_dir = kSandboxDriversDir;
   options.setup.cwd = "/out";
   options.setup.cell_dir = "/tmp";
-  return RunCells(clamped, host, options);
+  auto report = RunCells(clamped, host, options);
+  if (report) report->isolation = isolation;
+  return report;
 }
 
 }  // namespace egg

@@ -26,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 // auto tries these in order: strongest first. oci (runc/crun) is the
 // same kind of isolation as namespaces (which adds Landlock), so auto
-// never picks it.
+// never picks it. vm only counts where KVM runs guests (see below).
 constexpr SandboxBackend kAutoOrder[] = {
     SandboxBackend::kVm, SandboxBackend::kGvisor, SandboxBackend::kNamespaces};
 
@@ -154,7 +154,22 @@ Result<BackendChoice> ChooseSandboxBackend() {
   bool cached = !probes.empty();
   if (!cached) {
     for (SandboxBackend b : kAutoOrder) {
-      BackendProbe p = ProbeSandboxBackend(b, "");
+      BackendProbe p;
+      if (b == SandboxBackend::kVm && !sandbox_internal::ProbeKvm().works) {
+        // A VM under TCG works (ProbeSandboxBackend boots one) but takes
+        // seconds to boot and runs every instruction in an emulator: a
+        // numerical cell is many times slower and meets its wall limit.
+        // gVisor also keeps host-kernel bugs out of the cell's reach, at
+        // a fraction of the cost, so auto passes over a TCG-only vm.
+        p.backend = b;
+        p.detail = "passed over: no usable KVM (" +
+                   sandbox_internal::ProbeKvm().detail +
+                   "), and under TCG emulation a guest boots in seconds "
+                   "and runs cells many times slower (--isolation vm "
+                   "still uses it)";
+      } else {
+        p = ProbeSandboxBackend(b, "");
+      }
       probes.push_back(p);
       if (p.works) break;
     }
@@ -167,8 +182,10 @@ Result<BackendChoice> ChooseSandboxBackend() {
   for (const BackendProbe& p : probes) {
     if (!p.works) {
       passed += std::string(passed.empty() ? "" : "; ") +
-                SandboxBackendName(p.backend) + " does not work here (" +
-                p.detail + ")";
+                SandboxBackendName(p.backend) +
+                (p.detail.rfind("passed over", 0) == 0
+                     ? " " + p.detail
+                     : " does not work here (" + p.detail + ")");
       continue;
     }
     choice.backend = p.backend;

@@ -169,6 +169,17 @@ SandboxSpecBuilder& SandboxSpecBuilder::RuntimeRootPart(
   return *this;
 }
 
+SandboxSpecBuilder& SandboxSpecBuilder::RuntimeRootNeeds(
+    const std::string& sandbox_path) {
+  if (!Ok()) return *this;
+  if (auto s = CheckSandboxPath(sandbox_path, "runtime root need"); !s) {
+    Keep(s.error());
+  } else {
+    spec_.root_needs_.push_back(sandbox_path);
+  }
+  return *this;
+}
+
 SandboxSpecBuilder& SandboxSpecBuilder::ReadOnly(const std::string& host,
                                                  const std::string& sandbox) {
   if (!Ok()) return *this;

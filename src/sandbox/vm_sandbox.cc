@@ -35,6 +35,7 @@
 #include "sandbox/seccomp_filter.h"
 #include "sandbox/vm_backend.h"
 #include "sandbox/vm_initramfs.h"
+#include "sandbox/vm_root.h"
 
 namespace egg::sandbox_internal {
 namespace {
@@ -45,6 +46,10 @@ namespace fs = std::filesystem;
 constexpr uint64_t kBootTimeoutMs = 60000;
 // After the guest's own wall limit: flushing /out and the reboot.
 constexpr uint64_t kWallGraceMs = 15000;
+// After Kill(): PID 1 kills the cell, flushes /out and reboots.
+constexpr uint64_t kKillGraceMs = 5000;
+// PID 1 answers a control line within this (TCG is slow).
+constexpr uint64_t kControlTimeoutMs = 10000;
 // Guest memory beyond the cell's limit: kernel, PID 1, tmpfs metadata.
 constexpr uint64_t kGuestOverheadBytes = 160ull << 20;
 constexpr char kErofsUuid[] = "6567672d-766d-4000-8000-000000000001";
@@ -75,9 +80,8 @@ Result<std::string> FindKernelDir() {
     }
   }
   if (found.empty()) {
-    return Fail(Code::kNotSupported,
-                "no guest kernel in '" + CacheRoot() +
-                    "' (run scripts/vm-kernel.sh)");
+    return Fail(Code::kNotSupported, "no guest kernel in '" + CacheRoot() +
+                                         "' (run scripts/vm-kernel.sh)");
   }
   std::sort(found.begin(), found.end());
   return found.back();
@@ -96,7 +100,8 @@ Status RunTool(const std::vector<std::string>& argv, const std::string& log) {
     }
     if (null >= 0) ::dup2(null, 0);
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     ::execv(args[0], args.data());
     ::_exit(127);
@@ -137,16 +142,54 @@ Result<std::string> RootImage(const std::string& mkfs,
                     std::to_string(st.st_ctim.tv_sec) + "." +
                     std::to_string(st.st_ctim.tv_nsec);
   const char* env = ::getenv("EGG_VM_IMAGE_CACHE");
-  std::string dir = env != nullptr && *env == '/' ? env : CacheRoot() + "/roots";
+  std::string dir =
+      env != nullptr && *env == '/' ? env : CacheRoot() + "/roots";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  std::string image = dir + "/" + DigestHex(Sha256Of(key)).substr(0, 32) +
-                      ".erofs";
+  std::string image =
+      dir + "/" + DigestHex(Sha256Of(key)).substr(0, 32) + ".erofs";
   if (::access(image.c_str(), R_OK) == 0) return image;
   std::string tmp = image + ".tmp-" + std::to_string(::getpid());
   if (auto s = MakeErofs(mkfs, tmp, folder, log); !s) {
     ::unlink(tmp.c_str());
     return Fail(s.error());
+  }
+  if (::rename(tmp.c_str(), image.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Fail(ErrnoError("renaming '" + tmp + "'"));
+  }
+  return image;
+}
+
+std::string ImageCacheDir() {
+  const char* env = ::getenv("EGG_VM_IMAGE_CACHE");
+  std::string dir =
+      env != nullptr && *env == '/' ? env : CacheRoot() + "/roots";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  return dir;
+}
+
+// A composed root: the selection the guest needs (vm_root.h), staged in
+// the run folder and imaged, cached by a key of its content.
+Result<std::string> ComposedRootImage(const std::string& mkfs,
+                                      const SandboxSpec& spec,
+                                      const std::string& run_dir,
+                                      const std::string& log) {
+  auto selection = SelectComposedRoot(spec);
+  if (!selection) return Fail(selection.error());
+  std::string image = ImageCacheDir() + "/parts-" +
+                      SelectionKey(*selection).substr(0, 32) + ".erofs";
+  if (::access(image.c_str(), R_OK) == 0) return image;
+  std::string stage = run_dir + "/root-stage";
+  if (auto s = StageSelection(*selection, stage); !s) return Fail(s.error());
+  std::string tmp = image + ".tmp-" + std::to_string(::getpid());
+  Status made = MakeErofs(mkfs, tmp, stage, log);
+  std::error_code ec;
+  fs::remove_all(stage, ec);
+  if (!made) {
+    ::unlink(tmp.c_str());
+    return Fail(made.error());
   }
   if (::rename(tmp.c_str(), image.c_str()) != 0) {
     ::unlink(tmp.c_str());
@@ -173,8 +216,8 @@ bool IsSocket(int fd) {
 }
 
 struct QemuFd {
-  int host = -1;    // the fd in egg
-  int child = -1;   // its number in QEMU
+  int host = -1;   // the fd in egg
+  int child = -1;  // its number in QEMU
 };
 
 // Forks QEMU with `fds` at their numbers; it dies with this thread.
@@ -194,7 +237,8 @@ Result<pid_t> SpawnQemu(const std::vector<std::string>& argv,
     ::dup2(out, 1);
     ::dup2(out, 2);
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     ::execv(args[0], args.data());
     ::_exit(127);
@@ -215,39 +259,167 @@ std::string LastGuestError(const std::string& dir) {
       }
     }
   }
-  return found.empty() ? "the guest ended during boot (see '" + dir +
-                             "/console.log')"
-                       : found;
+  return found.empty()
+             ? "the guest ended during boot (see '" + dir + "/console.log')"
+             : found;
+}
+
+// A fork of egg (no exec until egg is gone; async-signal-safe calls
+// only) that removes the run folder if egg dies without doing it: it
+// waits on a pipe egg holds, and on its end without a 'D' (done) execs
+// rm. QEMU itself dies with egg (PR_SET_PDEATHSIG).
+Result<UniqueFd> StartRunDirWatcher(const std::string& dir) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Fail(ErrnoError("pipe"));
+  const char* rm =
+      ::access("/usr/bin/rm", X_OK) == 0 ? "/usr/bin/rm" : "/bin/rm";
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return Fail(ErrnoError("fork"));
+  }
+  if (pid == 0) {
+    ::setsid();
+    // Holding none of egg's fds: a reader of egg's stdout must see its end.
+    int keep = fds[0];
+    for (int fd = 0; fd < 4096; ++fd) {
+      if (fd != keep) ::close(fd);
+    }
+    // Detached from egg: a second fork makes init its parent.
+    if (::fork() != 0) ::_exit(0);
+    char c = 0;
+    ssize_t n;
+    do {
+      n = ::read(keep, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 1 && c == 'D') ::_exit(0);
+    timespec pause{0, 200000000};  // QEMU is dying with egg
+    ::nanosleep(&pause, nullptr);
+    const char* argv[] = {"rm", "-rf", "--", dir.c_str(), nullptr};
+    ::execv(rm, const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(fds[0]);
+  RetryEintr([&] { return ::waitpid(pid, nullptr, 0); });
+  return UniqueFd(fds[1]);
+}
+
+bool SameFile(const fs::path& a, const fs::path& b) {
+  struct stat sa, sb;
+  if (::lstat(a.c_str(), &sa) != 0 || ::lstat(b.c_str(), &sb) != 0) {
+    return false;
+  }
+  if (!S_ISREG(sa.st_mode) || !S_ISREG(sb.st_mode) ||
+      sa.st_size != sb.st_size || sa.st_mtime != sb.st_mtime ||
+      sa.st_mode != sb.st_mode) {
+    return false;
+  }
+  auto x = ReadFileToString(a, 1ull << 40);
+  auto y = ReadFileToString(b, 1ull << 40);
+  return x && y && *x == *y;
+}
+
+// Copies one entry of the read-back /out (the run folder is on another
+// file system than the output folder, so it cannot be renamed there).
+Status CopyEntry(const fs::path& from, const fs::path& to) {
+  struct stat st;
+  if (::lstat(from.c_str(), &st) != 0) {
+    return Fail(ErrnoError("lstat '" + from.string() + "'"));
+  }
+  std::error_code ec;
+  if (S_ISDIR(st.st_mode)) {
+    fs::create_directory(to, ec);
+  } else if (S_ISLNK(st.st_mode)) {
+    fs::copy_symlink(from, to, ec);
+  } else if (S_ISREG(st.st_mode)) {
+    fs::path tmp = to.string() + ".egg-vm-tmp";
+    fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::rename(tmp, to, ec);
+    if (ec) fs::remove(tmp);
+  } else {
+    return {};  // devices, fifos: never results
+  }
+  if (ec)
+    return Fail(Code::kIo, "copying '" + from.string() + "' to '" +
+                               to.string() + "': " + ec.message());
+  timespec times[2] = {st.st_atim, st.st_mtim};
+  ::lchown(to.c_str(), st.st_uid, st.st_gid);
+  if (!S_ISLNK(st.st_mode)) ::chmod(to.c_str(), st.st_mode & 07777);
+  ::utimensat(AT_FDCWD, to.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  return {};
+}
+
+// Makes `dst` hold what `src` holds; unchanged files are left alone.
+Status MirrorTree(const fs::path& src, const fs::path& dst) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dst, ec)) {
+    if (!fs::exists(fs::symlink_status(src / e.path().filename()))) {
+      fs::remove_all(e.path(), ec);
+    }
+  }
+  for (const auto& e : fs::directory_iterator(src, ec)) {
+    fs::path target = dst / e.path().filename();
+    fs::file_status here = fs::symlink_status(e.path());
+    fs::file_status there = fs::symlink_status(target);
+    if (SameFile(e.path(), target)) continue;
+    if (!(fs::is_directory(here) && fs::is_directory(there)) &&
+        fs::exists(there)) {
+      fs::remove_all(target, ec);
+    }
+    if (auto s = CopyEntry(e.path(), target); !s) return s;
+    if (fs::is_directory(here)) {
+      if (auto s = MirrorTree(e.path(), target); !s) return s;
+    }
+  }
+  if (ec)
+    return Fail(Code::kIo, "reading '" + src.string() + "': " + ec.message());
+  return {};
 }
 
 class VmSandbox : public Sandbox {
  public:
   VmSandbox(const SandboxSpec& spec, std::string dir, pid_t qemu,
-            UniqueFd status, std::string debugfs, uint64_t started_ms)
-      : dir_(std::move(dir)),
+            UniqueFd status, std::string debugfs, uint64_t started_ms,
+            UniqueFd watcher)
+      : watcher_(std::move(watcher)),
+        dir_(std::move(dir)),
         output_(spec.output()),
         qemu_(qemu),
         status_(std::move(status)),
         debugfs_(std::move(debugfs)),
         limits_(spec.limits()),
-        deadline_ms_(started_ms + *spec.limits().wall_ms + kWallGraceMs) {}
+        deadline_ms_(started_ms + *spec.limits().wall_ms + kWallGraceMs),
+        wall_ms_(*spec.limits().wall_ms) {}
 
   ~VmSandbox() override {
+    // A Kill() in flight: let PID 1 finish (it flushes /out) for a while.
+    while (!outcome_ && killed_ && !qemu_killed_) {
+      auto o = Poll();
+      if (!o) break;
+      if (!*o) ::usleep(20000);
+    }
     if (!outcome_) {
       ::kill(qemu_, SIGKILL);
       RetryEintr([&] { return ::waitpid(qemu_, nullptr, 0); });
     }
     if (!::getenv("EGG_VM_KEEP")) RemoveRunDir(dir_);
+    (void)WriteAll(watcher_.get(), "D");
   }
 
   int pid() const override { return qemu_; }
 
+  // Asks PID 1 to kill the cell's group and end as usual (so /out is
+  // flushed and read back); QEMU itself is SIGKILLed if the guest has not
+  // ended within kKillGraceMs.
   Status Kill() override {
-    if (outcome_) return {};
+    if (outcome_ || killed_) return {};
     killed_ = true;
-    if (::kill(qemu_, SIGKILL) != 0 && errno != ESRCH) {
-      return Fail(ErrnoError("killing QEMU"));
-    }
+    kill_deadline_ms_ = NowMs() + kKillGraceMs;
+    guest::VmControl c;
+    c.op = 'K';
+    c.seq = ++seq_;
+    if (!Send(c)) return KillQemu();
     return {};
   }
 
@@ -257,6 +429,9 @@ class VmSandbox : public Sandbox {
     if (!killed_ && NowMs() >= deadline_ms_) {
       wall_ = true;
       if (auto s = Kill(); !s) return Fail(s.error());
+    }
+    if (killed_ && !qemu_killed_ && NowMs() >= kill_deadline_ms_) {
+      if (auto s = KillQemu(); !s) return Fail(s.error());
     }
     int status = 0;
     pid_t got = ::waitpid(qemu_, &status, WNOHANG);
@@ -282,17 +457,87 @@ class VmSandbox : public Sandbox {
   }
 
   Status SetLimits(const Limits& limits) override {
-    // TODO(security): the guest reads its limits once, from the plan;
-    // changing them needs a control message to PID 1.
-    if (limits.memory_bytes || limits.processes || limits.cpu_ms) {
-      return Fail(Code::kNotSupported,
-                  "the vm backend cannot change limits of a running guest");
+    if ((limits.memory_bytes && *limits.memory_bytes > *limits_.memory_bytes) ||
+        (limits.processes && *limits.processes > *limits_.processes)) {
+      return Fail(Code::kInvalidArgument,
+                  "limits may not be raised above the sandbox's own");
     }
     if (limits.wall_ms) deadline_ms_ = NowMs() + *limits.wall_ms + kWallGraceMs;
-    return {};
+    guest::VmControl c;
+    c.op = 'L';
+    c.seq = ++seq_;
+    c.memory_bytes = limits.memory_bytes.value_or(0);
+    c.processes = limits.processes.value_or(0);
+    c.cpu_ms = limits.cpu_ms.value_or(0);
+    c.wall_ms = limits.wall_ms.value_or(0);
+    if (!limits.wall_ms) {
+      deadline_ms_ = NowMs() + wall_ms_ + kWallGraceMs;
+    } else {
+      wall_ms_ = *limits.wall_ms;
+    }
+    return Request(c);
+  }
+
+  Status SyncOutput() override {
+    if (output_.empty() || outcome_) return {};
+    guest::VmControl c;
+    c.op = 'S';
+    c.seq = ++seq_;
+    if (auto s = Request(c); !s) return s;
+    return ReadOutBack();
   }
 
  private:
+  bool Send(const guest::VmControl& c) {
+    std::string line = guest::EncodeVmControl(c);
+    return ::send(status_.get(), line.data(), line.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(line.size());
+  }
+
+  Status KillQemu() {
+    qemu_killed_ = true;
+    if (::kill(qemu_, SIGKILL) != 0 && errno != ESRCH) {
+      return Fail(ErrnoError("killing QEMU"));
+    }
+    return {};
+  }
+
+  // Sends `c` and waits for PID 1's answer. A guest that has already
+  // ended has nothing left to change: that is not an error.
+  Status Request(const guest::VmControl& c) {
+    if (outcome_) return {};
+    if (!Send(c)) {
+      return Fail(Code::kSandboxSetup, "vm: the guest's control port is gone");
+    }
+    std::string want = "\nA " + std::to_string(c.seq);
+    // "A 1" must not match the answer to 10.
+    uint64_t deadline = NowMs() + kControlTimeoutMs;
+    while (NowMs() < deadline) {
+      ReadStatus();
+      if (text_.find(want + "\n") != std::string::npos) return {};
+      size_t at = text_.find(want + " ");
+      if (at != std::string::npos) {
+        size_t end = text_.find('\n', at + 1);
+        if (end != std::string::npos) {
+          return Fail(Code::kSandboxSetup,
+                      "vm: guest:" + text_.substr(at + want.size(),
+                                                  end - at - want.size()));
+        }
+      }
+      siginfo_t info{};
+      if (text_.find("X ") != std::string::npos ||
+          ::waitid(P_PID, qemu_, &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+          info.si_pid != 0) {
+        return {};  // the guest has ended: nothing left to change
+      }
+      pollfd p{status_.get(), POLLIN, 0};
+      ::poll(&p, 1, 20);
+    }
+    return Fail(Code::kSandboxSetup,
+                "vm: the guest did not answer a control message in " +
+                    std::to_string(kControlTimeoutMs / 1000) + " s");
+  }
+
   void ReadStatus() {
     char buf[4096];
     for (;;) {
@@ -349,21 +594,32 @@ class VmSandbox : public Sandbox {
     outcome_ = o;
   }
 
-  // /out: the guest's ext4 image, read in user space (debugfs), never
-  // mounted on the host.
   void CopyOut() {
-    if (output_.empty()) return;
-    std::string image = dir_ + "/out.img";
-    Status s = RunTool({debugfs_, "-R", "rdump / " + output_, image},
-                       dir_ + "/debugfs.log");
-    if (!s) LogWarning("reading /out back: " + s.error().message());
-    // rdump makes a folder named for the source under the target.
-    std::error_code ec;
-    for (const char* extra : {"lost+found"}) {
-      fs::remove_all(output_ + "/" + extra, ec);
+    if (auto s = ReadOutBack(); !s) {
+      LogWarning("reading /out back: " + s.error().message());
     }
   }
 
+  // /out: the guest's ext4 image, read in user space (debugfs), never
+  // mounted on the host, into a fresh folder, then mirrored into the
+  // output folder (unchanged files keep their inode, so a cell's changed
+  // files can be told from the others).
+  Status ReadOutBack() {
+    if (output_.empty()) return {};
+    std::string image = dir_ + "/out.img";
+    std::string dump = dir_ + "/dump-" + std::to_string(++dumps_);
+    std::error_code ec;
+    fs::create_directory(dump, ec);
+    if (ec) return Fail(Code::kIo, "creating '" + dump + "': " + ec.message());
+    Status s = RunTool({debugfs_, "-R", "rdump / " + dump, image},
+                       dir_ + "/debugfs.log");
+    if (s) fs::remove_all(dump + "/lost+found", ec);
+    if (s) s = MirrorTree(dump, output_);
+    fs::remove_all(dump, ec);
+    return s;
+  }
+
+  UniqueFd watcher_;
   std::string dir_;
   std::string output_;
   pid_t qemu_;
@@ -371,8 +627,13 @@ class VmSandbox : public Sandbox {
   std::string debugfs_;
   Limits limits_;
   uint64_t deadline_ms_;
-  std::string text_;
+  std::string text_ = "\n";  // every line, newline first, as sent
+  uint64_t wall_ms_;
+  uint64_t seq_ = 0;
+  uint64_t kill_deadline_ms_ = 0;
+  int dumps_ = 0;
   bool killed_ = false;
+  bool qemu_killed_ = false;
   bool wall_ = false;
   std::optional<Outcome> outcome_;
 };
@@ -406,11 +667,23 @@ KvmProbe ProbeKvm() {
     }
     // A kernel with no root panics and reboots; -no-reboot ends QEMU. A
     // KVM that cannot run the guest leaves QEMU paused instead.
-    std::vector<std::string> argv = {
-        *qemu, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "256",
-        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-        "-kernel", *kernel + "/vmlinuz", "-append",
-        "console=ttyS0 panic=-1 quiet"};
+    std::vector<std::string> argv = {*qemu,
+                                     "-M",
+                                     "microvm",
+                                     "-accel",
+                                     "kvm",
+                                     "-cpu",
+                                     "host",
+                                     "-m",
+                                     "256",
+                                     "-nodefaults",
+                                     "-no-user-config",
+                                     "-nographic",
+                                     "-no-reboot",
+                                     "-kernel",
+                                     *kernel + "/vmlinuz",
+                                     "-append",
+                                     "console=ttyS0 panic=-1 quiet"};
     auto pid = SpawnQemu(argv, {}, "/dev/null");
     if (!pid) {
       probe = {false, pid.error().message()};
@@ -422,7 +695,8 @@ KvmProbe ProbeKvm() {
       if (NowMs() > deadline) {
         ::kill(*pid, SIGKILL);
         ::waitpid(*pid, &status, 0);
-        probe = {false, "a probe guest did not finish booting under KVM in 5 s"};
+        probe = {false,
+                 "a probe guest did not finish booting under KVM in 5 s"};
         return;
       }
       ::usleep(20000);
@@ -439,10 +713,6 @@ KvmProbe ProbeKvm() {
 
 Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   // What this backend does not carry yet is refused, never weakened.
-  if (!spec.root_parts().empty()) {
-    return Fail(Code::kNotSupported,
-                "the vm backend needs a runtime root folder, not root parts");
-  }
   if (spec.network()) {
     return Fail(Code::kNotSupported, "the vm backend has no network yet");
   }
@@ -475,10 +745,18 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   struct Cleanup {
     std::string dir;
     bool armed = true;
+    UniqueFd watcher;
     ~Cleanup() {
-      if (armed) RemoveRunDir(dir);
+      if (!armed) return;
+      RemoveRunDir(dir);
+      if (watcher.get() >= 0) (void)WriteAll(watcher.get(), "D");
     }
   } cleanup{dir};
+  if (!::getenv("EGG_VM_KEEP")) {
+    auto watcher = StartRunDirWatcher(dir);
+    if (!watcher) return Fail(watcher.error());
+    cleanup.watcher = std::move(*watcher);
+  }
   std::string log = dir + "/tools.log";
   const Limits& limits = spec.limits();
 
@@ -496,7 +774,9 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
     args.push_back("virtio-blk-device,drive=" + id + ",serial=" + id);
     plan.disks.push_back({id, kind, target});
   };
-  auto root = RootImage(*mkfs, spec.root_folder(), log);
+  auto root = spec.root_parts().empty()
+                  ? RootImage(*mkfs, spec.root_folder(), log)
+                  : ComposedRootImage(*mkfs, spec, dir, log);
   if (!root) return Fail(root.error());
   add_disk(*root, guest::VmDisk::kRoot, "", true);
   for (const SandboxBind& b : spec.binds()) {
@@ -512,18 +792,22 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
       std::error_code ec;
       fs::create_directory(folder, ec);
       fs::copy_file(b.host, folder + "/f", ec);
-      if (ec) return Fail(Code::kIo, "copying '" + b.host + "': " + ec.message());
+      if (ec)
+        return Fail(Code::kIo, "copying '" + b.host + "': " + ec.message());
     }
-    if (auto s = MakeErofs(*mkfs, image, folder, log); !s) return Fail(s.error());
+    if (auto s = MakeErofs(*mkfs, image, folder, log); !s)
+      return Fail(s.error());
     add_disk(image, file ? guest::VmDisk::kFile : guest::VmDisk::kDir,
              b.sandbox, true);
   }
   if (!spec.output().empty()) {
     std::string image = dir + "/out.img";
     uint64_t kib = std::max<uint64_t>(*limits.scratch_bytes, 64ull << 20) >> 10;
-    if (auto s = RunTool({*mke2fs, "-q", "-F", "-t", "ext4", "-E",
-                          "root_owner=1000:1000", image, std::to_string(kib)},
-                         log);
+    // No journal: debugfs reads the image as it is on disk.
+    if (auto s =
+            RunTool({*mke2fs, "-q", "-F", "-t", "ext4", "-O", "^has_journal",
+                     "-E", "root_owner=1000:1000", image, std::to_string(kib)},
+                    log);
         !s) {
       return Fail(s.error());
     }
@@ -565,7 +849,8 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   std::vector<std::pair<int, int>> cell_fds;
   if (spec.stdout_fd() >= 0) cell_fds.push_back({spec.stdout_fd(), 1});
   if (spec.stderr_fd() >= 0) cell_fds.push_back({spec.stderr_fd(), 2});
-  for (const SandboxFd& f : spec.fds()) cell_fds.push_back({f.host_fd, f.sandbox_fd});
+  for (const SandboxFd& f : spec.fds())
+    cell_fds.push_back({f.host_fd, f.sandbox_fd});
   for (auto [host_fd, target] : cell_fds) {
     std::string name = "egg.fd." + std::to_string(target);
     if (auto s = add_port(host_fd, name); !s) return Fail(s.error());
@@ -606,8 +891,8 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
     entries.push_back({"egg/modules/" + name, S_IFREG | 0444, *ko});
   }
   std::string initrd = dir + "/initrd.cpio";
-  if (auto s = WriteFileAtomic(initrd, WriteCpioNewc(std::move(entries)),
-                               0600, false);
+  if (auto s = WriteFileAtomic(initrd, WriteCpioNewc(std::move(entries)), 0600,
+                               false);
       !s) {
     return Fail(s.error());
   }
@@ -624,13 +909,29 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
     append += " tsc_early_khz=" + std::to_string(khz);
   }
   append += " -- vm";
-  std::vector<std::string> argv = {
-      *qemu, "-M", "microvm", "-accel", kvm.works ? "kvm" : "tcg",
-      "-cpu", kvm.works ? "host" : "max", "-smp", "1",
-      "-m", std::to_string(mem_mib), "-nodefaults", "-no-user-config",
-      "-nographic", "-no-reboot", "-kernel", *kernel + "/vmlinuz",
-      "-initrd", initrd, "-append", append,
-      "-serial", "file:" + dir + "/console.log"};
+  std::vector<std::string> argv = {*qemu,
+                                   "-M",
+                                   "microvm",
+                                   "-accel",
+                                   kvm.works ? "kvm" : "tcg",
+                                   "-cpu",
+                                   kvm.works ? "host" : "max",
+                                   "-smp",
+                                   "1",
+                                   "-m",
+                                   std::to_string(mem_mib),
+                                   "-nodefaults",
+                                   "-no-user-config",
+                                   "-nographic",
+                                   "-no-reboot",
+                                   "-kernel",
+                                   *kernel + "/vmlinuz",
+                                   "-initrd",
+                                   initrd,
+                                   "-append",
+                                   append,
+                                   "-serial",
+                                   "file:" + dir + "/console.log"};
   argv.insert(argv.end(), args.begin(), args.end());
   uint64_t started = NowMs();
   auto pid = SpawnQemu(argv, fds, dir + "/qemu.log");
@@ -662,8 +963,9 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   if (text[0] != 'R') return fail(text.substr(1, text.find('\n') - 1));
   LogDebug("vm: guest ready in " + std::to_string(NowMs() - started) + " ms");
   cleanup.armed = false;
-  auto box = std::make_unique<VmSandbox>(spec, dir, *pid, std::move(status),
-                                         *debugfs, NowMs());
+  auto box =
+      std::make_unique<VmSandbox>(spec, dir, *pid, std::move(status), *debugfs,
+                                  NowMs(), std::move(cleanup.watcher));
   return std::unique_ptr<Sandbox>(std::move(box));
 }
 

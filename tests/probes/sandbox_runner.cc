@@ -8,7 +8,9 @@
 // usage: sandbox_runner --probe-dir D [--out O] [--data A] [--none]
 //          [--stdin] [--memory B] [--processes N] [--cpu-ms N]
 //          [--wall-ms N] [--scratch B] [--backend NAME]
-//          [--oci-runtime runc|crun] -- ARGS...
+//          [--oci-runtime runc|crun] [--shell] -- ARGS...
+// With --shell, ARGS is one sh script run as /bin/sh -c ARGS (the probe is
+// /probe/egg_sandbox_probe there): several probes in one sandbox.
 #include <stdio.h>
 #include <unistd.h>
 
@@ -20,7 +22,7 @@
 
 int main(int argc, char** argv) {
   std::string probe_dir, out, data, backend, oci_runtime;
-  bool none = false, pass_stdin = false;
+  bool none = false, pass_stdin = false, shell = false;
   egg::Limits limits;
   limits.wall_ms = 20000;
   std::vector<std::string> args;
@@ -41,6 +43,8 @@ int main(int argc, char** argv) {
       none = true;
     else if (a == "--stdin")
       pass_stdin = true;
+    else if (a == "--shell")
+      shell = true;
     else if (a == "--memory")
       limits.memory_bytes = std::stoull(next());
     else if (a == "--processes")
@@ -72,7 +76,11 @@ int main(int argc, char** argv) {
     }
     b.ReadOnly(probe_dir, "/probe");
     if (!data.empty()) b.ReadOnly(data, "/data");
-    args.insert(args.begin(), "/probe/egg_sandbox_probe");
+    if (shell) {
+      args.insert(args.begin(), {"/bin/sh", "-c"});
+    } else {
+      args.insert(args.begin(), "/probe/egg_sandbox_probe");
+    }
   }
   if (!backend.empty()) b.Backend(backend);
   if (!oci_runtime.empty()) b.OciRuntime(oci_runtime);
