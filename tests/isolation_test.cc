@@ -229,7 +229,13 @@ class IsolationHostileCell : public ::testing::TestWithParam<BackendParam> {
       for (const std::string& a : probes[i]) script += " " + ShellQuote(a);
       script += "; echo \"EGGEND $?\"\n";
     }
-    ProbeRun all = RunProbe(GetParam(), {"--out", out_, "--shell"}, {script});
+    std::string data = MakeTempDir();
+    { std::ofstream(data + "/probes.sh") << script; }
+    ::chmod((data + "/probes.sh").c_str(), 0644);
+    ProbeRun all = RunProbe(GetParam(),
+                            {"--out", out_, "--data", data, "--shell"},
+                            {"/data/probes.sh"});
+    fs::remove_all(data);
     EXPECT_TRUE(all.started) << all.output;
     size_t pos = 0;
     for (size_t i = 0; i < probes.size(); ++i) {

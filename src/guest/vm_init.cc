@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -299,6 +300,10 @@ void SetupCgroup(const VmPlan& plan) {
   if (::chdir(plan.cwd.c_str()) != 0) DieErrno("cwd '" + plan.cwd + "'");
   rlimit core{0, 0};
   ::setrlimit(RLIMIT_CORE, &core);
+  // No capability can come back: empty the bounding and ambient sets
+  // while still root (numbers past the kernel's last one fail: ignored).
+  for (int cap = 0; cap < 64; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   if (::setgroups(0, nullptr) != 0 || ::setgid(kCellId) != 0 ||
       ::setuid(kCellId) != 0) {
     DieErrno("dropping to uid 1000");

@@ -9,8 +9,10 @@
 //          [--stdin] [--memory B] [--processes N] [--cpu-ms N]
 //          [--wall-ms N] [--scratch B] [--backend NAME]
 //          [--oci-runtime runc|crun] [--shell] -- ARGS...
-// With --shell, ARGS is one sh script run as /bin/sh -c ARGS (the probe is
-// /probe/egg_sandbox_probe there): several probes in one sandbox.
+// With --shell, ARGS is one sh script in the sandbox, run as /bin/sh
+// ARGS (the probe is /probe/egg_sandbox_probe there): several probes in
+// one sandbox. A file, not -c: the script's text must not be in a
+// command line the probes can read.
 #include <stdio.h>
 #include <unistd.h>
 
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
     b.ReadOnly(probe_dir, "/probe");
     if (!data.empty()) b.ReadOnly(data, "/data");
     if (shell) {
-      args.insert(args.begin(), {"/bin/sh", "-c"});
+      args.insert(args.begin(), "/bin/sh");
     } else {
       args.insert(args.begin(), "/probe/egg_sandbox_probe");
     }
