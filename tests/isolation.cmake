@@ -1,6 +1,20 @@
 # The hostile-cell suite against every backend (namespaces, oci with runc
 # and crun, gvisor, vm), reusing the sandbox component's probes.
-egg_test(test_isolation SOURCES isolation_test.cc DEPS egg_sandbox egg_hatch)
+# Not egg_test(): the vm instances and the example on every backend boot
+# guests under TCG, so they are discovered apart and labelled slow.
+add_executable(test_isolation isolation_test.cc)
+target_link_libraries(test_isolation PRIVATE egg_sandbox egg_hatch
+                      GTest::gtest_main)
+target_compile_definitions(test_isolation PRIVATE
+  EGG_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+  EGG_BINARY_DIR="${PROJECT_BINARY_DIR}")
+gtest_discover_tests(test_isolation DISCOVERY_TIMEOUT 60
+  TEST_FILTER "-*/vm:IsolationExample.*"
+  PROPERTIES ENVIRONMENT "EGG_BIN=$<TARGET_FILE_DIR:egg>/egg")
+gtest_discover_tests(test_isolation DISCOVERY_TIMEOUT 60
+  TEST_FILTER "*/vm:IsolationExample.*"
+  PROPERTIES ENVIRONMENT "EGG_BIN=$<TARGET_FILE_DIR:egg>/egg"
+             LABELS slow TIMEOUT 900)
 add_dependencies(test_isolation egg_sandbox_probe egg_sandbox_runner egg-init
                  egg-agent)
 target_compile_definitions(test_isolation PRIVATE
