@@ -2,7 +2,8 @@
 # Registry benchmark: push and pull of a 1 GiB egg through Debian's
 # docker-registry on 127.0.0.1, beside curl moving the same bytes as one
 # blob; the second pull of the same egg; the pull of an egg that shares its
-# runtime with one already in the store. Prints one Markdown table.
+# runtime with one already in the store; the runtime pushed and fetched on
+# its own. Prints one Markdown table.
 #
 # usage: bench/registry_bench.sh [path/to/egg]   (default: build/egg)
 # SIZE_MIB=1024 sets the egg size (half runtime, half data).
@@ -127,7 +128,31 @@ row "egg pull b (runtime already in store)" \
   "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')"
 cmp "$work/b.egg" "$work/b1.egg"
 
-echo "egg a: $a_bytes bytes; egg b: $b_bytes bytes (same runtime); $(nproc) cores"
+# The runtime R on its own: pushed from a store, fetched into an empty one
+# through a trust config, fetched again.
+cat >"$work/trust.yaml" <<YAML
+runtime_registries: ["$host/runtimes"]
+YAML
+rt_digest=$("$egg" runtime import-folder "$work/runtime" --store "$work/rstore" 2>/dev/null)
+rt_bytes=$(du -sb "$work/runtime" | cut -f1)
+t0=$(now)
+pr=$("$egg" runtime push --json "$rt_digest" "$host/runtimes/r:1" --version 1 \
+     --store "$work/rstore" 2>/dev/null)
+row "egg runtime push R (registry holds eggs a and b)" \
+  "$(echo "$pr" | json_field bytes_sent)" \
+  "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')"
+pin=$(echo "$pr" | json_field reference)
+fetch() { "$egg" runtime fetch --json "$pin" --trust "$work/trust.yaml" --store "$1" 2>/dev/null; }
+t0=$(now)
+fr=$(fetch "$work/fstore")
+row "egg runtime fetch R (empty store)" "$(echo "$fr" | json_field bytes_fetched)" \
+  "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')"
+t0=$(now)
+fr=$(fetch "$work/fstore")
+row "egg runtime fetch R again (same store)" "$(echo "$fr" | json_field bytes_fetched)" \
+  "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')"
+
+echo "egg a: $a_bytes bytes; egg b: $b_bytes bytes (same runtime); runtime R: $rt_bytes bytes; $(nproc) cores"
 echo
 echo "| operation | MiB moved | seconds | MiB/s |"
 echo "|---|---:|---:|---:|"

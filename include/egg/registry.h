@@ -40,6 +40,7 @@ inline constexpr std::string_view kEggRuntimeArtifactType =
     "application/vnd.egg.runtime.v1";
 inline constexpr std::string_view kEggRuntimeConfigType =
     "application/vnd.egg.runtime.config.v1+json";
+inline constexpr std::string_view kEggTreeType = "application/vnd.egg.tree.v1";
 
 // "host[:port]/repo/path:tag", "host[:port]/repo/path@sha256:<hex>" or both
 // (the digest wins). An optional "oci://" prefix is accepted. The host is
@@ -293,6 +294,130 @@ struct EggPullResult {
                                             const std::string& out_path,
                                             bool overwrite, Store& store,
                                             const EggTransferOptions& options);
+
+// ---------------------------------------------------------------- runtimes
+//
+// A runtime travels on its own as an OCI artifact (docs/REGISTRY.md,
+// "Runtimes"): a config naming the runtime, its version and its tree, the
+// encoded tree as the first layer, and packs of the tree's chunks. The
+// name, version and tree are what the runtime's signature chain signs
+// (the same SSHSIG chain as eggs, docs/SIGNATURES.md).
+
+}  // namespace egg
+namespace egg::crypto {
+class Signer;  // egg/crypto.h
+}  // namespace egg::crypto
+namespace egg {
+
+inline constexpr uint64_t kMaxRuntimeConfigBytes = 64ull << 20;
+// The role of a runtime's signature entries.
+inline constexpr std::string_view kRuntimeSignerRole = "runtime";
+
+// What a runtime's signatures sign: which runtime, which version, which
+// tree. Versions only grow: a newer build of the same runtime name gets a
+// larger number.
+struct RuntimeVersion {
+  std::string name;  // [a-z0-9][a-z0-9._-]{0,63}
+  uint64_t version = 0;
+  Digest tree{};
+};
+
+// kInvalidArgument unless the name follows the rule above.
+[[nodiscard]] Status ValidateRuntimeName(std::string_view name);
+
+// The 32 bytes a runtime's signature chain signs in place of an egg's
+// content root: SHA-256 of "egg-runtime-root-v1\n" followed by the
+// canonical JSON {"name":...,"tree":"sha256:...","version":N}. The domain
+// string differs from an egg's, so no runtime signature verifies as an
+// egg signature or the other way round.
+Digest RuntimeRoot(const RuntimeVersion& runtime);
+
+struct RuntimePushOptions {
+  EggTransferOptions transfer;
+  std::string name;  // the runtime's name (ValidateRuntimeName)
+  uint64_t version = 0;
+  // When set, the pushed runtime carries one signature by this key (role
+  // "runtime") at `sign_time` seconds.
+  crypto::Signer* signer = nullptr;
+  uint64_t sign_time = 0;
+};
+
+struct RuntimePushResult {
+  Digest manifest{};
+  Digest tree{};
+  uint64_t chunks = 0;
+  uint64_t packs = 0;
+  uint64_t packs_sent = 0;  // the rest the registry had already
+  uint64_t bytes_sent = 0;
+};
+
+// Pushes the runtime tree `tree` of the local store (every chunk read and
+// verified) to ref's repository, under ref's tag or digest. Packs the
+// registry has are not sent again.
+[[nodiscard]] Result<RuntimePushResult> PushRuntime(
+    Store& store, const Digest& tree, const Reference& ref,
+    const RuntimePushOptions& options);
+
+struct RuntimeFetchOptions {
+  EggTransferOptions transfer;  // transfer.client.trust decides
+  // Verification time for allowed_signers windows; 0: now.
+  int64_t now = 0;
+};
+
+struct RuntimeFetchResult {
+  Digest manifest{};
+  RuntimeVersion runtime;
+  // The chain's summary (crypto::ChainSummary), "unsigned" when none.
+  std::string signatures;
+  std::vector<std::string> principals;  // of the trusted signers
+  bool signed_trusted = false;
+  uint64_t chunks = 0;
+  uint64_t chunks_fetched = 0;
+  uint64_t packs = 0;
+  uint64_t packs_fetched = 0;
+  uint64_t bytes_fetched = 0;
+};
+
+// Brings the runtime that `ref` pins into the store. In order, before
+// anything is written to the store:
+//   * ref must carry a digest (a tag alone is kInvalidArgument);
+//   * trust.runtime_registries must allow ref (kPermissionDenied);
+//   * the manifest must hash to the pin, the config and tree to their
+//     descriptors (kVerificationFailed);
+//   * when trust.runtime_signers is set, the signature chain must verify
+//     over RuntimeRoot and hold an entry by a key of that allowed_signers
+//     file (kVerificationFailed); a chain that does not verify is refused
+//     whether or not signers are required;
+//   * the version must not be older than the one trust.runtime_versions
+//     records for the name, nor the same version with another tree
+//     (kVerificationFailed, "rollback").
+// Then the chunks the store lacks are fetched (each checked against its
+// digest), the tree stored and kept, and for a runtime signed by a trusted
+// key its version recorded. On any failure the chunks this call added are
+// removed again: nothing is left in the store.
+[[nodiscard]] Result<RuntimeFetchResult> FetchRuntime(
+    const Reference& ref, Store& store, const RuntimeFetchOptions& options);
+
+// The runtime_versions state file: "egg-runtime-versions 1" and then one
+// "<name> <version> sha256:<tree>" line per runtime, sorted by name.
+struct RuntimeVersionRecord {
+  std::string name;
+  uint64_t version = 0;
+  Digest tree{};
+};
+// A missing file is an empty list; a malformed one is kCorruption naming
+// the line.
+[[nodiscard]] Result<std::vector<RuntimeVersionRecord>> ReadRuntimeVersions(
+    const std::string& path);
+// kVerificationFailed when `records` hold a newer version of the name, or
+// the same version with another tree.
+[[nodiscard]] Status CheckRuntimeVersion(
+    const std::vector<RuntimeVersionRecord>& records,
+    const RuntimeVersion& offered);
+// Under a lock on "<path>.lock": reads the file, checks `runtime` against
+// it and, when newer, records it (temporary file and rename).
+[[nodiscard]] Status RecordRuntimeVersion(const std::string& path,
+                                          const RuntimeVersion& runtime);
 
 }  // namespace egg
 

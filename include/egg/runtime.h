@@ -30,7 +30,7 @@ struct PackageVersion {
 // Only `digest` is an identity; the rest is informative.
 struct RuntimeInfo {
   Digest digest{};           // tree digest
-  std::string source;        // "folder", "tar" or "debian"
+  std::string source;        // "folder", "tar", "debian" or "oci"
   std::string origin;        // folder or tarball path, or the suite
   std::string suite;         // debian: e.g. "bookworm"
   std::string variant;       // debian: mmdebstrap variant
@@ -139,6 +139,11 @@ struct DebianOptions {
 // Writes tree `digest` into `dir`, which must not exist yet.
 [[nodiscard]] Status ExportTree(Store& store, const Digest& digest,
                                 const std::string& dir);
+
+// Records metadata for a tree already in the store (e.g. a runtime fetched
+// from a registry: source "oci", origin the pinned reference) and marks
+// it kept when info.kept. kNotFound if the store lacks the tree.
+[[nodiscard]] Status RecordRuntime(Store& store, const RuntimeInfo& info);
 
 // Marks or unmarks a runtime as a gc root.
 [[nodiscard]] Status KeepRuntime(Store& store, const Digest& digest,

@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/egg_run.h"
+#include "cli/runtime_registry.h"
 #include "egg/crypto.h"
 #include "egg/egg.h"
 #include "egg/hatch.h"
@@ -43,6 +44,7 @@ struct BuildArgs {
   bool host_runtime = false;
   bool keep_going = false;
   std::string store;
+  std::string trust;  // trust config for an oci:// runtime
 };
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
@@ -89,7 +91,11 @@ struct RemoveOnExit {
 };
 
 // The runtime as a tree in the store (imported or built if needed).
-Result<Digest> RuntimeTree(const Manifest& m, Store& store, bool refresh) {
+// An oci:// runtime is fetched through the trust config at `trust` and
+// described in *fetched.
+Result<Digest> RuntimeTree(const Manifest& m, Store& store, bool refresh,
+                           const std::string& trust,
+                           std::optional<RuntimeFetchResult>* fetched) {
   const RuntimeSpec& r = m.runtime;
   // --runtime gives paths as typed; a manifest's are below its folder.
   std::string path = r.path.starts_with("/") || m.file.ends_with(".ipynb")
@@ -142,11 +148,12 @@ Result<Digest> RuntimeTree(const Manifest& m, Store& store, bool refresh) {
       if (!info) return Fail(info.error().Wrap("runtime debian"));
       return info->digest;
     }
-    case RuntimeKind::kOci:
-      return Fail(Code::kNotSupported,
-                  "runtime oci: fetching a runtime from a registry is not "
-                  "supported by egg build yet; pull it into the store and "
-                  "use 'digest:'");
+    case RuntimeKind::kOci: {
+      auto got = FetchPinnedRuntime(r.reference, trust, store);
+      if (!got) return Fail(got.error().Wrap("runtime oci"));
+      *fetched = *got;
+      return got->runtime.tree;
+    }
     case RuntimeKind::kNone:
       break;
   }
@@ -463,9 +470,19 @@ int RunBuild(const BuildArgs& a) {
     auto opened = Store::Open();
     if (!opened) return Report(opened.error().Wrap("local store"));
     store.emplace(std::move(*opened));
-    auto digest = RuntimeTree(*m, *store, a.refresh_runtime);
+    std::optional<RuntimeFetchResult> fetched;
+    auto digest =
+        RuntimeTree(*m, *store, a.refresh_runtime, a.trust, &fetched);
     if (!digest) return Report(digest.error());
     runtime = *digest;
+    if (fetched) {
+      // What the pin resolved to, for readers of the egg (informative:
+      // the layout table's tree digest is the identity).
+      nlohmann::json& rt = input.manifest["runtime"];
+      rt["name"] = fetched->runtime.name;
+      rt["version"] = fetched->runtime.version;
+      rt["runtime_tree"] = DigestRef(fetched->runtime.tree);
+    }
     auto encoded = store->Get(ObjectKind::kTree, *runtime);
     if (!encoded) {
       return Report(encoded.error().Wrap("runtime " + DigestRef(*runtime) +
@@ -576,6 +593,9 @@ Registration reg(10, [](CLI::App& app) {
   sub->add_option("--store", a->store,
                   "With --precompute: store whose cache holds the "
                   "materialised runtime (default $XDG_CACHE_HOME/egg)");
+  sub->add_option("--trust", a->trust,
+                  "Trust config for an oci:// runtime (default "
+                  "~/.config/egg/trust.yaml)");
   return std::pair<CLI::App*, Runner>(sub, [a] { return RunBuild(*a); });
 });
 

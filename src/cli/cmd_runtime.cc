@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/runtime_registry.h"
 #include "common/text.h"
 #include "egg/runtime.h"
 #include "egg/store.h"
@@ -273,7 +274,10 @@ Registration reg(60, [](CLI::App& app) {
     AddStoreOption(sub, a.get());
   }
 
+  Runner registry = AddRuntimeRegistryCommands(cmd);  // push, fetch
+
   return std::make_pair(cmd, Runner([=]() -> int {
+    if (int code = registry(); code >= 0) return code;
     if (folder->parsed()) return RunImportFolder(*a);
     if (tar->parsed()) return RunImportTar(*a);
     if (debian->parsed()) return RunDebian(*a);

@@ -4,6 +4,7 @@
 #define EGG_REGISTRY_INTERNAL_H_
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +35,15 @@ std::optional<UrlParts> SplitUrl(std::string_view url);
 // Resolves a Location header against the URL it came from.
 std::optional<std::string> ResolveLocation(std::string_view base,
                                            std::string_view location);
+
+// An OCI descriptor {"mediaType","digest","size"}.
+nlohmann::json DescriptorJson(std::string_view type, const Digest& digest,
+                              uint64_t size);
+// Reads a descriptor of the expected media type from a hostile manifest;
+// `what` names it in errors ("config", "layer 2").
+Result<Descriptor> ParseDescriptor(const nlohmann::json& j,
+                                   std::string_view type,
+                                   const std::string& what);
 
 }  // namespace egg::registry_internal
 

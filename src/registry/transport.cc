@@ -26,11 +26,14 @@
 #include "egg/egg.h"
 #include "egg/registry.h"
 #include "egg/store.h"
+#include "registry/internal.h"
 
 namespace egg {
 namespace {
 
 using nlohmann::json;
+using registry_internal::DescriptorJson;
+using registry_internal::ParseDescriptor;
 
 constexpr int kConfigVersion = 1;
 constexpr std::string_view kTreeAnnotation = "vnd.egg.tree";
@@ -262,37 +265,6 @@ class FramePipeline {
   FirstError error_;
   std::vector<std::thread> threads_;
 };
-
-json DescriptorJson(std::string_view type, const Digest& digest,
-                    uint64_t size) {
-  return json{
-      {"mediaType", type}, {"digest", DigestRef(digest)}, {"size", size}};
-}
-
-// Reads a descriptor of the expected media type from a hostile manifest.
-Result<Descriptor> ParseDescriptor(const json& j, std::string_view type,
-                                   const std::string& what) {
-  if (!j.is_object() || !j.contains("mediaType") ||
-      !j["mediaType"].is_string() || !j.contains("digest") ||
-      !j["digest"].is_string() || !j.contains("size") ||
-      !j["size"].is_number_unsigned()) {
-    return Fail(Code::kCorruption, "manifest: malformed " + what);
-  }
-  if (j["mediaType"].get<std::string>() != type) {
-    return Fail(Code::kInvalidArgument,
-                "manifest: " + what + " has media type \"" +
-                    j["mediaType"].get<std::string>().substr(0, 100) +
-                    "\", expected \"" + std::string(type) + "\" (not an egg?)");
-  }
-  std::string digest = j["digest"].get<std::string>();
-  auto parsed = digest.starts_with("sha256:")
-                    ? ParseDigest(digest)
-                    : Result<Digest>(Fail(Code::kCorruption, ""));
-  if (!parsed) {
-    return Fail(Code::kCorruption, "manifest: " + what + " digest malformed");
-  }
-  return Descriptor{std::string(type), *parsed, j["size"].get<uint64_t>()};
-}
 
 // The pull side's view of an egg manifest and its config.
 struct Recipe {
@@ -725,4 +697,39 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
   return result;
 }
 
+namespace registry_internal {
+
+nlohmann::json DescriptorJson(std::string_view type, const Digest& digest,
+                              uint64_t size) {
+  return nlohmann::json{
+      {"mediaType", type}, {"digest", DigestRef(digest)}, {"size", size}};
+}
+
+// Reads a descriptor of the expected media type from a hostile manifest.
+Result<Descriptor> ParseDescriptor(const nlohmann::json& j,
+                                   std::string_view type,
+                                   const std::string& what) {
+  if (!j.is_object() || !j.contains("mediaType") ||
+      !j["mediaType"].is_string() || !j.contains("digest") ||
+      !j["digest"].is_string() || !j.contains("size") ||
+      !j["size"].is_number_unsigned()) {
+    return Fail(Code::kCorruption, "manifest: malformed " + what);
+  }
+  if (j["mediaType"].get<std::string>() != type) {
+    return Fail(Code::kInvalidArgument,
+                "manifest: " + what + " has media type \"" +
+                    j["mediaType"].get<std::string>().substr(0, 100) +
+                    "\", expected \"" + std::string(type) + "\" (not an egg?)");
+  }
+  std::string digest = j["digest"].get<std::string>();
+  auto parsed = digest.starts_with("sha256:")
+                    ? ParseDigest(digest)
+                    : Result<Digest>(Fail(Code::kCorruption, ""));
+  if (!parsed) {
+    return Fail(Code::kCorruption, "manifest: " + what + " digest malformed");
+  }
+  return Descriptor{std::string(type), *parsed, j["size"].get<uint64_t>()};
+}
+
+}  // namespace registry_internal
 }  // namespace egg

@@ -173,6 +173,17 @@ Result<RuntimeInfo> ShowRuntime(const Store& store, const Digest& digest) {
   return ReadRuntimeInfo(store, digest);
 }
 
+Status RecordRuntime(Store& store, const RuntimeInfo& info) {
+  if (!store.Has(ObjectKind::kTree, info.digest)) {
+    return Fail(Code::kNotFound,
+                "tree " + DigestRef(info.digest) + " is not in the store");
+  }
+  if (auto st = runtime_internal::WriteRuntimeInfo(store, info); !st) {
+    return st;
+  }
+  return info.kept ? store.MarkKept(info.digest, true) : Status{};
+}
+
 Status KeepRuntime(Store& store, const Digest& digest, bool keep) {
   if (keep && !store.Has(ObjectKind::kTree, digest)) {
     return Fail(Code::kNotFound,
