@@ -17,6 +17,7 @@
 
 #include "cli/cli.h"
 #include "cli/runtime_registry.h"
+#include "common/base64.h"
 #include "common/fd.h"
 #include "common/text.h"
 #include "egg/crypto.h"
@@ -24,7 +25,6 @@
 #include "egg/registry.h"
 #include "egg/store.h"
 #include "egg/tree.h"
-#include "registry/internal.h"
 
 namespace egg::cli {
 namespace {
@@ -143,7 +143,7 @@ int Run(const UpdateArgs& a) {
       {"runtime", DigestRef(now.tree)},
       {"reference", "oci://" + ref->ToString()},
       {"previous_signatures",
-       registry_internal::Base64Encode(std::string_view(
+       Base64Encode(std::string_view(
            reinterpret_cast<const char*>(egg->signatures().data()),
            egg->signatures().size()))},
       {"previous_chain_head", DigestRef(old_chain.head)}};

@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/base64.h"
 #include "common/text.h"
 #include "egg/crypto.h"
 #include "egg/egg.h"
@@ -33,8 +34,6 @@ namespace egg {
 namespace {
 
 using nlohmann::json;
-using registry_internal::Base64Decode;
-using registry_internal::Base64Encode;
 using registry_internal::DescriptorJson;
 using registry_internal::ParseDescriptor;
 
