@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <system_error>
 #include <string>
 #include <vector>
 
@@ -135,8 +137,11 @@ Status RecordRuntimeVersion(const std::string& path,
     // The state file's folder (by default the trust config's) may not
     // exist yet.
     std::string dir = path.substr(0, slash);
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Fail(ErrnoError("runtime_versions folder " + dir));
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return Fail(Code::kIo, "runtime_versions folder " + dir + ": " +
+                                 ec.message());
     }
   }
   auto lock = OpenFile(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
