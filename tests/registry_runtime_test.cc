@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "egg/crypto.h"
@@ -356,6 +357,74 @@ TEST_F(RuntimeRegistryTest, SameVersionWithAnotherTreeIsRefused) {
   auto fetched = FetchRuntime(twin, b, Fetching());
   ASSERT_FALSE(fetched);
   EXPECT_EQ(fetched.error().code(), Code::kVerificationFailed);
+}
+
+// Re-publishes a pushed runtime with its config changed by `edit`, under
+// a new manifest; returns the pin of that manifest.
+Reference Republish(const Reference& ref,
+                    const std::function<void(nlohmann::json&)>& edit) {
+  auto client = RegistryClient::Create(ref, {});
+  EXPECT_TRUE(client);
+  auto manifest = (*client)->FetchManifest(ref.repository, ref.Target());
+  EXPECT_TRUE(manifest);
+  auto m = nlohmann::json::parse(manifest->bytes);
+  auto config_digest = ParseDigest(m["config"]["digest"].get<std::string>());
+  EXPECT_TRUE(config_digest);
+  auto config = (*client)->FetchBlobToString(
+      ref.repository, {std::string(kEggRuntimeConfigType), *config_digest,
+                       m["config"]["size"].get<uint64_t>()});
+  EXPECT_TRUE(config);
+  auto c = nlohmann::json::parse(*config);
+  edit(c);
+  std::string bytes = c.dump();
+  Digest digest = Sha256Of(bytes);
+  EXPECT_TRUE((*client)->PushBlob(ref.repository, digest, bytes));
+  m["config"]["digest"] = DigestRef(digest);
+  m["config"]["size"] = bytes.size();
+  std::string manifest_bytes = m.dump();
+  auto pushed = (*client)->PushManifest(ref.repository, "edited",
+                                        kOciManifestType, manifest_bytes);
+  EXPECT_TRUE(pushed) << pushed.error().message();
+  Reference out = ref;
+  out.digest = *pushed;
+  return out;
+}
+
+TEST_F(RuntimeRegistryTest, VersionChangedAfterSigningIsRefused) {
+  Store a = OpenStore(work_.path() + "/a");
+  Reference ref = Push(a, MakeRuntimeFolder(work_.path(), 17, false),
+                       "runtimes/bumped:1", 1, signer_.get());
+  Reference bumped =
+      Republish(ref, [](nlohmann::json& c) { c["version"] = 99; });
+  Store b = OpenStore(work_.path() + "/b");
+  for (bool require : {true, false}) {
+    auto fetched = FetchRuntime(bumped, b, Fetching(require));
+    ASSERT_FALSE(fetched);
+    EXPECT_EQ(fetched.error().code(), Code::kVerificationFailed);
+  }
+  EXPECT_EQ(ObjectCount(b), 0u);
+  // The signature itself was fine: the original fetches.
+  EXPECT_TRUE(FetchRuntime(ref, b, Fetching()));
+}
+
+TEST_F(RuntimeRegistryTest, ConfigNamingAnotherTreeIsRefused) {
+  Store a = OpenStore(work_.path() + "/a");
+  Reference ref = Push(a, MakeRuntimeFolder(work_.path(), 18, false),
+                       "runtimes/other-tree:1", 1, nullptr);
+  Reference lying = Republish(ref, [](nlohmann::json& c) {
+    c["tree"] = "sha256:" + std::string(64, 'b');
+  });
+  Reference short_pack = Republish(ref, [](nlohmann::json& c) {
+    c["packs"][0]["lengths"][0] = c["packs"][0]["lengths"][0].get<int>() - 1;
+  });
+  Store b = OpenStore(work_.path() + "/b");
+  auto fetched = FetchRuntime(lying, b, Fetching(false));
+  ASSERT_FALSE(fetched);
+  EXPECT_EQ(fetched.error().code(), Code::kVerificationFailed);
+  auto cut = FetchRuntime(short_pack, b, Fetching(false));
+  ASSERT_FALSE(cut);
+  EXPECT_EQ(cut.error().code(), Code::kCorruption);
+  EXPECT_EQ(ObjectCount(b), 0u);
 }
 
 TEST(RuntimeVersionsFile, RejectsMalformedLines) {
