@@ -72,7 +72,7 @@ int Run(const UpdateArgs& a) {
 
   // 1. The egg as it is: content checked, chain intact.
   auto egg = EggFile::Open(a.egg, EggFile::Depth::kFull);
-  if (!egg) return Report(egg.error().Wrap(Quote(a.egg)));
+  if (!egg) return Report(egg.error());
   if (auto s = egg->VerifyContent(); !s) {
     return Report(s.error().Wrap(Quote(a.egg)));
   }
