@@ -347,6 +347,42 @@ TEST_F(VmBoot, SleepingPastTheWallLimitIsReportedAsWall) {
   EXPECT_TRUE(run.outcome.killed);
 }
 
+// Hatch changes limits between cells: the control line reaches PID 1,
+// which restarts the CPU budget with the new value; raising a limit above
+// the spec's is refused on the host.
+TEST_F(VmBoot, SetLimitsRestartsTheBudgetsOfTheRunningGuest) {
+  Limits limits;
+  limits.wall_ms = 120000;
+  limits.cpu_ms = 600000;
+  limits.memory_bytes = 256ull << 20;
+  SandboxSpecBuilder b;
+  b.RuntimeRoot(*root_).Output(out_).Command({"/probe", "spin"});
+  b.SetLimits(limits).Backend("vm");
+  auto spec = std::move(b).Build();
+  ASSERT_TRUE(spec) << spec.error().message();
+  auto box = StartSandbox(*spec);
+  if (!box && box.error().code() == Code::kNotSupported) {
+    GTEST_SKIP() << "vm backend unavailable: " << box.error().message();
+  }
+  ASSERT_TRUE(box) << box.error().message();
+  Limits more;
+  more.memory_bytes = 512ull << 20;
+  Status raised = (*box)->SetLimits(more);
+  ASSERT_FALSE(raised);
+  EXPECT_EQ(raised.error().code(), Code::kInvalidArgument);
+  Limits less;
+  less.cpu_ms = 1000;
+  less.memory_bytes = 128ull << 20;
+  Status set = (*box)->SetLimits(less);
+  ASSERT_TRUE(set) << set.error().message();
+  auto outcome = (*box)->Wait();
+  ASSERT_TRUE(outcome) << outcome.error().message();
+  // Only PID 1 measures CPU: without the control line the spin would
+  // have run into the spec's wall limit instead.
+  EXPECT_EQ(outcome->stopped_by, LimitKind::kCpu);
+  EXPECT_TRUE(outcome->killed);
+}
+
 TEST_F(VmBoot, NothingIsLeftInTheRunFolder) {
   VmRun run = Run({"normal"});
   REQUIRE_BOOTED(run);
