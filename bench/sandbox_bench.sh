@@ -7,7 +7,9 @@
 #   egg_sandbox_runner and egg_sandbox_probe targets first).
 # Each row runs the same probe ("exit 0", a program that exits at once) so
 # the numbers compare sandbox cost, not program cost. Times include one
-# fork+exec of the runner or bwrap itself.
+# fork+exec of the runner or bwrap itself. The rows take turns run by run,
+# so that a busy machine slows them alike; the median and the minimum of
+# each row are printed.
 set -euo pipefail
 
 build=$(realpath "${1:?usage: sandbox_bench.sh BUILD_DIR [RUNS]}")
@@ -22,44 +24,53 @@ fi
 
 lib64=()
 [[ -d /usr/lib64 ]] && lib64=(--ro-bind /usr/lib64 /lib64)
+bwrap_args=(--unshare-all --die-with-parent
+  --ro-bind /usr /usr --ro-bind /usr/bin /bin --ro-bind /usr/lib /lib
+  "${lib64[@]}" --ro-bind "$probes" /probe --proc /proc --dev /dev
+  --tmpfs /tmp /probe/egg_sandbox_probe exit 0)
 
-now_ns() { date +%s%N; }
-
-# time_runs NAME CMD...: runs CMD $runs times, prints one table row.
-time_runs() {
-  local name=$1; shift
-  "$@" >/dev/null 2>&1 || { printf '%-34s %s\n' "$name" "FAILED"; return; }
-  local start end
-  start=$(now_ns)
-  for ((i = 0; i < runs; i++)); do "$@" >/dev/null 2>&1; done
-  end=$(now_ns)
-  local per_us=$(( (end - start) / runs / 1000 ))
-  printf '%-34s %8d us %10.1f /s\n' "$name" "$per_us" \
-    "$(echo "scale=1; 1000000 / $per_us" | bc)"
-}
-
-echo "runs per row: $runs   kernel: $(uname -r)   user: $(id -un)"
-printf '%-34s %11s %12s\n' "sandbox" "per session" "sessions"
-time_runs "plain exec (no sandbox)" "$probe" exit 0
-time_runs "egg none backend" "$runner" --probe-dir "$probes" --none -- exit 0
-time_runs "egg namespaces backend" "$runner" --probe-dir "$probes" -- exit 0
+# Rows: a name and a command line (one string, word-split when run).
+names=() cmds=()
+row() { names+=("$1"); cmds+=("$2"); }
+row "plain exec (no sandbox)" "$probe exit 0"
+row "egg none backend" "$runner --probe-dir $probes --none -- exit 0"
+row "egg namespaces backend" "$runner --probe-dir $probes -- exit 0"
 if command -v bwrap >/dev/null; then
-  time_runs "bwrap --unshare-all" bwrap --unshare-all --die-with-parent \
-    --ro-bind /usr /usr --ro-bind /usr/bin /bin --ro-bind /usr/lib /lib \
-    "${lib64[@]}" --ro-bind "$probes" /probe --proc /proc --dev /dev \
-    --tmpfs /tmp /probe/egg_sandbox_probe exit 0
-else
-  printf '%-34s %s\n' "bwrap --unshare-all" "not installed"
+  row "bwrap --unshare-all" "bwrap ${bwrap_args[*]}"
 fi
 # As an unprivileged user egg cannot create cgroups here, so this row shows
 # the namespace cost without cgroup set-up (which bwrap does not do).
 if [[ $(id -u) -eq 0 ]] && id egg-sandbox-test >/dev/null 2>&1; then
   u=$(id -u egg-sandbox-test); g=$(id -g egg-sandbox-test)
-  time_runs "egg namespaces, unprivileged" setpriv --reuid="$u" \
-    --regid="$g" --clear-groups "$runner" --probe-dir "$probes" -- exit 0
-  time_runs "bwrap, unprivileged" setpriv --reuid="$u" --regid="$g" \
-    --clear-groups bwrap --unshare-all --die-with-parent \
-    --ro-bind /usr /usr --ro-bind /usr/bin /bin --ro-bind /usr/lib /lib \
-    "${lib64[@]}" --ro-bind "$probes" /probe --proc /proc --dev /dev \
-    --tmpfs /tmp /probe/egg_sandbox_probe exit 0
+  as_user="setpriv --reuid=$u --regid=$g --clear-groups"
+  row "egg namespaces, unprivileged" \
+    "$as_user $runner --probe-dir $probes -- exit 0"
+  row "bwrap, unprivileged" "$as_user bwrap ${bwrap_args[*]}"
 fi
+
+now_ns() { date +%s%N; }
+declare -A times failed
+for ((r = 0; r <= runs; r++)); do
+  for ((k = 0; k < ${#names[@]}; k++)); do
+    start=$(now_ns)
+    # shellcheck disable=SC2086  # the command line is split on purpose
+    if ! ${cmds[$k]} >/dev/null 2>&1; then failed[$k]=1; fi
+    end=$(now_ns)
+    # Run 0 warms the page cache and is not counted.
+    (( r > 0 )) && times[$k]+="$(( (end - start) / 1000 )) "
+  done
+done
+
+echo "runs per row: $runs   kernel: $(uname -r)   user: $(id -un)"
+printf '%-34s %10s %10s\n' "sandbox (per session)" "median us" "min us"
+for ((k = 0; k < ${#names[@]}; k++)); do
+  if [[ -n ${failed[$k]:-} ]]; then
+    printf '%-34s %10s\n' "${names[$k]}" "FAILED"
+    continue
+  fi
+  # shellcheck disable=SC2086
+  printf '%s\n' ${times[$k]} | sort -n | awk -v name="${names[$k]}" '
+    { v[NR] = $1 }
+    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+          printf "%-34s %10d %10d\n", name, m, v[1] }'
+done

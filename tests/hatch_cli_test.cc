@@ -216,6 +216,110 @@ TEST(HatchCliTest, UnsignedEggIsRefusedWithoutATerminalOrAllowUnsigned) {
   EXPECT_FALSE(fs::exists(t.path() + "/out"));
 }
 
+// Hatches `yaml` (with a folder runtime) in the namespaces sandbox on the
+// host's runtime; returns the exit code and the results JSON.
+int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
+              std::string* err) {
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(yaml, t.path());
+  EXPECT_TRUE(m.has_value()) << m.error().message();
+  if (!m) return -1;
+  std::string egg = t.path() + "/t.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string results = t.path() + "/r.json";
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "-o",
+                     results, "--out-dir", t.path() + "/out"},
+                    err);
+  *doc = nlohmann::json::parse(ReadFile(results), nullptr, false);
+  return code;
+}
+
+// RLIMIT_FSIZE: the kernel stops a file in /out one byte past the egg's
+// output limit, whatever the hatcher's polling of /out sees.
+TEST(HatchCliTest, ShellCellCannotWriteAFilePastTheOutputLimit) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(t,
+                       "name: big\nruntime: {folder: rt}\n"
+                       "limits: {output: 1MiB}\ncells:\n"
+                       "  - language: bash\n"
+                       "    code: head -c 8388608 /dev/zero > big; echo $?\n"
+                       "  - language: bash\n    code: echo after\n",
+                       &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "output");
+  EXPECT_EQ(fs::file_size(t.path() + "/out/big"), (1u << 20) + 1);
+  // The session was stopped; /out stays over the limit, so the next cell
+  // runs (in a fresh session) and is reported at the limit too.
+  EXPECT_TRUE(doc["cells"][1]["fresh_session"]) << doc["cells"][1];
+  EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "after\n");
+  EXPECT_EQ(doc["cells"][1]["limit"], "output");
+}
+
+TEST(HatchCliTest, PythonCellCannotWriteAFilePastTheOutputLimit) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  // Python ignores SIGXFSZ, so the write fails with EFBIG instead.
+  int code = HatchYaml(t,
+                       "name: big\nruntime: {folder: rt}\n"
+                       "limits: {output: 1MiB}\ncells:\n"
+                       "  - language: python\n"
+                       "    code: open('big', 'wb').write(bytes(8 << 20))\n",
+                       &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "output");
+  EXPECT_NE(doc["cells"][0]["stderr"]["data"].get<std::string>().find(
+                "File too large"),
+            std::string::npos);
+  EXPECT_EQ(fs::file_size(t.path() + "/out/big"), (1u << 20) + 1);
+}
+
+// A cell that meets the task limit leaves its shell unusable; the next
+// cell of the language gets a fresh session, and the results say so.
+TEST(HatchCliTest, CellAfterAForkBombRunsInAFreshSession) {
+  if (!ProbeSandboxHost().user_namespaces || !ProbeSandboxHost().cgroup_pids) {
+    GTEST_SKIP() << "needs user namespaces and a pids cgroup";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(
+      t,
+      "name: bomb\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n"
+      "    limits: {processes: 16}\n"
+      "    code: |\n"
+      "      state=kept\n"
+      // Python, not a shell loop: bash retries a refused fork for seconds.
+      "      python3 -c 'import os, time\n"
+      "      for i in range(64):\n"
+      "          try:\n"
+      "              if os.fork() == 0: time.sleep(300); os._exit(0)\n"
+      "          except OSError: break'\n"
+      "  - language: bash\n"
+      "    code: echo \"${state:-gone}\"; jobs | wc -l\n",
+      &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "processes");
+  EXPECT_EQ(doc["cells"][1]["status"], "ok") << doc["cells"][1];
+  EXPECT_TRUE(doc["cells"][1]["fresh_session"]);
+  EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "gone\n0\n");
+}
+
 TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
   TempDir t;
   fs::create_directories(t.path() + "/rt");

@@ -538,6 +538,27 @@ TEST_F(HatchTest, ForkBombWhoseShellSurvivesIsReportedAsProcessesLimit) {
   EXPECT_EQ(r.limit, "processes");
 }
 
+TEST_F(HatchTest, CellAfterTheProcessesLimitRunsInAFreshSession) {
+  auto local = StartLocalAgent(AgentPath());
+  ASSERT_TRUE(local.has_value()) << local.error().message();
+  CountingHost host(std::move(*local), {0, 3});
+  // The first cell leaves state and a background child behind; the task
+  // limit is met during it, so neither may reach the next cell.
+  auto report =
+      RunCells({Cell(0, "bash", "x=set; sleep 300 &"),
+                Cell(1, "bash", "echo \"${x:-unset}\"; jobs | wc -l")},
+               host, Options(out_.path()));
+  ASSERT_TRUE(report.has_value()) << report.error().message();
+  ASSERT_EQ(report->cells.size(), 2u);
+  EXPECT_EQ(report->cells[0].status, CellStatus::kLimit);
+  EXPECT_EQ(report->cells[0].limit, "processes");
+  EXPECT_FALSE(report->cells[0].fresh_session);
+  EXPECT_EQ(report->cells[1].status, CellStatus::kOk);
+  EXPECT_TRUE(report->cells[1].fresh_session);
+  EXPECT_NE(report->cells[1].note.find("fresh"), std::string::npos);
+  EXPECT_EQ(report->cells[1].stdout_data.bytes, "unset\n0\n");
+}
+
 TEST_F(HatchTest, CellWithNoLimitEventsKeepsItsStatus) {
   CellResult r = RunCountingOne("echo fine", {0, 0}, out_.path());
   EXPECT_EQ(r.status, CellStatus::kOk);

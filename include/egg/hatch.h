@@ -101,6 +101,10 @@ class AgentHost {
   virtual std::optional<HostEnd> Ended() = 0;
   // Ends the agent and everything it started. Safe to call twice.
   virtual void Kill() = 0;
+  // True when Kill() by itself ends every process the agent started (a
+  // sandbox: its first process is the agent, and killing it ends the
+  // box). RunCells then skips asking the agent to shut down first.
+  virtual bool KillEndsEverything() const { return false; }
   // Limit events counted by the box so far (never decreasing): OOM kills
   // and refused forks. A cell during which one grew is reported with the
   // memory or processes limit. Zeros when the box cannot count them.

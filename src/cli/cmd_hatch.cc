@@ -11,6 +11,7 @@
 #include "cli/egg_run.h"
 #include "common/atomic_file.h"
 #include "common/text.h"
+#include "common/trace.h"
 #include "egg/crypto.h"
 #include "egg/egg.h"
 #include "egg/hatch.h"
@@ -81,8 +82,10 @@ bool AddOutputs(const NotebookRun& fresh, nlohmann::json& doc) {
 
 int RunHatch(const HatchArgs& a) {
   // 1. Open once, verify from that same open file, and say who signed.
+  TraceStep("hatch: start");
   auto trust = crypto::LoadTrust(a.trusted);
   if (!trust) return Report(trust.error());
+  TraceStep("hatch: trusted keys loaded");
   auto egg = EggFile::Open(a.egg, EggFile::Depth::kFull);
   if (!egg) {
     Report(egg.error());
@@ -91,14 +94,17 @@ int RunHatch(const HatchArgs& a) {
                ? kExitVerificationFailed
                : ExitCodeFor(egg.error().code());
   }
+  TraceStep("hatch: egg opened");
   if (auto s = egg->VerifyContent(); !s) {
     Report(s.error());
     return kExitVerificationFailed;
   }
+  TraceStep("hatch: content verified");
   const crypto::AllowedSigners* trust_ptr = *trust ? &**trust : nullptr;
   crypto::ChainReport chain =
       crypto::VerifyChain(egg->content_root(), egg->signatures(), trust_ptr,
                           static_cast<int64_t>(std::time(nullptr)));
+  TraceStep("hatch: signatures checked");
   std::string summary = crypto::ChainSummary(chain);
   std::fprintf(stderr, "egg: %s: content intact; signatures: %s\n",
                Quote(a.egg).c_str(), summary.c_str());
@@ -144,6 +150,8 @@ int RunHatch(const HatchArgs& a) {
                : ExitCodeFor(consent.error().code());
   }
 
+  TraceStep("hatch: manifest, notebook and consent");
+
   // 3. The cells, in the sandbox.
   EggRunOptions options;
   options.isolation = a.isolation;
@@ -158,6 +166,7 @@ int RunHatch(const HatchArgs& a) {
     Report(report.error());
     return RunErrorExitCode(report.error());
   }
+  TraceStep("hatch: cells run");
   std::error_code ec;
   std::string output_dir = fs::canonical(options.output_dir, ec).string();
 
@@ -183,9 +192,15 @@ int RunHatch(const HatchArgs& a) {
     json = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
            "\n";
   }
+  TraceStep("hatch: outputs compared, results encoded");
   std::string results =
       a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
-  if (auto s = WriteFileAtomic(results, json, 0644, true); !s) {
+  // Renamed into place but not fsynced: two fsyncs cost more than the
+  // rest of a short notebook's run on a busy disk, and a results file
+  // lost in a machine crash is made again by hatching again.
+  if (auto s = WriteFileAtomic(results, json, 0644, true,
+                               /*durable=*/false);
+      !s) {
     Report(s.error());
   }
   if (a.json) std::fwrite(json.data(), 1, json.size(), stdout);
@@ -194,6 +209,7 @@ int RunHatch(const HatchArgs& a) {
   }
   std::fprintf(stderr, "egg: results in %s, files in %s\n",
                Quote(results).c_str(), Quote(output_dir).c_str());
+  TraceStep("hatch: results written");
 
   if (report->interrupted) return kExitInterrupted;
   if (!report->agent_error.empty()) {

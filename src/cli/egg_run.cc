@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "common/text.h"
+#include "common/trace.h"
 #include "egg/runtime.h"
 #include "egg/store.h"
 #include "egg/tree.h"
@@ -332,6 +333,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   auto made = MakeHatchTempDir();
   if (!made) return Fail(made.error());
   work.path = *made;
+  TraceStep("run: stale folders swept, temp folder made");
   SandboxRunSetup setup;
   setup.isolation = options.isolation;
   setup.no_sandbox = options.no_sandbox;
@@ -353,6 +355,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     auto root = RuntimeFromStore(egg, *store);
     if (!root) return Fail(root.error());
     setup.runtime_root = *root;
+    TraceStep("run: runtime ready in the store");
   }
   if (egg.FindTree("data")) {
     setup.data_dir = work.path + "/data";
@@ -367,6 +370,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
                                " (remove it or pass --out-dir)");
   }
   setup.output_dir = fs::canonical(options.output_dir).string();
+  TraceStep("run: data and /out ready");
 
   // The cells, stoppable by SIGINT/SIGTERM.
   struct sigaction sa {};

@@ -64,8 +64,8 @@ AtomicFile::~AtomicFile() {
   if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
 }
 
-Status AtomicFile::Commit() {
-  if (::fsync(fd_.get()) != 0) return Fail(ErrnoError("fsync"));
+Status AtomicFile::Commit(bool durable) {
+  if (durable && ::fsync(fd_.get()) != 0) return Fail(ErrnoError("fsync"));
   fd_.Reset();
   int flags = overwrite_ ? 0 : RENAME_NOREPLACE;
   if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, target_.c_str(),
@@ -78,17 +78,18 @@ Status AtomicFile::Commit() {
     return Fail(ErrnoError("rename to '" + target_ + "'", err));
   }
   committed_ = true;
+  if (!durable) return {};
   auto dir = OpenFile(DirName(target_), O_RDONLY | O_DIRECTORY);
   if (dir) ::fsync(dir->get());
   return {};
 }
 
 Status WriteFileAtomic(const std::string& target, std::string_view data,
-                       int mode, bool overwrite) {
+                       int mode, bool overwrite, bool durable) {
   auto file = AtomicFile::Create(target, mode, overwrite);
   if (!file) return Fail(file.error());
   if (auto s = WriteAll(file->fd(), data); !s) return s;
-  return file->Commit();
+  return file->Commit(durable);
 }
 
 }  // namespace egg

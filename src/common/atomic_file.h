@@ -27,8 +27,11 @@ class AtomicFile {
   const std::string& temp_path() const { return temp_; }
 
   // fsyncs, renames into place (with RENAME_NOREPLACE when !overwrite),
-  // and fsyncs the folder.
-  Status Commit();
+  // and fsyncs the folder. With durable = false the two fsyncs are left
+  // out: readers still see the old file or the whole new one, never a
+  // part, but after a crash of the machine the file may be missing or
+  // empty. Only for files that are cheap to make again (hatch results).
+  Status Commit(bool durable = true);
 
  private:
   AtomicFile(std::string target, std::string temp, UniqueFd fd,
@@ -40,9 +43,9 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// Whole-file convenience wrapper.
+// Whole-file convenience wrapper; `durable` as for Commit().
 Status WriteFileAtomic(const std::string& target, std::string_view data,
-                       int mode, bool overwrite);
+                       int mode, bool overwrite, bool durable = true);
 
 }  // namespace egg
 

@@ -516,6 +516,15 @@ Status EggFile::VerifyContent(const VerifyOptions& options) const {
   unsigned threads = options.threads
                          ? options.threads
                          : std::max(1u, std::thread::hardware_concurrency());
+  // A helper thread pays off only with megabytes to hash: for a small egg
+  // its start (and, on a busy machine, its wait to be scheduled) costs
+  // more than the hashing.
+  constexpr uint64_t kBytesPerThread = 8ull << 20;
+  if (options.threads == 0) {
+    threads = static_cast<unsigned>(std::min<uint64_t>(
+        threads,
+        std::max<uint64_t>(1, impl_->layout.blocks.length / kBytesPerThread)));
+  }
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> done{0};
   std::atomic<bool> failed{false};

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/fd.h"
+#include "common/trace.h"
 #include "egg/hash.h"
 #include "egg/hatch.h"
 #include "hatch/agent_client.h"
@@ -159,7 +160,9 @@ class Runner {
   // it could not be started.
   bool EnsureSession(const std::string& key, const LanguageSession& lang,
                      bool* fresh, std::string* why);
-  void BlameLimitEvents(const AgentHost::LimitEvents& before, CellResult* r);
+  void BlameLimitEvents(const AgentHost::LimitEvents& before,
+                        const LanguageSession& lang, LiveSession& session,
+                        CellResult* r);
   void RunOne(const CellInput& cell, const LanguageSession& lang,
               CellResult* result);
   // Handles a frame that is not about the running cell. False if it breaks
@@ -248,6 +251,7 @@ bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
         return false;
       }
       s.alive = true;
+      TraceStep("cells: session started");
       return true;
     }
     if (f.type == wire::Type::kError) {
@@ -473,7 +477,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
           r->limit = "output";
         }
       }
-      BlameLimitEvents(events_before, r);
+      BlameLimitEvents(events_before, lang, session, r);
       check_out();
       if (out_over && r->status != CellStatus::kAgentFailed) {
         r->status = CellStatus::kLimit;
@@ -507,6 +511,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
 // looks like a plain SIGKILL), and a fork bomb can hit the task limit
 // while its shell survives: the box's counters say which limit it was.
 void Runner::BlameLimitEvents(const AgentHost::LimitEvents& before,
+                              const LanguageSession& lang, LiveSession& session,
                               CellResult* r) {
   AgentHost::LimitEvents now = host_.LimitEventCounts();
   const char* limit = nullptr;
@@ -518,6 +523,18 @@ void Runner::BlameLimitEvents(const AgentHost::LimitEvents& before,
   if (limit == nullptr || r->status == CellStatus::kAgentFailed) return;
   r->status = CellStatus::kLimit;
   r->limit = limit;
+  // A shell that met the task limit may have lost a child half-way, and
+  // what the cell forked may still hold every task slot: the session is
+  // not trusted for the next cell. Stopping it kills its whole tree; the
+  // next cell of the language starts a fresh one and says so.
+  if (!lang.per_cell_command && session.alive) {
+    if (auto st = client_.Send(wire::EncodeStopSession(session.id)); !st) {
+      AgentFailed(st.error().message());
+      return;
+    }
+    session.alive = false;
+    session.died_before = true;
+  }
 }
 
 RunReport Runner::Run(const std::vector<CellInput>& cells,
@@ -533,6 +550,7 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
   if (auto st = client_.Handshake(kHandshakeMs); !st) {
     AgentFailed("agent handshake failed: " + st.error().message());
   }
+  TraceStep("cells: agent said hello");
   Listing before = ListOutput(options_.output_dir);
   bool failed = false;
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -549,6 +567,7 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
       if (auto st = host_.AfterCell(); !st) {
         AgentFailed("reading the output back: " + st.error().message());
       }
+      TraceStep("cells: cell done");
       Listing after = ListOutput(options_.output_dir);
       r.files = ChangedFiles(options_.output_dir, before, after);
       before = std::move(after);
@@ -557,7 +576,10 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
     if (options_.on_cell) options_.on_cell(r);
   }
 
-  if (agent_error_.empty()) {
+  // A box whose kill ends everything needs no orderly shutdown: the
+  // agent's would scan and kill each session's tree just before the box
+  // is killed anyway. Only a bare agent (no sandbox) is asked.
+  if (agent_error_.empty() && !host_.KillEndsEverything()) {
     // Ask the agent to end everything, and wait for it to close.
     if (client_.Send(wire::EncodeShutdown())) {
       uint64_t deadline = NowMs() + 5000;
@@ -567,7 +589,9 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
       }
     }
   }
+  TraceStep("cells: agent shut down");
   host_.Kill();
+  TraceStep("cells: sandbox killed");
   report.interrupted = interrupted_;
   report.agent_error = interrupted_ ? "" : agent_error_;
   return report;

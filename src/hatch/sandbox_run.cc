@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/fd.h"
+#include "common/trace.h"
 #include "egg/hatch.h"
 #include "egg/sandbox.h"
 
@@ -85,6 +86,9 @@ class SandboxAgentHost : public AgentHost {
     return {e.oom_kills, e.pids_max};
   }
 
+  // Sandbox::Kill() ends the whole box (docs/SANDBOX.md, teardown).
+  bool KillEndsEverything() const override { return true; }
+
   void Kill() override {
     if (!killed_) {
       killed_ = true;
@@ -99,41 +103,6 @@ class SandboxAgentHost : public AgentHost {
   Limits egg_limits_;
   bool killed_ = false;
   std::optional<HostEnd> end_;
-};
-
-// A private copy of the agent and drivers, so that nothing else in the
-// folder they came from is visible in the sandbox.
-class EggDir {
- public:
-  ~EggDir() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      fs::remove_all(path_, ec);
-    }
-  }
-  Status Make(const AgentFiles& files) {
-    auto made = MakeHatchTempDir();
-    if (!made) return Fail(made.error());
-    path_ = *made;
-    std::error_code ec;
-    fs::copy_file(files.agent, path_ + "/egg-agent", ec);
-    if (!ec) fs::create_directory(path_ + "/drivers", ec);
-    if (!ec) {
-      fs::copy(files.drivers_dir, path_ + "/drivers",
-               fs::copy_options::recursive, ec);
-    }
-    if (ec) {
-      return Fail(Code::kIo,
-                  "copying the agent to '" + path_ + "': " + ec.message());
-    }
-    chmod(path_.c_str(), 0755);
-    chmod((path_ + "/egg-agent").c_str(), 0755);
-    return {};
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 }  // namespace
@@ -158,8 +127,20 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     return RunCells(cells, **host, options);
   }
 
-  EggDir egg_dir;
-  if (auto s = egg_dir.Make(setup.agent); !s) return Fail(s.error());
+  // The agent binary and the drivers folder are bound read-only, each on
+  // its own, at /.egg: nothing else of the folder they live in is seen.
+  // Binding instead of copying them to a private folder saves a copy of
+  // a multi-megabyte static binary per hatch and gives the same view: a
+  // read-only bind cannot be written from inside, and a bind pins the
+  // inode, so replacing the file on the host does not change it mid-run.
+  std::error_code ec;
+  std::string agent = fs::canonical(setup.agent.agent, ec).string();
+  std::string drivers =
+      ec ? "" : fs::canonical(setup.agent.drivers_dir, ec).string();
+  if (ec) {
+    return Fail(Code::kSandboxSetup,
+                "finding the agent and drivers: " + ec.message());
+  }
 
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -199,7 +180,8 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     b.RuntimeRoot(setup.runtime_root);
   }
   if (!setup.data_dir.empty()) b.ReadOnly(setup.data_dir, "/data");
-  b.ReadOnly(egg_dir.path(), "/.egg");
+  b.ReadOnly(agent, kSandboxAgentPath);
+  b.ReadOnly(drivers, kSandboxDriversDir);
   b.Output(setup.output_dir);
   b.SetLimits(setup.egg_limits);
   b.WeakenPermissions(setup.granted);
@@ -210,8 +192,10 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   if (!spec) {
     return Fail(Code::kSandboxSetup, "sandbox spec: " + spec.error().message());
   }
+  TraceStep("hatch: sandbox spec built");
   auto box = StartSandbox(*spec);
   if (!box) return Fail(box.error());
+  TraceStep("hatch: sandbox started");
   theirs.Reset();
 
   Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());

@@ -233,7 +233,10 @@ CgroupSet::CgroupSet(CgroupSet&& o) noexcept
     : memory_(std::move(o.memory_)),
       pids_(std::move(o.pids_)),
       cpu_(std::move(o.cpu_)),
-      made_(std::move(o.made_)) {
+      made_(std::move(o.made_)),
+      self_join_fds_(std::exchange(o.self_join_fds_, {})),
+      memory_set_(std::exchange(o.memory_set_, 0)),
+      pids_set_(std::exchange(o.pids_set_, 0)) {
   o.memory_ = {};
   o.pids_ = {};
   o.cpu_ = {};
@@ -247,6 +250,9 @@ CgroupSet& CgroupSet::operator=(CgroupSet&& o) noexcept {
     pids_ = std::exchange(o.pids_, {});
     cpu_ = std::exchange(o.cpu_, {});
     made_ = std::exchange(o.made_, {});
+    self_join_fds_ = std::exchange(o.self_join_fds_, {});
+    memory_set_ = std::exchange(o.memory_set_, 0);
+    pids_set_ = std::exchange(o.pids_set_, 0);
   }
   return *this;
 }
@@ -309,6 +315,7 @@ const char* CgroupSet::mode() const {
 
 Status CgroupSet::SetMemory(uint64_t bytes) {
   if (!has_memory()) return Fail(Code::kNotSupported, "no memory cgroup");
+  if (bytes == memory_set_) return {};
   std::string value = std::to_string(bytes);
   bool ok;
   if (memory_.v2) {
@@ -323,20 +330,49 @@ Status CgroupSet::SetMemory(uint64_t bytes) {
     WriteSmall(memsw, value);
   }
   if (!ok) return Fail(ErrnoError("setting the memory cgroup limit"));
+  memory_set_ = bytes;
   return {};
 }
 
 Status CgroupSet::SetPids(uint64_t count) {
   if (!has_pids()) return Fail(Code::kNotSupported, "no pids cgroup");
+  if (count == pids_set_) return {};
   if (!WriteSmall(pids_.dir + "/pids.max", std::to_string(count))) {
     return Fail(ErrnoError("setting the pids cgroup limit"));
   }
+  pids_set_ = count;
   return {};
 }
 
-Status CgroupSet::AddProcess(pid_t pid) {
+Result<std::vector<int>> CgroupSet::OpenSelfJoin() {
+  CloseSelfJoin();
+  for (const std::string& dir : made_) {
+    if (IsV2(dir)) continue;
+    int fd = ::open((dir + "/tasks").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      Error e = ErrnoError("opening control group '" + dir + "/tasks'");
+      CloseSelfJoin();
+      return Fail(e);
+    }
+    self_join_fds_.push_back(fd);
+  }
+  return self_join_fds_;
+}
+
+void CgroupSet::CloseSelfJoin() {
+  for (int fd : self_join_fds_) ::close(fd);
+  self_join_fds_.clear();
+}
+
+bool CgroupSet::IsV2(const std::string& dir) const {
+  return (dir == memory_.dir && memory_.v2) || (dir == pids_.dir && pids_.v2) ||
+         (dir == cpu_.dir && cpu_.v2);
+}
+
+Status CgroupSet::AddProcess(pid_t pid, bool except_self_joined) {
   std::string value = std::to_string(pid);
   for (const std::string& dir : made_) {
+    if (except_self_joined && !IsV2(dir)) continue;
     if (!WriteSmall(dir + "/cgroup.procs", value)) {
       return Fail(ErrnoError("joining control group '" + dir + "'"));
     }
@@ -376,23 +412,18 @@ bool CgroupSet::PidsMaxReached() const {
 }
 
 void CgroupSet::KillAll() {
-  for (const std::string& dir : made_) {
-    bool v2 = (dir == memory_.dir && memory_.v2) ||
-              (dir == pids_.dir && pids_.v2) || (dir == cpu_.dir && cpu_.v2);
-    KillGroup(dir, v2);
-  }
+  for (const std::string& dir : made_) KillGroup(dir, IsV2(dir));
 }
 
 void CgroupSet::Destroy() {
-  for (const std::string& dir : made_) {
-    bool v2 = (dir == memory_.dir && memory_.v2) ||
-              (dir == pids_.dir && pids_.v2) || (dir == cpu_.dir && cpu_.v2);
-    RemoveGroup(dir, v2);
-  }
+  CloseSelfJoin();
+  for (const std::string& dir : made_) RemoveGroup(dir, IsV2(dir));
   made_.clear();
   memory_ = {};
   pids_ = {};
   cpu_ = {};
+  memory_set_ = 0;
+  pids_set_ = 0;
 }
 
 }  // namespace egg::sandbox_internal

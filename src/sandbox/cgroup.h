@@ -38,16 +38,32 @@ class CgroupSet {
   bool has_cpu() const { return !cpu_.dir.empty(); }
   const char* mode() const;  // "v1", "v2", "hybrid" or "none"
 
+  // A value equal to the last one written is not written again: only
+  // the host can write these files (no cgroupfs is mounted in the
+  // sandbox), so the limit in force is still the one set.
   [[nodiscard]] Status SetMemory(uint64_t bytes);
   [[nodiscard]] Status SetPids(uint64_t count);
-  // Moves `pid` (and so its future children) into every group.
-  [[nodiscard]] Status AddProcess(pid_t pid);
+  // Moves `pid` (and so its future children) into every group, or, with
+  // `except_self_joined`, into every group that OpenSelfJoin() did not
+  // open (the v2 ones).
+  [[nodiscard]] Status AddProcess(pid_t pid, bool except_self_joined = false);
+
+  // Opens (O_CLOEXEC) the "tasks" file of every v1 group, for a new
+  // single-threaded process to join itself by writing "0" before it runs
+  // anything. Moving a process by pid takes a lock whose write side waits
+  // for an RCU grace period (milliseconds); a thread moving itself through
+  // "tasks" does not. The kernel checks the opener's credentials, so the
+  // fds are opened here by the parent. kIo if one cannot be opened.
+  [[nodiscard]] Result<std::vector<int>> OpenSelfJoin();
 
   uint64_t CpuNs() const;
   uint64_t MemoryPeak() const;
   uint64_t OomKills() const;
   uint64_t PidsMaxEvents() const;  // 0 where the host cannot tell
   bool PidsMaxReached() const;     // current >= max now, or events > 0
+
+  // Closes what OpenSelfJoin() opened (the parent's copies).
+  void CloseSelfJoin();
 
   // SIGKILLs every task until all groups are empty (bounded wait).
   void KillAll();
@@ -59,11 +75,15 @@ class CgroupSet {
     std::string dir;  // created folder
     bool v2 = false;
   };
+  bool IsV2(const std::string& dir) const;
 
   Group memory_;
   Group pids_;
   Group cpu_;
   std::vector<std::string> made_;  // folders to remove, once each
+  std::vector<int> self_join_fds_;  // owned; closed by CloseSelfJoin()
+  uint64_t memory_set_ = 0;         // last limit written; 0 = none yet
+  uint64_t pids_set_ = 0;
 };
 
 }  // namespace egg::sandbox_internal

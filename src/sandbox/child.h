@@ -8,7 +8,8 @@
 // socket and exits with kChildSetupExit.
 //
 // Sync socket protocol (SOCK_SEQPACKET, one record per message):
-//   parent -> child  "G"             maps and cgroups are in place: go on
+//   parent -> child  "G"             the id maps are written: build the root
+//   parent -> child  "C"             the cgroups are joined: go on to exec
 //   child -> parent  "F" + SCM_RIGHTS  the scratch folder (for fstatfs)
 //   child -> parent  "E<line>"       setup failed; the child exits
 //   EOF                              exec succeeded (the socket is CLOEXEC)
@@ -68,6 +69,9 @@ struct ChildPlan {
   std::string tmpfs_options;                  // for /tmp
   bool network = false;
 
+  // "tasks" files of the v1 cgroups (CgroupSet::OpenSelfJoin): the child
+  // writes "0" to each before anything else.
+  std::vector<int> cgroup_join_fds;
   std::vector<PlanRlimit> rlimits;
   std::vector<PlanFd> fds;  // includes 0, 1, 2
   int max_fd = 2;

@@ -208,7 +208,12 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
         {"inheritable", none},
         {"permitted", none},
         {"ambient", none}}},
-      {"rlimits", {{{"type", "RLIMIT_CORE"}, {"hard", 0}, {"soft", 0}}}},
+      // RLIMIT_FSIZE as in the namespaces backend (sandbox.cc).
+      {"rlimits",
+       {{{"type", "RLIMIT_CORE"}, {"hard", 0}, {"soft", 0}},
+        {{"type", "RLIMIT_FSIZE"},
+         {"hard", *spec.limits().output_bytes + 1},
+         {"soft", *spec.limits().output_bytes + 1}}}},
       {"noNewPrivileges", true},
   };
 

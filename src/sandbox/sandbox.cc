@@ -25,6 +25,7 @@
 #include <mutex>
 
 #include "common/fd.h"
+#include "common/trace.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/child.h"
 #include "sandbox/log.h"
@@ -213,6 +214,7 @@ Result<ChildPlan> MakePlan(const SandboxSpec& spec, bool isolate, int sync_fd,
   plan.envp.push_back(nullptr);
   plan.cwd = spec.cwd();
 
+  TraceStep("sandbox: plan laid out");
   if (isolate) {
     auto program = Seccomp();
     if (!program) return Fail(program.error());
@@ -428,6 +430,7 @@ class RunningSandbox final : public Sandbox {
   }
 
   void Finish(const siginfo_t& info, const rusage& ru) {
+    TraceStep("sandbox: first process reaped");
     // Without a PID namespace, children may outlive the first process.
     if (!isolate_) {
       ::kill(-pid_, SIGKILL);
@@ -474,6 +477,7 @@ class RunningSandbox final : public Sandbox {
 
     cgroups_.Destroy();
     scratch_.Reset();
+    TraceStep("sandbox: cgroups removed");
   }
 
   pid_t pid_;
@@ -540,8 +544,17 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   const Limits& limits = spec.limits();
 
   // Limits: cgroups where the host lets us, rlimits otherwise.
+  TraceStep("sandbox: start");
   CgroupSet cgroups = CgroupSet::Create();
-  std::vector<sandbox_internal::PlanRlimit> rlimits = {{RLIMIT_CORE, 0}};
+  TraceStep("sandbox: cgroups created");
+  // RLIMIT_FSIZE: no file the sandbox writes (in /out, a writable host
+  // path or scratch) grows past the output limit, whatever the caller's
+  // polling sees. One byte more than the cap, so that a file stopped by
+  // it always shows as over the cap to a caller that sums /out. A writer
+  // gets SIGXFSZ (EFBIG where ignored, as Python does). It cannot be
+  // raised again: the hard limit is the same and no capability is left.
+  std::vector<sandbox_internal::PlanRlimit> rlimits = {
+      {RLIMIT_CORE, 0}, {RLIMIT_FSIZE, *limits.output_bytes + 1}};
   if (cgroups.has_memory()) {
     if (auto s = cgroups.SetMemory(*limits.memory_bytes); !s)
       return Fail(s.error());
@@ -580,9 +593,14 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   }
   UniqueFd parent_sock(pair[0]), child_sock(pair[1]);
 
+  TraceStep("sandbox: limits set");
   auto plan = MakePlan(spec, isolate, child_sock.get(), devnull->get());
   if (!plan) return Fail(plan.error());
+  TraceStep("sandbox: plan made");
   plan->rlimits = rlimits;
+  auto join_fds = cgroups.OpenSelfJoin();
+  if (!join_fds) return Fail(join_fds.error());
+  plan->cgroup_join_fds = *join_fds;
 
   // Clone: the child starts inside every new namespace at once.
   int pidfd = -1;
@@ -610,6 +628,8 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   }
   UniqueFd pidfd_owner(pidfd);
   child_sock.Reset();
+  cgroups.CloseSelfJoin();
+  TraceStep("sandbox: cloned");
 
   auto abandon = [&](const Error& error) -> Error {
     ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
@@ -618,21 +638,42 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
     return error;
   };
 
-  // Parent's half: cgroups and user namespace maps, then let it go.
-  if (auto s = cgroups.AddProcess(pid); !s) return Fail(abandon(s.error()));
+  // Parent's half: user namespace maps, then let the child build its
+  // root while we join it to the v2 cgroups (it joined the v1 ones
+  // itself). A move by pid waits for an RCU grace period (milliseconds);
+  // the child's mounts take about as long, so the two overlap. The child
+  // waits for "C" before anything of the caller's runs, so no limit is
+  // late.
   if (isolate) {
     if (auto s = WriteIdMaps(pid); !s) {
       return Fail(abandon(Error(Code::kSandboxSetup, s.error().message())));
     }
   }
+  TraceStep("sandbox: id maps written");
   if (::send(parent_sock.get(), "G", 1, MSG_NOSIGNAL) != 1) {
     return Fail(abandon(ErrnoError("starting the sandbox")));
   }
   UniqueFd scratch;
+  // The child may have failed while we worked: its line says more.
+  auto abandon_with_child = [&](const Error& error) -> Error {
+    abandon(error);
+    if (auto child = ReadChildMessages(parent_sock.get(), scratch); !child) {
+      return child.error();
+    }
+    return error;
+  };
+  if (auto s = cgroups.AddProcess(pid, /*except_self_joined=*/true); !s) {
+    return Fail(abandon_with_child(s.error()));
+  }
+  TraceStep("sandbox: joined cgroups");
+  if (::send(parent_sock.get(), "C", 1, MSG_NOSIGNAL) != 1) {
+    return Fail(abandon_with_child(ErrnoError("starting the sandbox")));
+  }
   if (auto s = ReadChildMessages(parent_sock.get(), scratch); !s) {
     return Fail(abandon(s.error()));
   }
   sandbox_internal::LogDebug("started pid " + std::to_string(pid));
+  TraceStep("sandbox: child set up and exec'd");
 
   return std::unique_ptr<Sandbox>(new RunningSandbox(
       static_cast<pid_t>(pid), std::move(pidfd_owner), std::move(cgroups),

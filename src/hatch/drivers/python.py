@@ -6,7 +6,6 @@ import builtins
 import linecache
 import os
 import sys
-import traceback
 import types
 
 _CODE_FD = 3
@@ -64,6 +63,9 @@ def _run(code_bytes, cell, namespace):
         print(e.code, file=sys.stderr)
         return 1
     except BaseException:
+        # Imported here, not at start: most runs never need it, and every
+        # module the driver loads delays the first cell.
+        import traceback
         etype, value, tb = sys.exc_info()
         # Drop the driver's own frame from the traceback.
         traceback.print_exception(etype, value, tb.tb_next if tb else None)
