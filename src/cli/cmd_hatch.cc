@@ -17,6 +17,7 @@
 #include "egg/hatch.h"
 #include "egg/manifest.h"
 #include "egg/notebook.h"
+#include "egg/sandbox.h"
 
 namespace egg::cli {
 namespace {
@@ -83,6 +84,9 @@ bool AddOutputs(const NotebookRun& fresh, nlohmann::json& doc) {
 int RunHatch(const HatchArgs& a) {
   // 1. Open once, verify from that same open file, and say who signed.
   TraceStep("hatch: start");
+  // Compiles the seccomp program on another thread while the egg is
+  // verified: nothing of the egg's is involved in it.
+  if (!a.no_sandbox) PrepareSandboxSetup();
   auto trust = crypto::LoadTrust(a.trusted);
   if (!trust) return Report(trust.error());
   TraceStep("hatch: trusted keys loaded");

@@ -22,7 +22,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <mutex>
+#include <system_error>
 
 #include "common/fd.h"
 #include "common/trace.h"
@@ -59,15 +61,28 @@ int LastCap() {
   return std::max(0, std::min(63, std::atoi(text->c_str())));
 }
 
-Result<const sandbox_internal::SeccompProgram*> Seccomp() {
-  static std::mutex mu;
-  static std::optional<sandbox_internal::SeccompProgram> program;
-  std::lock_guard<std::mutex> lock(mu);
-  if (!program) {
-    auto built = sandbox_internal::BuildSeccompProgram();
-    if (!built) return Fail(built.error());
-    program = std::move(*built);
+// The seccomp program, compiled once per process. PrepareSandboxSetup()
+// may start the compile early on another thread; otherwise the first
+// Seccomp() compiles it on the calling thread.
+std::mutex g_seccomp_mu;
+std::shared_future<Result<sandbox_internal::SeccompProgram>> g_seccomp;
+
+void StartSeccompBuild(std::launch how) {
+  std::lock_guard<std::mutex> lock(g_seccomp_mu);
+  if (!g_seccomp.valid()) {
+    g_seccomp = std::async(how, sandbox_internal::BuildSeccompProgram).share();
   }
+}
+
+Result<const sandbox_internal::SeccompProgram*> Seccomp() {
+  StartSeccompBuild(std::launch::deferred);
+  std::shared_future<Result<sandbox_internal::SeccompProgram>> built;
+  {
+    std::lock_guard<std::mutex> lock(g_seccomp_mu);
+    built = g_seccomp;
+  }
+  const Result<sandbox_internal::SeccompProgram>& program = built.get();
+  if (!program) return Fail(program.error());
   return &*program;
 }
 
@@ -678,6 +693,14 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   return std::unique_ptr<Sandbox>(new RunningSandbox(
       static_cast<pid_t>(pid), std::move(pidfd_owner), std::move(cgroups),
       std::move(scratch), limits, isolate));
+}
+
+void PrepareSandboxSetup() {
+  // A thread that cannot start leaves the compile to StartSandbox().
+  try {
+    StartSeccompBuild(std::launch::async);
+  } catch (const std::system_error&) {
+  }
 }
 
 SandboxHostSupport ProbeSandboxHost() {
