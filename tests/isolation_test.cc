@@ -130,15 +130,33 @@ std::string MountsNamed(const std::string& marker) {
   return found;
 }
 
-// Run folders of the stronger backends left by this test's runs.
+// Run folders of the stronger backends left behind: named
+// "<kind>-<pid>-...", a folder whose process is gone. A live process's
+// folder is in use (perhaps by another suite on the same host).
 int LeftoverRunDirs() {
   int count = 0;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/run/egg-isolation", ec)) {
     std::string name = e.path().filename();
-    if (name.rfind("oci-", 0) == 0 || name.rfind("vm-", 0) == 0) ++count;
+    size_t dash = name.find('-');
+    if (name.rfind("oci-", 0) != 0 && name.rfind("vm-", 0) != 0) continue;
+    int pid = std::atoi(name.c_str() + dash + 1);
+    if (pid > 0 && ::kill(pid, 0) == 0) continue;
+    ++count;
   }
   return count;
+}
+
+// Whether the process `pid` has a run folder now.
+bool HasRunDir(pid_t pid) {
+  std::error_code ec;
+  std::string mid = "-" + std::to_string(pid) + "-";
+  for (const auto& e : fs::directory_iterator("/run/egg-isolation", ec)) {
+    if (e.path().filename().string().find(mid) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
 }
 
 int LeftoverContainerCgroups() {
@@ -517,7 +535,7 @@ TEST_P(IsolationHostileCell, NothingSurvivesSigkillOfTheHatchingProcess) {
   bool seen = false;
   for (int i = 0; i < 1500 && !seen; ++i) {
     seen = HostProcessesNamed("egg_sandbox_pro") > 0 ||
-           ((IsGvisor(b) || IsVm(b)) && LeftoverRunDirs() > 0 && i > 100);
+           ((IsGvisor(b) || IsVm(b)) && HasRunDir(pid) && i > 100);
     if (!seen) ::usleep(10000);
   }
   ASSERT_TRUE(seen) << "the probe never started";
