@@ -359,6 +359,11 @@ Result<std::vector<int>> CgroupSet::OpenSelfJoin() {
   return self_join_fds_;
 }
 
+bool CgroupSet::NeedsParentJoin() const {
+  return std::any_of(made_.begin(), made_.end(),
+                     [this](const std::string& dir) { return IsV2(dir); });
+}
+
 void CgroupSet::CloseSelfJoin() {
   for (int fd : self_join_fds_) ::close(fd);
   self_join_fds_.clear();

@@ -62,6 +62,10 @@ class CgroupSet {
   uint64_t PidsMaxEvents() const;  // 0 where the host cannot tell
   bool PidsMaxReached() const;     // current >= max now, or events > 0
 
+  // Whether some group (a v2 one) must be joined by AddProcess() after
+  // the child joined the others itself.
+  bool NeedsParentJoin() const;
+
   // Closes what OpenSelfJoin() opened (the parent's copies).
   void CloseSelfJoin();
 

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace egg::sandbox_internal {
@@ -81,6 +82,22 @@ class Line {
 };
 
 int g_sync_fd = -1;
+bool g_trace = false;
+timespec g_trace_start;
+
+// EGG_TRACE: one "T<us since the child started> <step>" record per step
+// on the sync socket, printed by the parent; no allocation.
+void TraceChild(const char* step) {
+  if (!g_trace) return;
+  timespec now;
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  long us = (now.tv_sec - g_trace_start.tv_sec) * 1000000L +
+            (now.tv_nsec - g_trace_start.tv_nsec) / 1000L;
+  Line line;
+  line.Add("T").Add(us).Add(" us ").Add(step);
+  ssize_t ignored = ::send(g_sync_fd, line.data(), line.size(), MSG_NOSIGNAL);
+  (void)ignored;
+}
 
 [[noreturn]] void Die(const char* step, const char* detail, int err) {
   Line line;
@@ -376,6 +393,8 @@ void ArrangeFds(const ChildPlan& plan) {
 
 void RunChild(const ChildPlan& plan) {
   g_sync_fd = plan.sync_fd;
+  g_trace = plan.trace;
+  if (g_trace) ::clock_gettime(CLOCK_MONOTONIC, &g_trace_start);
 
   // Die with the parent; then wait until it wrote our user namespace
   // maps.
@@ -404,7 +423,9 @@ void RunChild(const ChildPlan& plan) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
   if (plan.isolate) {
+    TraceChild("released");
     BuildRoot(plan);
+    TraceChild("root built");
     int scratch = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     Check(scratch >= 0, "opening scratch");
     SendFd(scratch);
@@ -414,14 +435,18 @@ void RunChild(const ChildPlan& plan) {
     if (!plan.network) BringUpLoopback();
   }
 
-  // The parent joins us to the cgroups while we built the root (a v1
-  // attach waits for an RCU grace period, so it runs beside the mounts).
-  // Nothing of the caller's runs before this point, so nothing escaped
-  // the limits; the cgroup namespace is rooted at the joined group.
-  do {
-    n = ::recv(g_sync_fd, &go, 1, 0);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1 || go != 'C') ::_exit(kChildSetupExit);
+  // On a host with v2 groups the parent joins us to them (by pid, which
+  // waits for an RCU grace period) while we built the root. Nothing of
+  // the caller's runs before this point, so nothing escaped the limits;
+  // the cgroup namespace is rooted at the joined groups.
+  // Each hand-over costs a wake-up on a busy host: only wait when there
+  // is something to wait for.
+  if (plan.wait_for_cgroups) {
+    do {
+      n = ::recv(g_sync_fd, &go, 1, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || go != 'C') ::_exit(kChildSetupExit);
+  }
   if (plan.isolate) {
     Check(::unshare(CLONE_NEWCGROUP) == 0, "unsharing the cgroup namespace");
   }
@@ -433,12 +458,15 @@ void RunChild(const ChildPlan& plan) {
     rlimit limit{r.value, r.resource == RLIMIT_CPU ? r.value + 1 : r.value};
     Check(::setrlimit(r.resource, &limit) == 0, "setrlimit");
   }
+  TraceChild("cgroups joined, namespace set");
   ArrangeFds(plan);
 
   if (plan.isolate) DropPrivileges(plan);
   ArmParentDeath();
   Check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+  TraceChild("privileges dropped");
   if (plan.isolate) ApplyLandlock(plan);
+  TraceChild("landlock applied");
   Check(::chdir(plan.cwd.c_str()) == 0, "entering working folder",
         plan.cwd.c_str());
 
@@ -452,6 +480,7 @@ void RunChild(const ChildPlan& plan) {
     Check(::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &guard, 0, 0) == 0,
           "loading seccomp ioctl filter");
   }
+  TraceChild("seccomp loaded; exec");
   ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());
   Die("exec", plan.argv[0], errno);
 }

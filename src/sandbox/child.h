@@ -9,9 +9,11 @@
 //
 // Sync socket protocol (SOCK_SEQPACKET, one record per message):
 //   parent -> child  "G"             the id maps are written: build the root
-//   parent -> child  "C"             the cgroups are joined: go on to exec
+//   parent -> child  "C"             the v2 cgroups are joined: go on to exec
+//                                    (only sent when the plan waits for it)
 //   child -> parent  "F" + SCM_RIGHTS  the scratch folder (for fstatfs)
 //   child -> parent  "E<line>"       setup failed; the child exits
+//   child -> parent  "T<line>"       a step's time (EGG_TRACE only)
 //   EOF                              exec succeeded (the socket is CLOEXEC)
 #ifndef EGG_SANDBOX_CHILD_H_
 #define EGG_SANDBOX_CHILD_H_
@@ -59,6 +61,7 @@ struct ChildPlan {
   int sync_fd = -1;
   int last_cap = 40;
   int landlock_abi = 0;
+  bool trace = false;  // EGG_TRACE: "T" records of step times
 
   // Root layout (isolate only), in mount order.
   std::vector<PlanBind> root_binds;  // runtime root entries
@@ -72,6 +75,8 @@ struct ChildPlan {
   // "tasks" files of the v1 cgroups (CgroupSet::OpenSelfJoin): the child
   // writes "0" to each before anything else.
   std::vector<int> cgroup_join_fds;
+  // The parent still joins us to some (v2) group: wait for its "C".
+  bool wait_for_cgroups = false;
   std::vector<PlanRlimit> rlimits;
   std::vector<PlanFd> fds;  // includes 0, 1, 2
   int max_fd = 2;

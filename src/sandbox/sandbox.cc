@@ -152,6 +152,7 @@ Result<ChildPlan> MakePlan(const SandboxSpec& spec, bool isolate, int sync_fd,
   plan.sync_fd = sync_fd;
   plan.last_cap = LastCap();
   plan.landlock_abi = LandlockAbi();
+  plan.trace = TraceEnabled();
   plan.network = spec.network();
 
   if (isolate) {
@@ -533,6 +534,11 @@ Status ReadChildMessages(int sock, UniqueFd& scratch) {
         scratch.Reset(fd);
       }
     }
+    if (buf[0] == 'T') {
+      std::string line(buf + 1, n - 1);
+      TraceStep("sandbox: child at " + line);
+      continue;
+    }
     if (buf[0] == 'E') {
       return Fail(Code::kSandboxSetup,
                   "sandbox setup failed: " + std::string(buf + 1, n - 1));
@@ -616,6 +622,7 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   auto join_fds = cgroups.OpenSelfJoin();
   if (!join_fds) return Fail(join_fds.error());
   plan->cgroup_join_fds = *join_fds;
+  plan->wait_for_cgroups = cgroups.NeedsParentJoin();
 
   // Clone: the child starts inside every new namespace at once.
   int pidfd = -1;
@@ -677,12 +684,14 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
     }
     return error;
   };
-  if (auto s = cgroups.AddProcess(pid, /*except_self_joined=*/true); !s) {
-    return Fail(abandon_with_child(s.error()));
-  }
-  TraceStep("sandbox: joined cgroups");
-  if (::send(parent_sock.get(), "C", 1, MSG_NOSIGNAL) != 1) {
-    return Fail(abandon_with_child(ErrnoError("starting the sandbox")));
+  if (plan->wait_for_cgroups) {
+    if (auto s = cgroups.AddProcess(pid, /*except_self_joined=*/true); !s) {
+      return Fail(abandon_with_child(s.error()));
+    }
+    TraceStep("sandbox: joined v2 cgroups");
+    if (::send(parent_sock.get(), "C", 1, MSG_NOSIGNAL) != 1) {
+      return Fail(abandon_with_child(ErrnoError("starting the sandbox")));
+    }
   }
   if (auto s = ReadChildMessages(parent_sock.get(), scratch); !s) {
     return Fail(abandon(s.error()));
