@@ -466,6 +466,10 @@ TEST(RuntimeVersionsFile, RecordsOnlyNewerVersions) {
   EXPECT_FALSE(RecordRuntimeVersion(path, v1));
   auto read = ReadRuntimeVersions(path);
   ASSERT_TRUE(read);
+  EXPECT_FALSE(NewerRuntimeVersion(*read, "python", 2));
+  ASSERT_TRUE(NewerRuntimeVersion(*read, "python", 1));
+  EXPECT_EQ(NewerRuntimeVersion(*read, "python", 1)->version, 2u);
+  EXPECT_FALSE(NewerRuntimeVersion(*read, "ruby", 1));
   ASSERT_EQ(read->size(), 2u);
   EXPECT_EQ((*read)[0].name, "python");
   EXPECT_EQ((*read)[0].version, 2u);

@@ -414,6 +414,11 @@ struct RuntimeVersionRecord {
 [[nodiscard]] Status CheckRuntimeVersion(
     const std::vector<RuntimeVersionRecord>& records,
     const RuntimeVersion& offered);
+// The record of `name` when it holds a version newer than `version`
+// (the runtime an egg names has been superseded here), else nullopt.
+std::optional<RuntimeVersionRecord> NewerRuntimeVersion(
+    const std::vector<RuntimeVersionRecord>& records, std::string_view name,
+    uint64_t version);
 // Under a lock on "<path>.lock": reads the file, checks `runtime` against
 // it and, when newer, records it (temporary file and rename).
 [[nodiscard]] Status RecordRuntimeVersion(const std::string& path,

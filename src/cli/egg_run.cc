@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/runtime_registry.h"
 #include "common/text.h"
 #include "common/trace.h"
 #include "egg/runtime.h"
@@ -356,6 +357,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     if (!root) return Fail(root.error());
     setup.runtime_root = *root;
     TraceStep("run: runtime ready in the store");
+    WarnIfRuntimeSuperseded(egg.manifest());
   }
   if (egg.FindTree("data")) {
     setup.data_dir = work.path + "/data";

@@ -156,6 +156,28 @@ Result<RuntimeFetchResult> FetchPinnedRuntime(const std::string& reference,
   return fetched;
 }
 
+void WarnIfRuntimeSuperseded(const nlohmann::json& manifest) {
+  if (!manifest.is_object() || !manifest.contains("runtime")) return;
+  const nlohmann::json& rt = manifest["runtime"];
+  if (!rt.is_object() || rt.value("kind", "") != "oci" ||
+      !rt.contains("name") || !rt["name"].is_string() ||
+      !rt.contains("version") || !rt["version"].is_number_unsigned()) {
+    return;
+  }
+  auto trust = LoadTrustConfig(DefaultTrustConfigPath(), false);
+  if (!trust || trust->runtime_versions.empty()) return;
+  auto records = ReadRuntimeVersions(trust->runtime_versions);
+  if (!records) return;
+  std::string name = rt["name"].get<std::string>();
+  uint64_t version = rt["version"].get<uint64_t>();
+  auto newer = NewerRuntimeVersion(*records, name, version);
+  if (!newer) return;
+  Warn("this egg's runtime " + Quote(name) + " is version " +
+       std::to_string(version) + "; version " + std::to_string(newer->version) +
+       " is trusted here ('egg update-runtime EGG --to oci://...' "
+       "replaces it)");
+}
+
 Runner AddRuntimeRegistryCommands(CLI::App* runtime) {
   auto a = std::make_shared<RuntimeRegistryArgs>();
   auto* push = runtime->add_subcommand(

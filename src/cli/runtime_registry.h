@@ -5,6 +5,7 @@
 #ifndef EGG_CLI_RUNTIME_REGISTRY_H_
 #define EGG_CLI_RUNTIME_REGISTRY_H_
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/cli.h"
@@ -23,6 +24,14 @@ Runner AddRuntimeRegistryCommands(CLI::App* runtime);
 // what was fetched and who signed it on stderr.
 [[nodiscard]] Result<RuntimeFetchResult> FetchPinnedRuntime(
     const std::string& reference, const std::string& trust_path, Store& store);
+
+// When the egg's manifest says its runtime is version N of a registry
+// runtime (kind oci, "name", "version") and the default trust config's
+// runtime_versions records a newer trusted version of that name, prints a
+// warning suggesting `egg update-runtime`. Silent otherwise, including
+// when the trust config or state file cannot be read (hatch does not
+// depend on them).
+void WarnIfRuntimeSuperseded(const nlohmann::json& manifest);
 
 }  // namespace egg::cli
 

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
-#include <system_error>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "common/atomic_file.h"
@@ -129,6 +129,15 @@ Status CheckRuntimeVersion(const std::vector<RuntimeVersionRecord>& records,
   return {};
 }
 
+std::optional<RuntimeVersionRecord> NewerRuntimeVersion(
+    const std::vector<RuntimeVersionRecord>& records, std::string_view name,
+    uint64_t version) {
+  for (const auto& r : records) {
+    if (r.name == name && r.version > version) return r;
+  }
+  return std::nullopt;
+}
+
 Status RecordRuntimeVersion(const std::string& path,
                             const RuntimeVersion& runtime) {
   if (auto st = ValidateRuntimeName(runtime.name); !st) return st;
@@ -140,8 +149,8 @@ Status RecordRuntimeVersion(const std::string& path,
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) {
-      return Fail(Code::kIo, "runtime_versions folder " + dir + ": " +
-                                 ec.message());
+      return Fail(Code::kIo,
+                  "runtime_versions folder " + dir + ": " + ec.message());
     }
   }
   auto lock = OpenFile(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
