@@ -8,6 +8,7 @@
 
 #include <map>
 
+#include "common/fd.h"
 #include "egg/chunker.h"
 #include "egg/egg.h"
 #include "egg/tree.h"
@@ -206,6 +207,20 @@ TEST(Format, RepeatedContentIsStoredOnceAcrossTrees) {
   EXPECT_EQ(egg->layout().blocks.length,
             EggFile::Open(tmp.Sub("one.egg"))->layout().blocks.length);
   EXPECT_EQ(*egg->ReadFile("runtime", "z.bin"), blob);
+}
+
+// A FIFO given as an egg must be refused, not waited on (a blocking open
+// would hang until some writer came).
+TEST(Format, OpeningAFifoFailsWithoutWaitingForAWriter) {
+  TempDir tmp;
+  std::string fifo = tmp.Sub("fifo.egg");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto egg = EggFile::Open(fifo);
+  ASSERT_FALSE(egg);
+  EXPECT_NE(egg.error().message().find("is not a file"), std::string::npos)
+      << egg.error().message();
+  auto text = ReadFileToString(fifo);
+  EXPECT_FALSE(text);
 }
 
 TEST(Format, RefusesToOverwriteWithoutForce) {

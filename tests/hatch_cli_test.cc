@@ -342,6 +342,75 @@ TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
   EXPECT_EQ(doc["cells"][1]["exit_code"], 3);
 }
 
+// A cell leaves a set-user-ID copy of a program, a set-group-ID folder
+// and a world-writable file in /out: on the host, none keeps those bits.
+TEST(HatchCliTest, OutputFilesKeepNoSetIdOrWorldWriteBitsOnTheHost) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: setid\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: |\n"
+      "      cp /usr/bin/true /out/suid && chmod 6755 /out/suid\n"
+      "      mkdir -p /out/d/e && chmod 3777 /out/d /out/d/e\n"
+      "      echo x > /out/d/e/w && chmod 4777 /out/d/e/w\n"
+      "      stat -c %a /out/suid\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/setid.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string out = t.path() + "/out";
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
+                     "--out-dir", out},
+                    &err);
+  ASSERT_EQ(code, 0) << err;
+  auto doc = nlohmann::json::parse(ReadFile(t.path() + "/setid.results.json"));
+  // Inside, the cell did set the bits.
+  EXPECT_EQ(doc["cells"][0]["stdout"]["data"], "6755\n");
+  for (const char* rel : {"suid", "d", "d/e", "d/e/w"}) {
+    struct stat st;
+    ASSERT_EQ(lstat((out + "/" + rel).c_str(), &st), 0) << rel;
+    EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID | S_ISVTX | S_IWGRP | S_IWOTH),
+              0u)
+        << rel << " mode " << std::oct << (st.st_mode & 07777);
+  }
+}
+
+// Folders nested past the listing depth cannot hide bytes from the output
+// limit: the cell is stopped with the output limit and, since /out can no
+// longer be counted, no later cell runs.
+TEST(HatchCliTest, DeeplyNestedOutputCountsAsOverTheOutputLimit) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: deep\nruntime: {folder: rt}\nlimits: {output: 1MiB}\ncells:\n"
+      "  - language: bash\n    code: |\n"
+      "      cd /out\n"
+      "      for i in $(seq 200); do mkdir e && cd e; done\n"
+      "      echo hidden > f\n"
+      "      sleep 30\n"
+      "  - language: bash\n    code: echo later\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/deep.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
+                     "--out-dir", t.path() + "/out"},
+                    &err);
+  EXPECT_EQ(code, 4) << err;
+  auto doc = nlohmann::json::parse(ReadFile(t.path() + "/deep.results.json"));
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "output");
+  EXPECT_EQ(doc["cells"][1]["status"], "not_run");
+}
+
 // The inode of the store's marker for the one materialised tree.
 ino_t MaterialisedMarkerInode(const std::string& store) {
   for (const auto& e : fs::directory_iterator(store + "/roots")) {

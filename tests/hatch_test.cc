@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,6 +18,7 @@
 
 #include "common/fd.h"
 #include "egg/notebook.h"
+#include "hatch/out_tree.h"
 #include "hatch/wire.h"
 
 namespace egg {
@@ -495,6 +498,21 @@ TEST_F(HatchTest, CellWritingPastTheOutputCapIntoOutIsStopped) {
   EXPECT_TRUE(report.cells[1].fresh_session);
 }
 
+// Once /out is over the cap, a later cell is charged only if it grows it.
+TEST_F(HatchTest, OnlyTheCellThatGrowsAFullOutIsChargedWithTheOutputLimit) {
+  RunOptions o = Options(out_.path());
+  o.out_max_bytes = 1 << 20;
+  CellInput big = Cell(0, "bash", "head -c 2000000 /dev/zero > big");
+  RunReport report = RunAll(
+      {big, Cell(1, "bash", "echo quiet"), Cell(2, "bash", "echo x > more")},
+      o);
+  ASSERT_EQ(report.cells.size(), 3u);
+  EXPECT_EQ(report.cells[0].limit, "output");
+  EXPECT_EQ(report.cells[1].status, CellStatus::kOk) << report.cells[1].note;
+  EXPECT_EQ(report.cells[2].status, CellStatus::kLimit);
+  EXPECT_EQ(report.cells[2].limit, "output");
+}
+
 // A local agent whose box reports `after` limit events once a cell has
 // started (the first count, taken before the cell, is zero).
 class CountingHost : public AgentHost {
@@ -632,6 +650,80 @@ TEST(HatchReproTest, OnlyACellThatFinishedOkCountsAsReproduced) {
     EXPECT_EQ(r.cells[0].verdict, CellVerdict::kFailed) << CellStatusName(s);
   }
   EXPECT_EQ(CompareOneCell(CellStatus::kNotRun).reproduced, 0u);
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return 0177777;
+  return st.st_mode & 07777;
+}
+
+TEST(OutTreeTest, ClearsSetIdStickyAndSharedWriteBitsAtAnyDepth) {
+  TempDir t;
+  std::string out = t.path() + "/out";
+  ASSERT_EQ(mkdir(out.c_str(), 0755), 0);
+  // 1100 levels: deeper than the 1024 descriptors a process may usually
+  // hold open.
+  std::string deep = out;
+  int fd = open(out.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  for (int i = 0; i < 1100; ++i) {
+    ASSERT_EQ(mkdirat(fd, "d", 0700), 0);
+    ASSERT_EQ(fchmodat(fd, "d", 03777, 0), 0);
+    int next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+    ASSERT_GE(next, 0);
+    close(fd);
+    fd = next;
+  }
+  int file = openat(fd, "f", O_WRONLY | O_CREAT, 0600);
+  ASSERT_GE(file, 0);
+  ASSERT_EQ(fchmod(file, 06777), 0);
+  close(file);
+  close(fd);
+  std::ofstream(out + "/top") << "x";
+  ASSERT_EQ(chmod((out + "/top").c_str(), 04000), 0);  // no read bit
+
+  auto stats = hatch::SanitizeOutputTree(out);
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->depth, 1100u);
+  EXPECT_EQ(stats->changed, 1102u);
+  EXPECT_EQ(ModeOf(out + "/top"), 0u);
+  fd = open(out.c_str(), O_RDONLY | O_DIRECTORY);
+  for (int i = 0; i < 1100; ++i) {
+    struct stat st;
+    ASSERT_EQ(fstatat(fd, "d", &st, AT_SYMLINK_NOFOLLOW), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0755u) << "level " << i;
+    int next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+    close(fd);
+    fd = next;
+  }
+  struct stat st;
+  ASSERT_EQ(fstatat(fd, "f", &st, AT_SYMLINK_NOFOLLOW), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  close(fd);
+}
+
+TEST(OutTreeTest, NeverChangesWhatALinkPointsTo) {
+  TempDir t;
+  std::string out = t.path() + "/out";
+  ASSERT_EQ(mkdir(out.c_str(), 0755), 0);
+  std::string outside = t.path() + "/outside";
+  std::ofstream(outside) << "host";
+  ASSERT_EQ(chmod(outside.c_str(), 04777), 0);
+  ASSERT_EQ(symlink(outside.c_str(), (out + "/link").c_str()), 0);
+  ASSERT_EQ(mkdir((t.path() + "/outdir").c_str(), 01777), 0);
+  ASSERT_EQ(chmod((t.path() + "/outdir").c_str(), 01777), 0);
+  ASSERT_EQ(symlink((t.path() + "/outdir").c_str(), (out + "/dl").c_str()),
+            0);
+  auto stats = hatch::SanitizeOutputTree(out);
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(ModeOf(outside), 04777u);
+  EXPECT_EQ(ModeOf(t.path() + "/outdir"), 01777u);
+  EXPECT_EQ(stats->changed, 0u);
+}
+
+TEST(OutTreeTest, MissingFolderIsAnError) {
+  EXPECT_FALSE(hatch::SanitizeOutputTree("/nonexistent-egg-out-folder"));
 }
 
 }  // namespace

@@ -59,7 +59,8 @@ Status PreadExact(int fd, std::span<uint8_t> data, uint64_t offset) {
 
 Result<std::string> ReadFileToString(const std::string& path,
                                      uint64_t max_bytes) {
-  auto fd = OpenFile(path, O_RDONLY);
+  // O_NONBLOCK: a FIFO must not block the open; it is refused below.
+  auto fd = OpenFile(path, O_RDONLY | O_NONBLOCK);
   if (!fd) return Fail(fd.error());
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return Fail(ErrnoError("'" + path + "'"));

@@ -362,7 +362,8 @@ std::string EncodeOpenSshPrivateKey(const SecretKey& key,
 }
 
 Result<OpenSshPrivateKey> ReadOpenSshPrivateKey(const std::string& path) {
-  auto fd = OpenFile(path, O_RDONLY);
+  // O_NONBLOCK: a FIFO must not block the open; it is refused below.
+  auto fd = OpenFile(path, O_RDONLY | O_NONBLOCK);
   if (!fd) return Fail(fd.error());
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) {

@@ -120,7 +120,8 @@ struct OpenedHead {
 
 Result<OpenedHead> OpenHead(const std::string& path) {
   OpenedHead o;
-  auto fd = OpenFile(path, O_RDONLY);
+  // O_NONBLOCK: a FIFO must not block the open; it is refused below.
+  auto fd = OpenFile(path, O_RDONLY | O_NONBLOCK);
   if (!fd) return Fail(fd.error());
   o.fd = std::move(*fd);
   struct stat st;

@@ -14,6 +14,7 @@
 #include "egg/hash.h"
 #include "egg/hatch.h"
 #include "hatch/agent_client.h"
+#include "hatch/out_tree.h"
 #include "hatch/wire.h"
 
 namespace egg {
@@ -51,8 +52,14 @@ struct FileStamp {
 };
 using Listing = std::map<std::string, FileStamp>;
 
-void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out) {
-  if (depth > kMaxListDepth) return;
+// Past kMaxListDepth levels, sets *too_deep and goes no further.
+void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out,
+             bool* too_deep) {
+  if (depth > kMaxListDepth) {
+    *too_deep = true;
+    close(dirfd);
+    return;
+  }
   DIR* d = fdopendir(dirfd);
   if (d == nullptr) {
     close(dirfd);
@@ -70,7 +77,7 @@ void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out) {
     if (S_ISDIR(st.st_mode)) {
       int sub = openat(::dirfd(d), e->d_name,
                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub >= 0) ListDir(sub, path, depth + 1, out);
+      if (sub >= 0) ListDir(sub, path, depth + 1, out, too_deep);
     } else if (S_ISREG(st.st_mode)) {
       (*out)[path] = {static_cast<uint64_t>(st.st_size),
                       st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
@@ -80,26 +87,42 @@ void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out) {
   closedir(d);
 }
 
-Listing ListOutput(const std::string& dir) {
+Listing ListOutput(const std::string& dir, bool* too_deep = nullptr) {
   Listing out;
+  bool deep = false;
   if (dir.empty()) return out;
   int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) ListDir(fd, "", 0, &out);
+  if (fd >= 0) ListDir(fd, "", 0, &out, &deep);
+  if (too_deep != nullptr) *too_deep = deep;
   return out;
 }
 
 // Apparent size of everything listed: a sparse file counts in full, so a
-// cell cannot hide bytes behind a hole.
-bool OutOverCap(const std::string& dir, uint64_t cap) {
-  if (dir.empty() || cap == 0) return false;
-  Listing l = ListOutput(dir);
-  if (l.size() >= kMaxListedFiles) return true;
+// cell cannot hide bytes behind a hole. Folders nested past the listing
+// depth, where files would escape the count, and a listing cut at
+// kMaxListedFiles give kOutUncountable.
+constexpr uint64_t kOutUncountable = UINT64_MAX;
+
+uint64_t OutTotal(const std::string& dir) {
+  if (dir.empty()) return 0;
+  bool too_deep = false;
+  Listing l = ListOutput(dir, &too_deep);
+  if (too_deep || l.size() >= kMaxListedFiles) return kOutUncountable;
   uint64_t total = 0;
   for (const auto& [path, stamp] : l) {
     total += stamp.size;
-    if (total > cap) return true;
+    if (total >= kOutUncountable - stamp.size) return kOutUncountable;
   }
-  return false;
+  return total;
+}
+
+// Whether a cell that started with `baseline` bytes in /out has passed
+// the egg's cap: it must be over the cap and have grown /out, so a later
+// cell that writes nothing is not charged for an earlier one's files.
+bool OutOverCap(uint64_t total, uint64_t baseline, uint64_t cap) {
+  if (cap == 0) return false;
+  if (total == kOutUncountable) return true;
+  return total > cap && total > baseline;
 }
 
 std::string HashFile(const std::string& dir, const std::string& rel) {
@@ -349,10 +372,14 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
 
   // /out is polled while the cell runs; past the egg's output cap the
   // session is stopped and the cell reported with the output limit.
+  const uint64_t out_baseline =
+      options_.out_max_bytes == 0 ? 0 : OutTotal(options_.output_dir);
   bool out_over = false;
   uint64_t next_out_check = NowMs() + kPollMs;
   auto check_out = [&] {
-    if (out_over || !OutOverCap(options_.output_dir, options_.out_max_bytes)) {
+    if (out_over || options_.out_max_bytes == 0 ||
+        !OutOverCap(OutTotal(options_.output_dir), out_baseline,
+                    options_.out_max_bytes)) {
       return;
     }
     out_over = true;
@@ -562,6 +589,11 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
       r.note = "not run: the agent failed";
     } else if (failed && options_.stop_on_error) {
       r.note = "not run: an earlier cell failed";
+    } else if (options_.out_max_bytes != 0 &&
+               OutTotal(options_.output_dir) == kOutUncountable) {
+      // Files in /out can no longer be counted: nothing more runs.
+      r.note = "not run: /out can no longer be counted against the egg's "
+               "output limit";
     } else {
       RunOne(cells[i], langs[i], &r);
       if (auto st = host_.AfterCell(); !st) {
@@ -592,6 +624,15 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
   TraceStep("cells: agent shut down");
   host_.Kill();
   TraceStep("cells: sandbox killed");
+  // Nothing of the sandbox runs now: take from /out every mode bit that
+  // would give a file a privilege on the host (set-user-ID and the like).
+  if (!options_.output_dir.empty()) {
+    auto cleaned = hatch::SanitizeOutputTree(options_.output_dir);
+    if (!cleaned && agent_error_.empty()) {
+      AgentFailed("securing the output folder: " + cleaned.error().message());
+    }
+    TraceStep("cells: output folder secured");
+  }
   report.interrupted = interrupted_;
   report.agent_error = interrupted_ ? "" : agent_error_;
   return report;
