@@ -234,6 +234,61 @@ int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
   return code;
 }
 
+// A cell whose wall time is the egg's own is stopped by the agent (which
+// ends only its session), not by the sandbox's backstop: the next cell
+// still runs.
+TEST(HatchCliTest, CellAtTheEggsWallTimeStopsOnlyItsSession) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(t,
+                       "name: wall\nruntime: {folder: rt}\n"
+                       "limits: {wall_time: 3s}\ncells:\n"
+                       "  - language: bash\n    code: sleep 100\n"
+                       "  - language: bash\n    code: echo after\n",
+                       &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "wall_time");
+  EXPECT_EQ(doc["cells"][1]["status"], "ok") << doc["cells"][1];
+  EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "after\n");
+}
+
+// Past its memory limit the sandbox stops as a whole: the cell is charged
+// with the memory limit and every later cell says why it did not run,
+// none is blamed on the agent.
+TEST(HatchCliTest, MemoryLimitEndsTheRunAndNamesItForLaterCells) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  if (geteuid() != 0) GTEST_SKIP() << "memory cgroups need root here";
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(
+      t,
+      "name: mem\nruntime: {folder: rt}\nlimits: {memory: 128MiB}\n"
+      "cells:\n"
+      "  - language: python\n    code: x = bytearray(1500 << 20)\n"
+      "  - language: python\n    code: print('after')\n"
+      "  - language: bash\n    code: echo after\n",
+      &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "memory");
+  for (int i : {1, 2}) {
+    EXPECT_EQ(doc["cells"][i]["status"], "not_run") << doc["cells"][i];
+    EXPECT_NE(doc["cells"][i]["note"].get<std::string>().find("memory"),
+              std::string::npos)
+        << doc["cells"][i];
+  }
+}
+
 // RLIMIT_FSIZE: the kernel stops a file in /out one byte past the egg's
 // output limit, whatever the hatcher's polling of /out sees.
 TEST(HatchCliTest, ShellCellCannotWriteAFilePastTheOutputLimit) {

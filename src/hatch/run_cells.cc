@@ -26,6 +26,9 @@ using hatch::AgentFrame;
 constexpr int kHandshakeMs = 30000;
 constexpr int kSessionStartMs = 30000;
 constexpr int kPollMs = 100;
+// How long a sandbox that stopped itself on a limit may take to be seen
+// as ended.
+constexpr uint64_t kSandboxEndWaitMs = 2000;
 constexpr size_t kMaxListedFiles = 100000;
 constexpr int kMaxListDepth = 64;
 
@@ -178,6 +181,17 @@ class Runner {
   void AgentFailed(const std::string& why) {
     if (agent_error_.empty()) agent_error_ = why;
     host_.Kill();
+  }
+  // How the sandbox ended, waiting up to `ms` for it: when the control
+  // channel closes because the sandbox stopped itself on a limit, its
+  // end may take a moment to be seen.
+  std::optional<HostEnd> WaitEnded(uint64_t ms) {
+    uint64_t until = NowMs() + ms;
+    while (true) {
+      if (auto end = host_.Ended()) return end;
+      if (NowMs() >= until) return std::nullopt;
+      usleep(20000);
+    }
   }
   // Starts (or reuses) the session for a language. False with *why set if
   // it could not be started.
@@ -409,7 +423,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
     auto frame = client_.Next(kPollMs);
     if (!frame) {
       std::string what = frame.error().message();
-      if (auto end = host_.Ended()) {
+      if (auto end = WaitEnded(kSandboxEndWaitMs)) {
         if (!end->limit.empty()) {
           r->status = CellStatus::kLimit;
           r->limit = end->limit;
@@ -586,7 +600,7 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
     if (interrupted_) {
       r.note = "not run: interrupted";
     } else if (!agent_error_.empty()) {
-      r.note = "not run: the agent failed";
+      r.note = "not run: " + agent_error_;
     } else if (failed && options_.stop_on_error) {
       r.note = "not run: an earlier cell failed";
     } else if (options_.out_max_bytes != 0 &&
@@ -596,6 +610,12 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
                "output limit";
     } else {
       RunOne(cells[i], langs[i], &r);
+      if (r.status == CellStatus::kLimit && agent_error_.empty() &&
+          (r.limit == "memory" || r.limit == "cpu")) {
+        // The sandbox stops itself on these, a moment after the cell was
+        // charged: the run ends here, and no later cell is blamed.
+        if (auto end = WaitEnded(kSandboxEndWaitMs)) AgentFailed(end->reason);
+      }
       if (auto st = host_.AfterCell(); !st) {
         AgentFailed("reading the output back: " + st.error().message());
       }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -52,9 +53,17 @@ class SandboxAgentHost : public AgentHost {
     l.memory_bytes = limits.memory_bytes;
     l.processes = limits.processes;
     l.cpu_ms = limits.cpu_ms;
-    // The agent enforces the cell's wall time; the sandbox's is a backstop.
-    if (limits.wall_ms) l.wall_ms = *limits.wall_ms + grace_ms_;
-    return box_->SetLimits(ClampToEgg(l, egg_limits_));
+    l = ClampToEgg(l, egg_limits_);
+    // The agent enforces the cell's wall time; the sandbox's is a backstop
+    // a grace period later (the sandbox was started with the egg's wall
+    // time plus the same grace), so that the agent, which stops only the
+    // session, always acts first.
+    if (limits.wall_ms) {
+      uint64_t wall = *limits.wall_ms;
+      if (egg_limits_.wall_ms) wall = std::min(wall, *egg_limits_.wall_ms);
+      l.wall_ms = wall + grace_ms_;
+    }
+    return box_->SetLimits(l);
   }
 
   std::optional<HostEnd> Ended() override {
@@ -183,7 +192,13 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   b.ReadOnly(agent, kSandboxAgentPath);
   b.ReadOnly(drivers, kSandboxDriversDir);
   b.Output(setup.output_dir);
-  b.SetLimits(setup.egg_limits);
+  // The sandbox's own wall limit is the backstop behind the agent's: the
+  // egg's wall time plus the grace period (see BeforeCell).
+  Limits box_limits = setup.egg_limits;
+  if (auto wall = MergeLimits(setup.egg_limits, DefaultEggLimits()).wall_ms) {
+    box_limits.wall_ms = *wall + options.grace_ms;
+  }
+  b.SetLimits(box_limits);
   b.WeakenPermissions(setup.granted);
   b.Command({kSandboxAgentPath});
   b.Cwd("/out");
