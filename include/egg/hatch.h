@@ -34,6 +34,7 @@ namespace egg {
 // Where the agent and drivers are seen inside the sandbox.
 inline constexpr char kSandboxAgentPath[] = "/.egg/egg-agent";
 inline constexpr char kSandboxDriversDir[] = "/.egg/drivers";
+inline constexpr char kSandboxExchangeDir[] = "/.egg-exchange";
 
 // One code cell to run.
 struct CellInput {
@@ -176,6 +177,8 @@ struct CellResult {
   CapturedStream display;
 };
 
+struct RunReport;
+
 struct RunOptions {
   SessionSetup setup;
   bool stop_on_error = false;  // later cells are kNotRun after a failure
@@ -193,6 +196,11 @@ struct RunOptions {
   // Slack past a cell's wall time before the hatcher kills the whole box
   // when the agent has not reported (the agent enforces wall time first).
   uint64_t grace_ms = 5000;
+  // Runs the cells on the agent in place of RunCells (e.g.
+  // RunCellsWithKernel from egg/kernel.h); empty: RunCells.
+  std::function<Result<RunReport>(const std::vector<CellInput>&, AgentHost&,
+                                  const RunOptions&)>
+      runner;
 };
 
 struct RunReport {
@@ -227,6 +235,9 @@ struct SandboxRunSetup {
   AgentFiles agent;        // host agent and drivers, bound at /.egg
   Limits egg_limits;       // whole-egg limits; unset take the defaults
   Permissions granted;     // weakenings the person granted
+  // A fresh host folder seen writable at kSandboxExchangeDir, shared by
+  // egg and the cells (the Jupyter kernel's sockets); "" for none.
+  std::string exchange_dir;
 };
 
 // Builds the sandbox, starts the agent in it and runs `cells`. The agent

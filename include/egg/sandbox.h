@@ -151,6 +151,11 @@ class SandboxSpecBuilder {
   // root, Start() gives the folder to the sandbox's unprivileged identity
   // (chown), so pass a fresh folder.
   SandboxSpecBuilder& Output(const std::string& host_folder);
+  // A writable folder egg itself shares with the sandbox (e.g. the
+  // Jupyter kernel's sockets): a fresh folder egg made, whose entries egg
+  // treats as hostile. Not a weakening: nothing of the person's is in it.
+  SandboxSpecBuilder& Exchange(const std::string& host_folder,
+                               const std::string& sandbox);
   // Limits for the whole sandbox; unset fields take DefaultEggLimits().
   // Each value must be > 0 and within MaximumLimits().
   SandboxSpecBuilder& SetLimits(const Limits& limits);

@@ -39,6 +39,7 @@ struct HatchArgs {
   bool keep_going = false;
   bool stop_on_error = false;
   bool json = false;
+  std::string kernel;  // "" built-in drivers; "jupyter" or a kernelspec
 };
 
 std::string Quote(const std::string& s) { return QuoteForTerminal(s); }
@@ -165,6 +166,23 @@ int RunHatch(const HatchArgs& a) {
   options.output_dir = a.out_dir.empty() ? DefaultOutDir(a.egg) : a.out_dir;
   options.stop_on_error = a.stop_on_error;
   options.on_cell = PrintCellLine;
+  options.kernel = a.kernel;
+  options.kernel_name = notebook->kernel_name;
+  // The kernel path writes each cell's outputs here for RunFromHatch.
+  std::string display_dir;
+  if (!a.kernel.empty()) {
+    auto made = MakeHatchTempDir();
+    if (!made) return Report(made.error());
+    display_dir = *made;
+    options.display_dir = display_dir;
+  }
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove_all(path, ec);
+    }
+  } remove_display{display_dir};
   auto report = RunEggCells(*egg, *cells, *consent, options);
   if (!report) {
     Report(report.error());
@@ -175,7 +193,7 @@ int RunHatch(const HatchArgs& a) {
   std::string output_dir = fs::canonical(options.output_dir, ec).string();
 
   // 4. Compare with stored outputs, write results, say how it went.
-  NotebookRun fresh = RunFromHatch(*report, "");
+  NotebookRun fresh = RunFromHatch(*report, display_dir);
   ReproReport repro = CompareNotebook(*notebook, fresh, CompareOptions{});
   ResultsMeta meta;
   meta.egg = fs::path(a.egg).filename().string();
@@ -256,6 +274,10 @@ Registration reg(40, [](CLI::App& app) {
   sub->add_flag("--stop-on-error", a->stop_on_error,
                 "Stop at the first failing cell");
   sub->add_flag("--json", a->json, "Also print the results JSON on stdout");
+  sub->add_option("--kernel", a->kernel,
+                  "Run the cells on a Jupyter kernel of the runtime: "
+                  "'jupyter' (the notebook's kernel) or a kernelspec name "
+                  "(default: egg's own session drivers)");
   return std::pair<CLI::App*, Runner>(sub, [a] {
     HatchArgs args = *a;
     if (args.isolation == "none") {

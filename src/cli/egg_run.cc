@@ -19,8 +19,10 @@
 
 #include "cli/cli.h"
 #include "cli/runtime_registry.h"
+#include "common/fd.h"
 #include "common/text.h"
 #include "common/trace.h"
+#include "egg/kernel.h"
 #include "egg/runtime.h"
 #include "egg/store.h"
 #include "egg/tree.h"
@@ -323,6 +325,52 @@ Result<std::vector<CellInput>> CellsOf(const Notebook& notebook) {
   return cells;
 }
 
+// The Jupyter kernel for `options.kernel`, its sockets' exchange folder
+// (in the run's private temp folder) and the display folder.
+Result<KernelRunSetup> KernelSetup(const std::vector<CellInput>& cells,
+                                   const EggRunOptions& options,
+                                   SandboxRunSetup& setup,
+                                   const std::string& work) {
+  if (!options.no_sandbox && setup.isolation != "namespaces") {
+    return Fail(Code::kNotSupported,
+                "--kernel needs --isolation namespaces (or --no-sandbox): "
+                "the kernel's sockets cannot cross the '" +
+                    setup.isolation + "' boundary yet");
+  }
+  std::string name = options.kernel;
+  if (name == "jupyter") {
+    name = options.kernel_name;
+    if (name.empty()) {
+      name = DefaultKernelName(cells.empty() ? "python" : cells[0].language);
+    }
+  }
+  std::string root =
+      options.host_runtime || options.no_sandbox ? "/" : setup.runtime_root;
+  auto spec = FindKernelSpec(root, name);
+  if (!spec) return Fail(spec.error());
+
+  KernelRunSetup kernel;
+  kernel.spec = *spec;
+  kernel.exchange_host_dir = work + "/exchange";
+  kernel.display_dir = options.display_dir;
+  if (mkdir(kernel.exchange_host_dir.c_str(), 0700) != 0) {
+    return Fail(ErrnoError("creating " + Quote(kernel.exchange_host_dir)));
+  }
+  // As root the sandbox runs as nobody; the folder's parent stays 0700.
+  if (geteuid() == 0) chmod(kernel.exchange_host_dir.c_str(), 0777);
+  if (options.no_sandbox) {
+    kernel.exchange_sandbox_dir = kernel.exchange_host_dir;
+  } else {
+    setup.exchange_dir = kernel.exchange_host_dir;
+    kernel.exchange_sandbox_dir = kSandboxExchangeDir;
+  }
+  // IRkernel answers its heartbeat from the loop that runs the cell.
+  std::string language;
+  for (char c : spec->language) language += static_cast<char>(tolower(c));
+  if (language == "r") kernel.options.heartbeat_timeout_ms = 0;
+  return kernel;
+}
+
 Result<RunReport> RunEggCells(const EggFile& egg,
                               const std::vector<CellInput>& cells,
                               const Consent& consent,
@@ -384,6 +432,14 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   run.setup.rich_display = options.rich_display;
   run.cancel = &g_interrupted;
   run.on_cell = options.on_cell;
+  if (!options.kernel.empty()) {
+    auto kernel = KernelSetup(cells, options, setup, work.path);
+    if (!kernel) return Fail(kernel.error());
+    run.runner = [kernel = *kernel](const std::vector<CellInput>& c,
+                                    AgentHost& host, const RunOptions& o) {
+      return RunCellsWithKernel(c, host, o, kernel);
+    };
+  }
   return RunCellsInSandbox(cells, setup, run);
 }
 

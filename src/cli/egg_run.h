@@ -64,6 +64,13 @@ struct EggRunOptions {
   // nbformat outputs).
   bool rich_display = true;
   std::function<void(const CellResult&)> on_cell;
+  // "" runs the cells with egg's session drivers. "jupyter" runs them on
+  // the Jupyter kernel the notebook names (kernel_name), else the default
+  // kernel of its language; any other word names a kernelspec of the
+  // runtime (docs/NOTEBOOKS.md, "The Jupyter kernel path").
+  std::string kernel;
+  std::string kernel_name;   // the notebook's kernelspec name, if any
+  std::string display_dir;  // kernel path: where cell outputs are written
 };
 
 // Runs `cells` of `egg` in the sandbox under `consent`: the runtime tree

@@ -133,6 +133,7 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     options.setup.drivers_dir = setup.agent.drivers_dir;
     options.setup.cwd = setup.output_dir;
     options.setup.cell_dir = setup.output_dir;
+    if (options.runner) return options.runner(cells, **host, options);
     return RunCells(cells, **host, options);
   }
 
@@ -192,6 +193,9 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   b.ReadOnly(agent, kSandboxAgentPath);
   b.ReadOnly(drivers, kSandboxDriversDir);
   b.Output(setup.output_dir);
+  if (!setup.exchange_dir.empty()) {
+    b.Exchange(setup.exchange_dir, kSandboxExchangeDir);
+  }
   // The sandbox's own wall limit is the backstop behind the agent's: the
   // egg's wall time plus the grace period (see BeforeCell).
   Limits box_limits = setup.egg_limits;
@@ -230,7 +234,8 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   options.setup.drivers_dir = kSandboxDriversDir;
   options.setup.cwd = "/out";
   options.setup.cell_dir = "/tmp";
-  auto report = RunCells(clamped, host, options);
+  auto report = options.runner ? options.runner(clamped, host, options)
+                               : RunCells(clamped, host, options);
   if (report) report->isolation = isolation;
   return report;
 }

@@ -195,6 +195,21 @@ SandboxSpecBuilder& SandboxSpecBuilder::ReadOnly(const std::string& host,
   return *this;
 }
 
+SandboxSpecBuilder& SandboxSpecBuilder::Exchange(const std::string& host,
+                                                 const std::string& sandbox) {
+  if (!Ok()) return *this;
+  if (auto s = CheckHostPath(host, "exchange folder"); !s) {
+    Keep(s.error());
+  } else if (auto t = CheckSandboxPath(sandbox, "exchange folder"); !t) {
+    Keep(t.error());
+  } else if (host == "/" || sandbox == "/") {
+    Keep(Error(Code::kInvalidArgument, "the exchange folder cannot be /"));
+  } else {
+    spec_.binds_.push_back({host, sandbox, true});
+  }
+  return *this;
+}
+
 SandboxSpecBuilder& SandboxSpecBuilder::Output(const std::string& host_folder) {
   if (!Ok()) return *this;
   struct stat st;
