@@ -1,5 +1,6 @@
 // RunCellsWithKernel: the kernel as a process started by egg-agent inside
 // the sandbox, driven over its sockets in the shared exchange folder.
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +45,8 @@ class AgentKernel final : public KernelProcess {
   ~AgentKernel() override { Kill(); }
 
   Status Start(const KernelSpec& spec, const std::string& connection_json,
-               const SessionSetup& setup) {
+               const SessionSetup& setup,
+               const std::vector<std::string>& extra_env) {
     wire::StartSession m;
     m.session = session_;
     m.mode = wire::SessionMode::kPerCellCommand;
@@ -60,6 +62,7 @@ class AgentKernel final : public KernelProcess {
       m.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
                "TMPDIR=/tmp", "LANG=C.UTF-8"};
     }
+    m.env.insert(m.env.end(), extra_env.begin(), extra_env.end());
     m.cwd = setup.cwd;
     m.cell_dir = setup.cell_dir;
     m.cell_suffix = ".json";
@@ -219,6 +222,47 @@ void WriteDisplayFile(const std::string& dir, uint32_t index,
                         text, 0600, true);
 }
 
+// IPython runs `!` lines through a pseudo-terminal, and the sandbox has
+// none (no /dev/pts): a startup file in the exchange folder makes them run
+// without one, only when no pty can be opened. Returns the kernel's extra
+// environment ("" when the folder cannot be written: `!` lines then fail).
+std::vector<std::string> IpythonShim(const KernelRunSetup& setup) {
+  std::string lang;
+  for (char c : setup.spec.language) lang += static_cast<char>(tolower(c));
+  if (lang != "python") return {};
+  std::string dir = setup.exchange_host_dir + "/ipython/profile_default";
+  std::error_code ec;
+  std::filesystem::create_directories(dir + "/startup", ec);
+  if (ec) return {};
+  // IPython writes its profile (history, caches) here; as root the
+  // sandbox runs as nobody, as for the exchange folder itself.
+  if (geteuid() == 0) {
+    for (const std::string& d :
+         {setup.exchange_host_dir + "/ipython", dir, dir + "/startup"}) {
+      chmod(d.c_str(), 0777);
+    }
+  }
+  static const char kShim[] =
+      "# Written by egg: run ! lines without a pseudo-terminal when the\n"
+      "# sandbox has none.\n"
+      "def _egg_no_pty():\n"
+      "    import os\n"
+      "    try:\n"
+      "        a, b = os.openpty()\n"
+      "        os.close(a)\n"
+      "        os.close(b)\n"
+      "    except OSError:\n"
+      "        ip = get_ipython()\n"
+      "        ip.system = ip.system_raw\n"
+      "_egg_no_pty()\n"
+      "del _egg_no_pty\n";
+  if (!WriteFileAtomic(dir + "/startup/00-egg-no-pty.py", kShim, 0644,
+                       true)) {
+    return {};
+  }
+  return {"IPYTHONDIR=" + setup.exchange_sandbox_dir + "/ipython"};
+}
+
 }  // namespace
 
 Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
@@ -246,6 +290,7 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
   }
   KernelOptions kopts = setup.options;
   kopts.cancel = options.cancel;
+  std::vector<std::string> extra_env = IpythonShim(setup);
 
   std::unique_ptr<AgentKernel> process;
   std::unique_ptr<KernelClient> kernel;
@@ -288,7 +333,7 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
       process = std::make_unique<AgentKernel>(agent, host, id);
       Status started = conn ? process->Start(setup.spec,
                                              ConnectionFileJson(*conn),
-                                             options.setup)
+                                             options.setup, extra_env)
                             : Status(Fail(conn.error()));
       if (started) {
         auto client = KernelClient::Connect(
