@@ -498,14 +498,12 @@ TEST(KernelThroughAgent, RunsCellsAndRestartsADeadKernel) {
   if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
   std::string dir = MakeTempDir();
   fs::create_directories(dir + "/exchange");
-  fs::create_directories(dir + "/display");
   auto host = StartLocalAgent(AgentPath());
   ASSERT_TRUE(host) << host.error().message();
   KernelRunSetup setup;
   setup.spec = *FindKernelSpec("/", "python3");
   setup.exchange_host_dir = dir + "/exchange";
   setup.exchange_sandbox_dir = dir + "/exchange";
-  setup.display_dir = dir + "/display";
   RunOptions options;
   options.setup.cwd = dir;
   options.setup.cell_dir = dir;
@@ -533,7 +531,7 @@ TEST(KernelThroughAgent, RunsCellsAndRestartsADeadKernel) {
   EXPECT_EQ(report->cells[3].stdout_data.bytes, "done\n");
 
   // The outputs land where RunFromHatch reads them.
-  NotebookRun run = RunFromHatch(*report, setup.display_dir);
+  NotebookRun run = RunFromHatch(*report, "");
   ASSERT_EQ(run.cells.size(), 4u);
   EXPECT_EQ(run.cells[0].outputs[0]["data"]["text/plain"], "10");
   EXPECT_EQ(run.cells[2].outputs[0]["data"]["text/plain"], "False");
@@ -561,7 +559,7 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
   if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
   if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
   std::string dir = MakeTempDir();
-  for (const char* sub : {"/exchange", "/display", "/out"}) {
+  for (const char* sub : {"/exchange", "/out"}) {
     fs::create_directories(dir + sub);
   }
   if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
@@ -575,7 +573,6 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
   kernel.spec = *FindKernelSpec("/", "python3");
   kernel.exchange_host_dir = dir + "/exchange";
   kernel.exchange_sandbox_dir = kSandboxExchangeDir;
-  kernel.display_dir = dir + "/display";
   RunOptions options;
   options.runner = [&](const std::vector<CellInput>& c, AgentHost& host,
                        const RunOptions& o) {
@@ -597,7 +594,7 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
   EXPECT_EQ(report->cells[2].status, CellStatus::kOk)
       << report->cells[2].note;
   EXPECT_TRUE(fs::exists(dir + "/out/made-by-kernel.txt"));
-  NotebookRun run = RunFromHatch(*report, kernel.display_dir);
+  NotebookRun run = RunFromHatch(*report, "");
   ASSERT_FALSE(run.cells[0].outputs.empty());
   // A PID namespace: the kernel is a low pid, not a host pid.
   int pid = std::stoi(

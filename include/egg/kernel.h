@@ -144,16 +144,14 @@ struct KernelRunSetup {
   // kernel sees. The kernel's sockets are created in it.
   std::string exchange_host_dir;
   std::string exchange_sandbox_dir;
-  // Host folder where each cell's outputs are written as
-  // "cell-<index>.jsonl" (the display driver's format, read by
-  // RunFromHatch); "" writes none.
-  std::string display_dir;
   KernelOptions options;
 };
 
 // Runs `cells` in order on one kernel started by the agent behind `host`
-// (a per-cell-command session whose one "cell" is the kernel process). A
-// kernel that died is started again for the next cell, which is marked
+// (a per-cell-command session whose one "cell" is the kernel process).
+// Each cell's nbformat outputs are its CellResult::display records (one
+// JSON object per line, as the display driver's), so RunFromHatch and the
+// results JSON carry them. A kernel that died is started again for the next cell, which is marked
 // fresh_session. Returns one result per cell, like RunCells; an Error only
 // for misuse found before anything runs.
 [[nodiscard]] Result<RunReport> RunCellsWithKernel(

@@ -168,21 +168,6 @@ int RunHatch(const HatchArgs& a) {
   options.on_cell = PrintCellLine;
   options.kernel = a.kernel;
   options.kernel_name = notebook->kernel_name;
-  // The kernel path writes each cell's outputs here for RunFromHatch.
-  std::string display_dir;
-  if (!a.kernel.empty()) {
-    auto made = MakeHatchTempDir();
-    if (!made) return Report(made.error());
-    display_dir = *made;
-    options.display_dir = display_dir;
-  }
-  struct RemoveDir {
-    std::string path;
-    ~RemoveDir() {
-      std::error_code ec;
-      if (!path.empty()) fs::remove_all(path, ec);
-    }
-  } remove_display{display_dir};
   auto report = RunEggCells(*egg, *cells, *consent, options);
   if (!report) {
     Report(report.error());
@@ -193,7 +178,7 @@ int RunHatch(const HatchArgs& a) {
   std::string output_dir = fs::canonical(options.output_dir, ec).string();
 
   // 4. Compare with stored outputs, write results, say how it went.
-  NotebookRun fresh = RunFromHatch(*report, display_dir);
+  NotebookRun fresh = RunFromHatch(*report, "");
   ReproReport repro = CompareNotebook(*notebook, fresh, CompareOptions{});
   ResultsMeta meta;
   meta.egg = fs::path(a.egg).filename().string();

@@ -352,7 +352,6 @@ Result<KernelRunSetup> KernelSetup(const std::vector<CellInput>& cells,
   KernelRunSetup kernel;
   kernel.spec = *spec;
   kernel.exchange_host_dir = work + "/exchange";
-  kernel.display_dir = options.display_dir;
   if (mkdir(kernel.exchange_host_dir.c_str(), 0700) != 0) {
     return Fail(ErrnoError("creating " + Quote(kernel.exchange_host_dir)));
   }

@@ -70,7 +70,6 @@ struct EggRunOptions {
   // runtime (docs/NOTEBOOKS.md, "The Jupyter kernel path").
   std::string kernel;
   std::string kernel_name;   // the notebook's kernelspec name, if any
-  std::string display_dir;  // kernel path: where cell outputs are written
 };
 
 // Runs `cells` of `egg` in the sandbox under `consent`: the runtime tree

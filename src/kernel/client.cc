@@ -169,6 +169,14 @@ class Client final : public KernelClient {
   void OnIopub(Cell& cell, const Message& m);
   void Keep(Cell& cell, nlohmann::json output);
   void Stream(Cell& cell, const std::string& name, const std::string& text);
+  // clear_output: earlier outputs go, and with them the raw stream text,
+  // so that the raw streams stay the text of the stream outputs.
+  void Clear(Cell& cell) {
+    cell.out->outputs = nlohmann::json::array();
+    cell.out->result.stdout_data.bytes.clear();
+    cell.out->result.stderr_data.bytes.clear();
+    cell.clear_on_next = false;
+  }
 
   KernelConnection conn_;
   KernelProcess& process_;
@@ -360,10 +368,7 @@ void Client::Keep(Cell& cell, nlohmann::json output) {
     return;
   }
   uint64_t cost = Cost(*checked);
-  if (cell.clear_on_next) {
-    cell.out->outputs = nlohmann::json::array();
-    cell.clear_on_next = false;
-  }
+  if (cell.clear_on_next) Clear(cell);
   if (cell.dropped > 0 || cell.kept + cost > cell.cap) {
     cell.dropped += cost;
     return;
@@ -374,10 +379,7 @@ void Client::Keep(Cell& cell, nlohmann::json output) {
 
 void Client::Stream(Cell& cell, const std::string& name,
                     const std::string& text) {
-  if (cell.clear_on_next) {
-    cell.out->outputs = nlohmann::json::array();
-    cell.clear_on_next = false;
-  }
+  if (cell.clear_on_next) Clear(cell);
   CapturedStream& raw = name == "stderr" ? cell.out->result.stderr_data
                                          : cell.out->result.stdout_data;
   if (cell.dropped > 0 || cell.kept + text.size() > cell.cap) {
@@ -464,7 +466,7 @@ void Client::OnIopub(Cell& cell, const Message& m) {
     if (wait != c.end() && wait->is_boolean() && wait->get<bool>()) {
       cell.clear_on_next = true;
     } else {
-      cell.out->outputs = nlohmann::json::array();
+      Clear(cell);
     }
   } else if (t == "error") {
     nlohmann::json o = {{"output_type", "error"},

@@ -210,18 +210,6 @@ std::string Printable(const std::string& s) {
   return out;
 }
 
-void WriteDisplayFile(const std::string& dir, uint32_t index,
-                      const nlohmann::json& outputs) {
-  if (dir.empty()) return;
-  std::string text;
-  for (const auto& o : outputs) {
-    text += o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    text += '\n';
-  }
-  (void)WriteFileAtomic(dir + "/cell-" + std::to_string(index) + ".jsonl",
-                        text, 0600, true);
-}
-
 // IPython runs `!` lines through a pseudo-terminal, and the sandbox has
 // none (no /dev/pts): a startup file in the exchange folder makes them run
 // without one, only when no pty can be opened. Returns the kernel's extra
@@ -402,7 +390,11 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
       died_before = true;
     }
     if (cancelled()) report.interrupted = true;
-    WriteDisplayFile(setup.display_dir, cells[i].index, out.outputs);
+    for (const auto& o : out.outputs) {
+      r.display.bytes +=
+          o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      r.display.bytes += '\n';
+    }
     if (r.status != CellStatus::kOk) failed = true;
     if (options.on_cell) options.on_cell(r);
   }
