@@ -262,7 +262,11 @@ class IpykernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
-    Start({});
+    // A loaded host can take seconds to deliver an interrupt; tests that
+    // prove the kill after the grace set a short one themselves.
+    KernelOptions options;
+    options.interrupt_grace_ms = 20000;
+    Start(options);
   }
   void TearDown() override {
     if (client_) client_->Shutdown();

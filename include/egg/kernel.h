@@ -95,7 +95,7 @@ class KernelProcess {
 
 struct KernelOptions {
   uint64_t startup_ms = 60000;          // sockets up and kernel_info answered
-  uint64_t interrupt_grace_ms = 3000;   // after interrupting, before killing
+  uint64_t interrupt_grace_ms = 5000;   // after interrupting, before killing
   uint64_t heartbeat_timeout_ms = 30000;  // no heartbeat this long: dead
   uint64_t heartbeat_interval_ms = 1000;
   // Set (e.g. from a signal handler) to stop: the running cell's kernel is
