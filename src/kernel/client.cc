@@ -517,12 +517,20 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
   // kernel is killed if the interrupt does not end it.
   std::string stopping;
   uint64_t kill_at = 0;
-  auto stop = [&](const std::string& limit) {
-    if (!stopping.empty()) return;
-    stopping = limit;
+  uint64_t next_interrupt = 0;
+  // An interrupt that lands before the kernel starts the cell is lost
+  // (ipykernel ignores SIGINT while idle), so it is repeated every second
+  // of the grace.
+  auto interrupt = [&] {
     (void)Send(control_.get(), "interrupt_request", nlohmann::json::object(),
                nullptr);
     process_.Interrupt();
+    next_interrupt = NowMs() + 1000;
+  };
+  auto stop = [&](const std::string& limit) {
+    if (!stopping.empty()) return;
+    stopping = limit;
+    interrupt();
     kill_at = NowMs() + options_.interrupt_grace_ms;
   };
   std::string dead;
@@ -538,6 +546,7 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
     if (stopping.empty() && NowMs() >= deadline) stop("wall_time");
     if (stopping.empty() && cell.dropped > 0) stop("output");
     if (!cell.bad.empty()) break;
+    if (!stopping.empty() && NowMs() >= next_interrupt) interrupt();
     if (kill_at != 0 && NowMs() >= kill_at) {
       dead = "the kernel did not stop after an interrupt and was killed";
       break;
@@ -572,6 +581,9 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
     }
   }
   r.duration_ms = NowMs() - started;
+  // A cell that finished in the round its outputs passed the cap was not
+  // interrupted, but its outputs were still cut.
+  if (stopping.empty() && cell.dropped > 0) stopping = "output";
 
   // A marker says what was cut; it is not counted against the cap.
   if (cell.dropped > 0) {
@@ -607,7 +619,7 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
     r.limit = stopping;
     r.note = stopping == "wall_time"
                  ? "interrupted at the wall time limit"
-                 : "interrupted at the output limit";
+                 : "outputs cut at the output limit";
     return out;
   }
   if (cell.reply_status == "ok") {
