@@ -18,7 +18,7 @@ packages=(
   # notebook tests and bench compare against
   libpng-dev libzmq3-dev cppzmq-dev chromium python3-nbformat
   python3-nbconvert python3-ipykernel python3-matplotlib python3-numpy
-  python3-sympy
+  python3-sympy r-cran-irkernel
   # registry tests run Debian's registry on 127.0.0.1
   docker-registry
   # stronger isolation backends (docs/ISOLATION.md): gVisor, OCI runtimes,

@@ -542,6 +542,48 @@ TEST(KernelThroughAgent, RunsCellsAndRestartsADeadKernel) {
   fs::remove_all(dir);
 }
 
+TEST(KernelThroughAgent, IrkernelGivesRichOutputsAndErrors) {
+  auto spec = FindKernelSpec("/", "ir");
+  if (!spec) GTEST_SKIP() << "r-cran-irkernel is missing";
+  std::string dir = MakeTempDir();
+  fs::create_directories(dir + "/exchange");
+  auto host = StartLocalAgent(AgentPath());
+  ASSERT_TRUE(host) << host.error().message();
+  KernelRunSetup setup;
+  setup.spec = *spec;
+  setup.exchange_host_dir = dir + "/exchange";
+  setup.exchange_sandbox_dir = dir + "/exchange";
+  setup.options.heartbeat_timeout_ms = 0;
+  RunOptions options;
+  options.setup.cwd = dir;
+  options.setup.cell_dir = dir;
+  options.setup.env = {"PATH=/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8"};
+  std::vector<CellInput> cells(3);
+  const char* code[] = {"x <- 6 * 7\nx", "data.frame(a = 1:2, b = c('u', 'v'))",
+                        "stop('boom')"};
+  for (uint32_t i = 0; i < 3; ++i) {
+    cells[i].index = i;
+    cells[i].id = "r" + std::to_string(i);
+    cells[i].language = "r";
+    cells[i].code = code[i];
+  }
+  auto report = RunCellsWithKernel(cells, **host, options, setup);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->cells[0].status, CellStatus::kOk) << report->cells[0].note;
+  EXPECT_EQ(report->cells[1].status, CellStatus::kOk) << report->cells[1].note;
+  EXPECT_EQ(report->cells[2].status, CellStatus::kError);
+  NotebookRun run = RunFromHatch(*report, "");
+  ASSERT_EQ(run.cells.size(), 3u);
+  EXPECT_NE(run.cells[0].outputs.dump().find("42"), std::string::npos)
+      << run.cells[0].outputs.dump();
+  // IRkernel's rich data frame: HTML beside the plain text.
+  EXPECT_NE(run.cells[1].outputs.dump().find("text/html"), std::string::npos)
+      << run.cells[1].outputs.dump();
+  EXPECT_NE(run.cells[2].outputs.dump().find("boom"), std::string::npos)
+      << run.cells[2].outputs.dump();
+  fs::remove_all(dir);
+}
+
 // ---- through the namespaces sandbox -----------------------------------------
 
 bool CanSandbox() { return ProbeSandboxHost().user_namespaces; }
