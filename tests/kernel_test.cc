@@ -649,6 +649,50 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
   fs::remove_all(dir);
 }
 
+TEST(KernelInSandbox, IrkernelRunsInsideTheNamespacesSandbox) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  auto spec = FindKernelSpec("/", "ir");
+  if (!spec) GTEST_SKIP() << "r-cran-irkernel is missing";
+  std::string dir = MakeTempDir();
+  for (const char* sub : {"/exchange", "/out"}) {
+    fs::create_directories(dir + sub);
+  }
+  if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
+  SandboxRunSetup setup;
+  setup.host_runtime = true;
+  setup.output_dir = dir + "/out";
+  setup.exchange_dir = dir + "/exchange";
+  setup.agent.agent = AgentPath();
+  setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
+  KernelRunSetup kernel;
+  kernel.spec = *spec;
+  kernel.exchange_host_dir = dir + "/exchange";
+  kernel.exchange_sandbox_dir = kSandboxExchangeDir;
+  kernel.options.heartbeat_timeout_ms = 0;
+  RunOptions options;
+  options.runner = [&](const std::vector<CellInput>& c, AgentHost& host,
+                       const RunOptions& o) {
+    return RunCellsWithKernel(c, host, o, kernel);
+  };
+  std::vector<CellInput> cells(2);
+  cells[0].index = 0;
+  cells[0].language = "r";
+  cells[0].code = "Sys.getpid() < 100";
+  cells[1].index = 1;
+  cells[1].language = "r";
+  cells[1].code = "stop('inside')";
+  auto report = RunCellsInSandbox(cells, setup, options);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->cells[0].status, CellStatus::kOk)
+      << report->cells[0].note << report->cells[0].stderr_data.bytes;
+  EXPECT_EQ(report->cells[1].status, CellStatus::kError)
+      << report->cells[1].note;
+  NotebookRun run = RunFromHatch(*report, "");
+  EXPECT_NE(run.cells[0].outputs.dump().find("TRUE"), std::string::npos)
+      << run.cells[0].outputs.dump();
+  fs::remove_all(dir);
+}
+
 std::string EggBin() {
   const char* bin = getenv("EGG_BIN");
   return bin ? bin : std::string(EGG_BINARY_DIR) + "/egg";
