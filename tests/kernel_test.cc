@@ -1,6 +1,8 @@
 // The Jupyter kernel path: the message codec, kernelspecs, and the client
 // against Debian's real ipykernel started on the host with an IPC
 // connection file, then through egg-agent.
+#include "egg/kernel.h"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -13,7 +15,6 @@
 #include <sstream>
 #include <string>
 
-#include "egg/kernel.h"
 #include "egg/notebook.h"
 #include "egg/sandbox.h"
 #include "gtest/gtest.h"
@@ -62,9 +63,9 @@ TEST(KernelMessage, SignMatchesHmacSha256TestVector) {
 }
 
 TEST(KernelMessage, DecodesWhatItEncodes) {
-  auto frames = kernel::Encode("k", kernel::MakeHeader("status", "m1", "s"),
-                               {{"msg_id", "p1"}},
-                               {{"execution_state", "idle"}});
+  auto frames =
+      kernel::Encode("k", kernel::MakeHeader("status", "m1", "s"),
+                     {{"msg_id", "p1"}}, {{"execution_state", "idle"}});
   frames.insert(frames.begin(), "topic");
   auto m = kernel::Decode("k", frames);
   ASSERT_TRUE(m) << m.error().message();
@@ -74,18 +75,18 @@ TEST(KernelMessage, DecodesWhatItEncodes) {
 }
 
 TEST(KernelMessage, RejectsWrongKey) {
-  auto frames = kernel::Encode("other", kernel::MakeHeader("status", "m", "s"),
-                               nlohmann::json::object(),
-                               nlohmann::json::object());
+  auto frames =
+      kernel::Encode("other", kernel::MakeHeader("status", "m", "s"),
+                     nlohmann::json::object(), nlohmann::json::object());
   auto m = kernel::Decode("k", frames);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code(), Code::kVerificationFailed);
 }
 
 TEST(KernelMessage, RejectsUnsignedMessage) {
-  auto frames = kernel::Encode("k", kernel::MakeHeader("status", "m", "s"),
-                               nlohmann::json::object(),
-                               nlohmann::json::object());
+  auto frames =
+      kernel::Encode("k", kernel::MakeHeader("status", "m", "s"),
+                     nlohmann::json::object(), nlohmann::json::object());
   frames[1] = "";
   auto m = kernel::Decode("k", frames);
   ASSERT_FALSE(m);
@@ -101,9 +102,9 @@ TEST(KernelMessage, RejectsTamperedContent) {
 }
 
 TEST(KernelMessage, RejectsMissingDelimiter) {
-  auto frames = kernel::Encode("k", kernel::MakeHeader("status", "m", "s"),
-                               nlohmann::json::object(),
-                               nlohmann::json::object());
+  auto frames =
+      kernel::Encode("k", kernel::MakeHeader("status", "m", "s"),
+                     nlohmann::json::object(), nlohmann::json::object());
   frames[0] = "<IDS|MSX>";
   EXPECT_EQ(kernel::Decode("k", frames).error().code(), Code::kCorruption);
 }
@@ -162,8 +163,7 @@ TEST(KernelSpecs, RejectsUnknownInterruptMode) {
 }
 
 TEST(KernelSpecs, RejectsNameThatLeavesTheKernelsFolder) {
-  EXPECT_EQ(FindKernelSpec("/", "../x").error().code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(FindKernelSpec("/", "../x").error().code(), Code::kInvalidArgument);
   EXPECT_EQ(FindKernelSpec("/", ".hidden").error().code(),
             Code::kInvalidArgument);
 }
@@ -331,10 +331,10 @@ TEST_F(IpykernelTest, StateLivesFromCellToCell) {
 }
 
 TEST_F(IpykernelTest, DisplayDataKeepsEveryMimeType) {
-  auto out = Run(
-      "from IPython.display import display, HTML, Markdown\n"
-      "display(HTML('<b>bold</b>'))\n"
-      "display(Markdown('*md*'))\n");
+  auto out =
+      Run("from IPython.display import display, HTML, Markdown\n"
+          "display(HTML('<b>bold</b>'))\n"
+          "display(Markdown('*md*'))\n");
   ASSERT_EQ(out.result.status, CellStatus::kOk) << out.result.note;
   ASSERT_EQ(out.outputs.size(), 2u) << out.outputs.dump();
   EXPECT_EQ(out.outputs[0]["output_type"], "display_data");
@@ -343,21 +343,21 @@ TEST_F(IpykernelTest, DisplayDataKeepsEveryMimeType) {
 }
 
 TEST_F(IpykernelTest, UpdateDisplayReplacesEarlierOutput) {
-  auto out = Run(
-      "from IPython.display import display\n"
-      "h = display('first', display_id=True)\n"
-      "h.update('second')\n");
+  auto out =
+      Run("from IPython.display import display\n"
+          "h = display('first', display_id=True)\n"
+          "h.update('second')\n");
   ASSERT_EQ(out.result.status, CellStatus::kOk) << out.result.note;
   ASSERT_EQ(out.outputs.size(), 1u) << out.outputs.dump();
   EXPECT_EQ(out.outputs[0]["data"]["text/plain"], "'second'");
 }
 
 TEST_F(IpykernelTest, ClearOutputRemovesEarlierOutput) {
-  auto out = Run(
-      "from IPython.display import clear_output\n"
-      "print('gone')\n"
-      "clear_output()\n"
-      "print('kept')\n");
+  auto out =
+      Run("from IPython.display import clear_output\n"
+          "print('gone')\n"
+          "clear_output()\n"
+          "print('kept')\n");
   ASSERT_EQ(out.result.status, CellStatus::kOk) << out.result.note;
   EXPECT_EQ(AllText(out.outputs, "stream"), "kept\n");
 }
@@ -376,7 +376,8 @@ TEST_F(IpykernelTest, ErrorCarriesNameValueAndTraceback) {
 }
 
 TEST_F(IpykernelTest, StreamsKeepTheirNames) {
-  auto out = Run("import sys\nprint('to out')\nprint('to err', file=sys.stderr)");
+  auto out =
+      Run("import sys\nprint('to out')\nprint('to err', file=sys.stderr)");
   ASSERT_EQ(out.result.status, CellStatus::kOk);
   EXPECT_EQ(out.result.stdout_data.bytes, "to out\n");
   EXPECT_EQ(out.result.stderr_data.bytes, "to err\n");
@@ -433,12 +434,12 @@ TEST_F(IpykernelTest, CellIgnoringInterruptIsKilled) {
   Start(options);
   Limits limits;
   limits.wall_ms = 1500;
-  auto out = Run(
-      "import signal, time\n"
-      "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-      "while True:\n"
-      "    time.sleep(0.05)\n",
-      limits);
+  auto out =
+      Run("import signal, time\n"
+          "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+          "while True:\n"
+          "    time.sleep(0.05)\n",
+          limits);
   EXPECT_EQ(out.result.status, CellStatus::kLimit);
   EXPECT_EQ(out.result.limit, "wall_time");
   EXPECT_TRUE(out.kernel_dead);
@@ -448,11 +449,11 @@ TEST_F(IpykernelTest, CellIgnoringInterruptIsKilled) {
 TEST_F(IpykernelTest, OutputFloodIsCutMarkedAndCounted) {
   Limits limits;
   limits.output_bytes = 10000;
-  auto out = Run(
-      "import sys\n"
-      "for i in range(200000):\n"
-      "    sys.stdout.write('x' * 100 + '\\n')\n",
-      limits);
+  auto out =
+      Run("import sys\n"
+          "for i in range(200000):\n"
+          "    sys.stdout.write('x' * 100 + '\\n')\n",
+          limits);
   EXPECT_EQ(out.result.status, CellStatus::kLimit);
   EXPECT_EQ(out.result.limit, "output");
   EXPECT_LE(out.result.stdout_data.bytes.size(), 10000u);
@@ -464,14 +465,14 @@ TEST_F(IpykernelTest, OutputFloodIsCutMarkedAndCounted) {
 }
 
 TEST_F(IpykernelTest, ForgedIopubMessageIsRejected) {
-  auto out = Run(
-      "from jupyter_client.session import Session\n"
-      "k = get_ipython().kernel\n"
-      "bad = Session(key=b'not-the-key', session=k.session.session)\n"
-      "bad.send(k.iopub_socket, 'stream',\n"
-      "         {'name': 'stdout', 'text': 'FOR' + 'GED'},\n"
-      "         parent=k.get_parent('shell'), ident=b'stream')\n"
-      "import time; time.sleep(0.5)\n");
+  auto out =
+      Run("from jupyter_client.session import Session\n"
+          "k = get_ipython().kernel\n"
+          "bad = Session(key=b'not-the-key', session=k.session.session)\n"
+          "bad.send(k.iopub_socket, 'stream',\n"
+          "         {'name': 'stdout', 'text': 'FOR' + 'GED'},\n"
+          "         parent=k.get_parent('shell'), ident=b'stream')\n"
+          "import time; time.sleep(0.5)\n");
   EXPECT_EQ(out.result.status, CellStatus::kError);
   EXPECT_NE(out.result.note.find("signature"), std::string::npos)
       << out.result.note;
@@ -496,6 +497,29 @@ TEST_F(IpykernelTest, UnsignedIopubMessageIsRejected) {
   EXPECT_EQ(out.outputs.dump().find("UNSIGNED"), std::string::npos);
 }
 
+TEST_F(IpykernelTest, MessageWithTooManyFramesIsRejected) {
+  auto out =
+      Run("k = get_ipython().kernel\n"
+          "k.iopub_socket.send_multipart([b'x'] * 100)\n"
+          "import time; time.sleep(0.5)\n");
+  EXPECT_EQ(out.result.status, CellStatus::kError);
+  EXPECT_NE(out.result.note.find("too many frames"), std::string::npos)
+      << out.result.note;
+  EXPECT_TRUE(out.kernel_dead);
+}
+
+TEST_F(IpykernelTest, MalformedOutputFailsTheCell) {
+  auto out =
+      Run("k = get_ipython().kernel\n"
+          "k.session.send(k.iopub_socket, 'display_data',\n"
+          "               {'data': 'not-a-bundle', 'metadata': {}},\n"
+          "               parent=k.get_parent('shell'), ident=b'display')\n"
+          "import time; time.sleep(0.5)\n");
+  EXPECT_EQ(out.result.status, CellStatus::kError);
+  EXPECT_NE(out.result.note.find("malformed output"), std::string::npos)
+      << out.result.note;
+}
+
 // ---- through egg-agent (no sandbox) -----------------------------------------
 
 TEST(KernelThroughAgent, RunsCellsAndRestartsADeadKernel) {
@@ -513,8 +537,8 @@ TEST(KernelThroughAgent, RunsCellsAndRestartsADeadKernel) {
   options.setup.cell_dir = dir;
   options.setup.env = {"PATH=/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8"};
   std::vector<CellInput> cells(4);
-  const char* code[] = {"v = 5\nv * 2", "import os\nos._exit(7)", "'v' in dir()",
-                        "print('done')"};
+  const char* code[] = {"v = 5\nv * 2", "import os\nos._exit(7)",
+                        "'v' in dir()", "print('done')"};
   for (uint32_t i = 0; i < 4; ++i) {
     cells[i].index = i;
     cells[i].id = "c" + std::to_string(i);
@@ -524,8 +548,7 @@ TEST(KernelThroughAgent, RunsCellsAndRestartsADeadKernel) {
   auto report = RunCellsWithKernel(cells, **host, options, setup);
   ASSERT_TRUE(report) << report.error().message();
   ASSERT_EQ(report->cells.size(), 4u);
-  EXPECT_EQ(report->cells[0].status, CellStatus::kOk)
-      << report->cells[0].note;
+  EXPECT_EQ(report->cells[0].status, CellStatus::kOk) << report->cells[0].note;
   EXPECT_EQ(report->cells[1].status, CellStatus::kSessionDied);
   EXPECT_NE(report->cells[1].note.find("exited with status 7"),
             std::string::npos)
@@ -624,21 +647,19 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
                        const RunOptions& o) {
     return RunCellsWithKernel(c, host, o, kernel);
   };
-  auto cells = PythonCells(
-      {"import os\nos.getpid()",
-       "import socket\ns = socket.socket()\ns.settimeout(2)\n"
-       "s.connect(('1.1.1.1', 53))",
-       "open('/out/made-by-kernel.txt', 'w').write('hi')"});
+  auto cells =
+      PythonCells({"import os\nos.getpid()",
+                   "import socket\ns = socket.socket()\ns.settimeout(2)\n"
+                   "s.connect(('1.1.1.1', 53))",
+                   "open('/out/made-by-kernel.txt', 'w').write('hi')"});
   auto report = RunCellsInSandbox(cells, setup, options);
   ASSERT_TRUE(report) << report.error().message();
   ASSERT_EQ(report->cells.size(), 3u);
-  EXPECT_EQ(report->cells[0].status, CellStatus::kOk)
-      << report->cells[0].note;
+  EXPECT_EQ(report->cells[0].status, CellStatus::kOk) << report->cells[0].note;
   // No network inside: the connect fails in the kernel, as an error.
   EXPECT_EQ(report->cells[1].status, CellStatus::kError)
       << report->cells[1].note;
-  EXPECT_EQ(report->cells[2].status, CellStatus::kOk)
-      << report->cells[2].note;
+  EXPECT_EQ(report->cells[2].status, CellStatus::kOk) << report->cells[2].note;
   EXPECT_TRUE(fs::exists(dir + "/out/made-by-kernel.txt"));
   NotebookRun run = RunFromHatch(*report, "");
   ASSERT_FALSE(run.cells[0].outputs.empty());
@@ -743,7 +764,7 @@ const char kNotebook[] = R"nb({
    "source": "from IPython.display import HTML\nHTML('<i>rich</i>')",
    "outputs": [{"output_type": "execute_result", "execution_count": 2,
      "metadata": {}, "data": {"text/html": "<i>rich</i>",
-                              "text/plain": "<IPython.core.display.HTML object>"}}]},
+       "text/plain": "<IPython.core.display.HTML object>"}}]},
   {"cell_type": "code", "id": "boom", "metadata": {}, "execution_count": 3,
    "source": "raise KeyError('k')", "outputs": []}
  ]})nb";
@@ -756,8 +777,9 @@ TEST(KernelHatchCli, HatchWithKernelJupyterRunsTheNotebookOnIpykernel) {
   fs::create_directories(dir + "/rt");
   WriteText(dir + "/rt/README", "placeholder runtime\n");
   std::string err;
-  ASSERT_EQ(RunEgg(dir, {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt",
-                         "-o", dir + "/nb.egg"},
+  ASSERT_EQ(RunEgg(dir,
+                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
+                    dir + "/nb.egg"},
                    &err),
             0)
       << err;
@@ -767,8 +789,8 @@ TEST(KernelHatchCli, HatchWithKernelJupyterRunsTheNotebookOnIpykernel) {
                      dir + "/results.json", "--out-dir", dir + "/out"},
                     &err);
   EXPECT_EQ(code, 4) << err;  // the third cell raises
-  auto results = nlohmann::json::parse(ReadFile(dir + "/results.json"),
-                                       nullptr, false);
+  auto results =
+      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
   ASSERT_FALSE(results.is_discarded()) << err;
   const auto& cells = results["cells"];
   ASSERT_EQ(cells.size(), 3u);
@@ -792,8 +814,9 @@ TEST(KernelHatchCli, KernelIsRefusedOnBackendsItCannotCross) {
   fs::create_directories(dir + "/rt");
   WriteText(dir + "/rt/README", "placeholder runtime\n");
   std::string err;
-  ASSERT_EQ(RunEgg(dir, {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt",
-                         "-o", dir + "/nb.egg"},
+  ASSERT_EQ(RunEgg(dir,
+                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
+                    dir + "/nb.egg"},
                    &err),
             0)
       << err;
@@ -813,16 +836,17 @@ TEST(KernelHatchCli, UnknownKernelIsAnErrorBeforeAnythingRuns) {
   fs::create_directories(dir + "/rt");
   WriteText(dir + "/rt/README", "placeholder runtime\n");
   std::string err;
-  ASSERT_EQ(RunEgg(dir, {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt",
-                         "-o", dir + "/nb.egg"},
+  ASSERT_EQ(RunEgg(dir,
+                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
+                    dir + "/nb.egg"},
                    &err),
             0)
       << err;
-  int code = RunEgg(dir,
-                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                     "--host-runtime", "--kernel", "no-such-kernel",
-                     "--out-dir", dir + "/out"},
-                    &err);
+  int code =
+      RunEgg(dir,
+             {"hatch", dir + "/nb.egg", "--allow-unsigned", "--host-runtime",
+              "--kernel", "no-such-kernel", "--out-dir", dir + "/out"},
+             &err);
   EXPECT_NE(code, 0);
   EXPECT_NE(err.find("no Jupyter kernel 'no-such-kernel'"), std::string::npos)
       << err;

@@ -68,8 +68,7 @@ struct KernelConnection {
   int shell_port = 1, iopub_port = 2, stdin_port = 3, control_port = 4,
       hb_port = 5;
 };
-[[nodiscard]] Result<KernelConnection> NewIpcConnection(
-    const std::string& ip);
+[[nodiscard]] Result<KernelConnection> NewIpcConnection(const std::string& ip);
 std::string ConnectionFileJson(const KernelConnection& connection);
 
 // The kernel's process, as far as the client can see and control it.
@@ -94,8 +93,8 @@ class KernelProcess {
     const std::vector<std::string>& env, int log_fd = -1);
 
 struct KernelOptions {
-  uint64_t startup_ms = 60000;          // sockets up and kernel_info answered
-  uint64_t interrupt_grace_ms = 5000;   // after interrupting, before killing
+  uint64_t startup_ms = 60000;            // sockets up and kernel_info answered
+  uint64_t interrupt_grace_ms = 5000;     // after interrupting, before killing
   uint64_t heartbeat_timeout_ms = 30000;  // no heartbeat this long: dead
   uint64_t heartbeat_interval_ms = 1000;
   // Set (e.g. from a signal handler) to stop: the running cell's kernel is
@@ -151,9 +150,9 @@ struct KernelRunSetup {
 // (a per-cell-command session whose one "cell" is the kernel process).
 // Each cell's nbformat outputs are its CellResult::display records (one
 // JSON object per line, as the display driver's), so RunFromHatch and the
-// results JSON carry them. A kernel that died is started again for the next cell, which is marked
-// fresh_session. Returns one result per cell, like RunCells; an Error only
-// for misuse found before anything runs.
+// results JSON carry them. A kernel that died is started again for the next
+// cell, which is marked fresh_session. Returns one result per cell, like
+// RunCells; an Error only for misuse found before anything runs.
 [[nodiscard]] Result<RunReport> RunCellsWithKernel(
     const std::vector<CellInput>& cells, AgentHost& host,
     const RunOptions& options, const KernelRunSetup& setup);

@@ -70,8 +70,8 @@ Result<std::optional<std::vector<std::string>>> RecvFrames(void* sock) {
   while (true) {
     zmq_msg_t msg;
     zmq_msg_init(&msg);
-    int n = zmq_msg_recv(&msg, sock, frames.empty() && !over ? ZMQ_DONTWAIT
-                                                             : 0);
+    int n =
+        zmq_msg_recv(&msg, sock, frames.empty() && !over ? ZMQ_DONTWAIT : 0);
     if (n < 0) {
       int err = errno;
       zmq_msg_close(&msg);
@@ -79,8 +79,8 @@ Result<std::optional<std::vector<std::string>>> RecvFrames(void* sock) {
         return std::optional<std::vector<std::string>>();
       }
       if (err == EINTR) continue;
-      return Fail(Code::kIo, std::string("kernel socket: ") +
-                                 zmq_strerror(err));
+      return Fail(Code::kIo,
+                  std::string("kernel socket: ") + zmq_strerror(err));
     }
     size_t size = zmq_msg_size(&msg);
     total += size;
@@ -106,8 +106,8 @@ Status SendFrames(void* sock, const std::vector<std::string>& frames) {
   for (size_t i = 0; i < frames.size(); ++i) {
     int flags = i + 1 < frames.size() ? ZMQ_SNDMORE : 0;
     if (zmq_send(sock, frames[i].data(), frames[i].size(), flags) < 0) {
-      return Fail(Code::kIo, std::string("sending to the kernel: ") +
-                                 zmq_strerror(errno));
+      return Fail(Code::kIo,
+                  std::string("sending to the kernel: ") + zmq_strerror(errno));
     }
   }
   return {};
@@ -253,8 +253,8 @@ Status Client::Open(const std::string& host_prefix) {
                      Channel{conn_.iopub_port, ZMQ_SUB, &iopub_},
                      Channel{conn_.control_port, ZMQ_DEALER, &control_},
                      Channel{conn_.hb_port, ZMQ_DEALER, &hb_}}) {
-    auto fd = WaitForSocket(host_prefix + "-" + std::to_string(ch.port),
-                            deadline);
+    auto fd =
+        WaitForSocket(host_prefix + "-" + std::to_string(ch.port), deadline);
     if (!fd) return Fail(fd.error());
     auto s = Connect(ch.type, fd->get());
     if (!s) return Fail(s.error());
@@ -268,9 +268,9 @@ Status Client::Send(void* sock, const std::string& type,
                     const nlohmann::json& content, std::string* msg_id) {
   std::string id = session_ + "_" + std::to_string(++counter_);
   if (msg_id != nullptr) *msg_id = id;
-  return SendFrames(sock, kernel::Encode(conn_.key,
-                                         kernel::MakeHeader(type, id, session_),
-                                         nlohmann::json::object(), content));
+  return SendFrames(
+      sock, kernel::Encode(conn_.key, kernel::MakeHeader(type, id, session_),
+                           nlohmann::json::object(), content));
 }
 
 void Client::PingHeartbeat() {
@@ -346,8 +346,8 @@ Status Client::WaitReady() {
       next_ask = NowMs() + 500;
     }
     auto s = PollOnce(kPollMs, [&](char ch, const Message& m) {
-      bool ours = std::find(asked.begin(), asked.end(), m.parent_msg_id) !=
-                  asked.end();
+      bool ours =
+          std::find(asked.begin(), asked.end(), m.parent_msg_id) != asked.end();
       if (!ours) return;
       if (ch == 's' && m.msg_type == "kernel_info_reply") replied = true;
       if (ch == 'i' && m.msg_type == "status") iopub_live = true;
@@ -362,8 +362,8 @@ void Client::Keep(Cell& cell, nlohmann::json output) {
   auto checked = NormalizeOutput(output, "kernel output");
   if (!checked) {
     if (cell.bad.empty()) {
-      cell.bad = "the kernel sent a malformed output: " +
-                 checked.error().message();
+      cell.bad =
+          "the kernel sent a malformed output: " + checked.error().message();
     }
     return;
   }
@@ -384,9 +384,8 @@ void Client::Stream(Cell& cell, const std::string& name,
                                          : cell.out->result.stdout_data;
   if (cell.dropped > 0 || cell.kept + text.size() > cell.cap) {
     // Keep what fits, then nothing more from this cell.
-    uint64_t room = cell.dropped > 0 || cell.kept >= cell.cap
-                        ? 0
-                        : cell.cap - cell.kept;
+    uint64_t room =
+        cell.dropped > 0 || cell.kept >= cell.cap ? 0 : cell.cap - cell.kept;
     std::string part = text.substr(0, static_cast<size_t>(room));
     cell.dropped += text.size() - part.size();
     raw.dropped += text.size() - part.size();
@@ -428,10 +427,10 @@ void Client::OnIopub(Cell& cell, const Message& m) {
     }
     Stream(cell, *name, *text);
   } else if (t == "display_data" || t == "execute_result") {
-    nlohmann::json o = {{"output_type", t},
-                        {"data", c.value("data", nlohmann::json::object())},
-                        {"metadata",
-                         c.value("metadata", nlohmann::json::object())}};
+    nlohmann::json o = {
+        {"output_type", t},
+        {"data", c.value("data", nlohmann::json::object())},
+        {"metadata", c.value("metadata", nlohmann::json::object())}};
     if (t == "execute_result") {
       auto n = c.find("execution_count");
       o["execution_count"] =
@@ -498,12 +497,10 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
   Cell cell;
   cell.out = &out;
   cell.cap = *limits.output_bytes;
-  nlohmann::json content = {{"code", input.code},
-                            {"silent", false},
-                            {"store_history", true},
-                            {"user_expressions", nlohmann::json::object()},
-                            {"allow_stdin", false},
-                            {"stop_on_error", true}};
+  nlohmann::json content = {
+      {"code", input.code},    {"silent", false},
+      {"store_history", true}, {"user_expressions", nlohmann::json::object()},
+      {"allow_stdin", false},  {"stop_on_error", true}};
   if (auto s = Send(shell_.get(), "execute_request", content, &cell.msg_id);
       !s) {
     r.status = CellStatus::kSessionDied;
@@ -575,8 +572,7 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
     if (!s) {
       cell.bad = s.error().code() == Code::kVerificationFailed
                      ? "rejected a kernel message: " + s.error().message()
-                     : "the kernel broke the protocol: " +
-                           s.error().message();
+                     : "the kernel broke the protocol: " + s.error().message();
       break;
     }
   }
@@ -617,9 +613,8 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
   if (!stopping.empty()) {
     r.status = CellStatus::kLimit;
     r.limit = stopping;
-    r.note = stopping == "wall_time"
-                 ? "interrupted at the wall time limit"
-                 : "outputs cut at the output limit";
+    r.note = stopping == "wall_time" ? "interrupted at the wall time limit"
+                                     : "outputs cut at the output limit";
     return out;
   }
   if (cell.reply_status == "ok") {
@@ -633,8 +628,8 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
                  o["evalue"].get<std::string>();
       }
     }
-    if (r.note.empty()) r.note = "execute_reply status '" +
-                                 cell.reply_status.substr(0, 32) + "'";
+    if (r.note.empty())
+      r.note = "execute_reply status '" + cell.reply_status.substr(0, 32) + "'";
   }
   return out;
 }

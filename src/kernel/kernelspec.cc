@@ -20,8 +20,8 @@ constexpr size_t kMaxArgs = 64;
 bool ValidKernelName(const std::string& name) {
   if (name.empty() || name.size() > 64 || name[0] == '.') return false;
   for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' &&
-        c != '_' && c != '-') {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' &&
+        c != '-') {
       return false;
     }
   }
@@ -84,15 +84,15 @@ Result<KernelSpec> ParseKernelSpec(std::string_view json,
                 what + ": 'argv' must be an array of 1 to 64 strings");
   }
   for (const auto& a : *argv) {
-    if (!a.is_string() || a.get<std::string>().find('\0') != std::string::npos) {
+    if (!a.is_string() ||
+        a.get<std::string>().find('\0') != std::string::npos) {
       return Fail(Code::kInvalidArgument,
                   what + ": 'argv' must hold strings without NUL");
     }
     spec.argv.push_back(a.get<std::string>());
   }
-  for (auto [field, out] :
-       {std::pair{"display_name", &spec.display_name},
-        std::pair{"language", &spec.language}}) {
+  for (auto [field, out] : {std::pair{"display_name", &spec.display_name},
+                            std::pair{"language", &spec.language}}) {
     auto it = j.find(field);
     if (it == j.end()) continue;
     if (!it->is_string()) {

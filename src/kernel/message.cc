@@ -76,13 +76,13 @@ std::string Sign(std::string_view key, const std::vector<std::string>& parts) {
         OSSL_PARAM_construct_utf8_string("digest", digest, 0),
         OSSL_PARAM_construct_end()};
     size_t out = 0;
-    bool ok = EVP_MAC_init(ctx,
-                           reinterpret_cast<const unsigned char*>(key.data()),
-                           key.size(), params) == 1;
+    bool ok =
+        EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()),
+                     key.size(), params) == 1;
     for (const auto& p : parts) {
-      ok = ok && EVP_MAC_update(
-                     ctx, reinterpret_cast<const unsigned char*>(p.data()),
-                     p.size()) == 1;
+      ok = ok &&
+           EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(p.data()),
+                          p.size()) == 1;
     }
     ok = ok && EVP_MAC_final(ctx, mac, &out, sizeof(mac)) == 1;
     len = ok ? static_cast<unsigned int>(out) : 0;

@@ -59,8 +59,8 @@ class AgentKernel final : public KernelProcess {
     }
     m.env = setup.env;
     if (m.env.empty()) {
-      m.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
-               "TMPDIR=/tmp", "LANG=C.UTF-8"};
+      m.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp",
+               "LANG=C.UTF-8"};
     }
     m.env.insert(m.env.end(), extra_env.begin(), extra_env.end());
     m.cwd = setup.cwd;
@@ -174,7 +174,8 @@ class AgentKernel final : public KernelProcess {
         wire::SessionEnded m;
         if (!wire::Decode(f.payload, &m) || m.session != session_) return;
         End(m.reason == wire::EndReason::kStartFailed
-                ? "it could not be started" + (note_.empty() ? "" : ": " + note_)
+                ? "it could not be started" +
+                      (note_.empty() ? "" : ": " + note_)
                 : "its session ended");
         return;
       }
@@ -244,8 +245,7 @@ std::vector<std::string> IpythonShim(const KernelRunSetup& setup) {
       "        ip.system = ip.system_raw\n"
       "_egg_no_pty()\n"
       "del _egg_no_pty\n";
-  if (!WriteFileAtomic(dir + "/startup/00-egg-no-pty.py", kShim, 0644,
-                       true)) {
+  if (!WriteFileAtomic(dir + "/startup/00-egg-no-pty.py", kShim, 0644, true)) {
     return {};
   }
   return {"IPYTHONDIR=" + setup.exchange_sandbox_dir + "/ipython"};
@@ -254,8 +254,7 @@ std::vector<std::string> IpythonShim(const KernelRunSetup& setup) {
 }  // namespace
 
 Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
-                                     AgentHost& host,
-                                     const RunOptions& options,
+                                     AgentHost& host, const RunOptions& options,
                                      const KernelRunSetup& setup) {
   if (setup.spec.argv.empty()) {
     return Fail(Code::kInvalidArgument, "the kernelspec has no argv");
@@ -319,10 +318,10 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
       std::string name = "k" + std::to_string(id);
       auto conn = NewIpcConnection(setup.exchange_sandbox_dir + "/" + name);
       process = std::make_unique<AgentKernel>(agent, host, id);
-      Status started = conn ? process->Start(setup.spec,
-                                             ConnectionFileJson(*conn),
-                                             options.setup, extra_env)
-                            : Status(Fail(conn.error()));
+      Status started =
+          conn ? process->Start(setup.spec, ConnectionFileJson(*conn),
+                                options.setup, extra_env)
+               : Status(Fail(conn.error()));
       if (started) {
         auto client = KernelClient::Connect(
             setup.exchange_host_dir + "/" + name, *conn, *process, kopts);
