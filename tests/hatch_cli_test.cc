@@ -508,6 +508,68 @@ TEST(HatchCliTest, SecondHatchReusesTheRuntimeMaterialisedInTheStore) {
   EXPECT_EQ(MaterialisedMarkerInode(store), first);
 }
 
+// Flips one byte inside the zstd frame of the runtime tree's first chunk.
+void DamageRuntimeChunk(const std::string& egg_path) {
+  auto egg = EggFile::Open(egg_path);
+  ASSERT_TRUE(egg.has_value()) << egg.error().message();
+  auto tree = egg->FindTree("runtime");
+  ASSERT_TRUE(tree.has_value());
+  Digest raw{};
+  for (const TreeEntry& e : (*tree)->entries) {
+    if (!e.chunks.empty()) raw = e.chunks[0];
+  }
+  uint64_t at = 0;
+  for (const ChunkEntry& c : egg->chunk_index()) {
+    if (c.raw == raw)
+      at = egg->layout().blocks.offset + c.offset + c.frame_length / 2;
+  }
+  ASSERT_NE(at, 0u);
+  std::fstream f(egg_path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(at));
+  char byte = 0;
+  f.read(&byte, 1);
+  byte = static_cast<char>(byte ^ 0x5a);
+  f.seekp(static_cast<std::streamoff>(at));
+  f.write(&byte, 1);
+}
+
+// The runtime of the second hatch comes from the store, so its chunks in
+// the egg are not hashed again; with an empty store the same damage is
+// found before anything runs.
+TEST(HatchCliTest, RuntimeInTheStoreIsNotRehashedButAFreshStoreChecksIt) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: twice\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: echo hi\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/twice.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string store = t.path() + "/store";
+  std::string err;
+  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
+                    store, "--out-dir", t.path() + "/out1"},
+                   &err),
+            0)
+      << err;
+  DamageRuntimeChunk(egg);
+
+  EXPECT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
+                    store, "--out-dir", t.path() + "/out2"},
+                   &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("not re-read"), std::string::npos) << err;
+
+  EXPECT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
+                    t.path() + "/empty-store", "--out-dir", t.path() + "/out3"},
+                   &err),
+            1)
+      << err;
+  EXPECT_FALSE(fs::exists(t.path() + "/out3"));
+}
+
 TEST(HatchCliTest, MistypedGrantIsAUsageErrorAndRunsNothing) {
   TempDir t;
   fs::create_directories(t.path() + "/rt");

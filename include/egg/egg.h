@@ -122,6 +122,12 @@ struct ChunkEntry {
 struct VerifyOptions {
   unsigned threads = 0;  // 0 = hardware threads
   ProgressFn progress;   // bytes of frames checked / total
+  // Chunks for which this returns true are not read. For a caller that
+  // never reads them from this egg, or reads them only through a checked
+  // read (ReadChunk, ExtractTree ...): e.g. hatch, for a runtime tree
+  // already materialised in the store. The index itself, and so every
+  // chunk's digest, is still covered by the content root at Open().
+  std::function<bool(const ChunkEntry&)> skip;
 };
 
 class EggFile {

@@ -135,6 +135,10 @@ struct DebianOptions {
 // The same, for a runtime.
 [[nodiscard]] Result<std::string> MaterialiseRuntime(Store& store,
                                                      const Digest& digest);
+// Whether tree `digest` is materialised and complete in `store` (its
+// marker is written only after every chunk was verified and the folder
+// moved into place), so that MaterialiseTree() reads no chunk for it.
+bool IsTreeMaterialised(const Store& store, const Digest& digest);
 
 // Writes tree `digest` into `dir`, which must not exist yet.
 [[nodiscard]] Status ExportTree(Store& store, const Digest& digest,

@@ -100,7 +100,14 @@ int RunHatch(const HatchArgs& a) {
                : ExitCodeFor(egg.error().code());
   }
   TraceStep("hatch: egg opened");
-  if (auto s = egg->VerifyContent(); !s) {
+  // A runtime already materialised in the store (from chunks verified
+  // when it was extracted) is used from there: its chunks in this egg are
+  // never read, so they are not hashed again (docs/HATCH.md, step 1).
+  VerifyOptions verify_options;
+  if (!a.host_runtime) {
+    verify_options.skip = MaterialisedRuntimeChunks(*egg, a.store);
+  }
+  if (auto s = egg->VerifyContent(verify_options); !s) {
     Report(s.error());
     return kExitVerificationFailed;
   }
@@ -111,8 +118,11 @@ int RunHatch(const HatchArgs& a) {
                           static_cast<int64_t>(std::time(nullptr)));
   TraceStep("hatch: signatures checked");
   std::string summary = crypto::ChainSummary(chain);
-  std::fprintf(stderr, "egg: %s: content intact; signatures: %s\n",
-               Quote(a.egg).c_str(), summary.c_str());
+  std::fprintf(
+      stderr, "egg: %s: content intact%s; signatures: %s\n",
+      Quote(a.egg).c_str(),
+      verify_options.skip ? " (runtime taken from the store, not re-read)" : "",
+      summary.c_str());
   if (chain.state == crypto::SignatureState::kInvalid) {
     Report(Error(Code::kVerificationFailed, summary));
     return kExitVerificationFailed;

@@ -13,7 +13,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -440,6 +442,33 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     };
   }
   return RunCellsInSandbox(cells, setup, run);
+}
+
+std::function<bool(const ChunkEntry&)> MaterialisedRuntimeChunks(
+    const EggFile& egg, const std::string& store_dir) {
+  auto tree = egg.FindTree("runtime");
+  if (!tree) return {};
+  auto encoded = EncodeTree(**tree);
+  if (!encoded) return {};
+  StoreOptions store_options;
+  store_options.root = store_dir;
+  auto store = Store::Open(store_options);
+  if (!store || !IsTreeMaterialised(*store, TreeDigest(*encoded))) return {};
+
+  // A chunk another tree shares is still verified here.
+  auto only_runtime = std::make_shared<std::set<Digest>>();
+  for (const TreeEntry& e : (*tree)->entries) {
+    only_runtime->insert(e.chunks.begin(), e.chunks.end());
+  }
+  for (const auto& [name, other] : egg.trees()) {
+    if (name == "runtime") continue;
+    for (const TreeEntry& e : other.entries) {
+      for (const Digest& d : e.chunks) only_runtime->erase(d);
+    }
+  }
+  return [only_runtime](const ChunkEntry& c) {
+    return only_runtime->count(c.raw) != 0;
+  };
 }
 
 int RunErrorExitCode(const Error& error) {

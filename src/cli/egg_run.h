@@ -81,6 +81,16 @@ struct EggRunOptions {
                                             const Consent& consent,
                                             const EggRunOptions& options);
 
+// For EggFile::VerifyContent: when the egg's runtime tree (authenticated
+// by the content root at Open) is already materialised in the store at
+// `store_dir` ("" = the default store), a filter that is true for the
+// chunks only that tree uses. RunEggCells will take the runtime from the
+// store and read none of them; were the folder gone by then, it would
+// extract them from the egg with checked reads. An empty function
+// otherwise (every chunk is verified).
+std::function<bool(const ChunkEntry&)> MaterialisedRuntimeChunks(
+    const EggFile& egg, const std::string& store_dir);
+
 // The exit code for an error of RunEggCells.
 int RunErrorExitCode(const Error& error);
 

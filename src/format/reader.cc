@@ -505,7 +505,9 @@ Status EggFile::VerifyContent(const VerifyOptions& options) const {
   const auto& index = impl_->index;
   std::vector<const ChunkEntry*> order;
   order.reserve(index.size());
-  for (const ChunkEntry& e : index) order.push_back(&e);
+  for (const ChunkEntry& e : index) {
+    if (!options.skip || !options.skip(e)) order.push_back(&e);
+  }
   std::sort(order.begin(), order.end(),
             [](const ChunkEntry* a, const ChunkEntry* b) {
               return a->offset < b->offset;

@@ -184,6 +184,10 @@ Result<std::string> MaterialiseTree(Store& store, const Tree& tree,
   return Materialise(store, *digest, &tree, &source);
 }
 
+bool IsTreeMaterialised(const Store& store, const Digest& digest) {
+  return IsComplete(store, digest);
+}
+
 Result<std::string> MaterialiseRuntime(Store& store, const Digest& digest) {
   return MaterialiseTree(store, digest);
 }
