@@ -77,15 +77,21 @@ int RunEgg(const std::string& home, const std::vector<std::string>& args,
   return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
 }
 
+bool HostHas(const std::string& program) {
+  std::string cmd = "command -v " + program + " >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
 bool HostPythonHas(const std::string& module) {
   std::string cmd =
       "/usr/bin/python3 -c 'import " + module + "' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 
-// A Python notebook (nbformat 4) with one code cell per source.
+// A notebook (nbformat 4) in `language` with one code cell per source.
 std::string WriteNotebook(const std::string& dir,
-                          const std::vector<std::string>& sources) {
+                          const std::vector<std::string>& sources,
+                          const std::string& language) {
   json cells = json::array();
   for (size_t i = 0; i < sources.size(); ++i) {
     cells.push_back({{"cell_type", "code"},
@@ -99,9 +105,9 @@ std::string WriteNotebook(const std::string& dir,
              {"nbformat_minor", 5},
              {"metadata",
               {{"kernelspec",
-                {{"name", "python3"},
-                 {"display_name", "Python 3"},
-                 {"language", "python"}}}}},
+                {{"name", language},
+                 {"display_name", language},
+                 {"language", language}}}}},
              {"cells", cells}};
   fs::create_directories(dir + "/rt");
   std::ofstream(dir + "/rt/README") << "placeholder runtime\n";
@@ -118,9 +124,10 @@ struct Hatch {
 
 // Builds the notebook into an egg and hatches it in the namespaces
 // sandbox on the host's runtime.
-Hatch BuildAndHatch(const TempDir& t, const std::vector<std::string>& cells) {
+Hatch BuildAndHatch(const TempDir& t, const std::vector<std::string>& cells,
+                    const std::string& language = "python") {
   Hatch h;
-  std::string nb = WriteNotebook(t.path(), cells);
+  std::string nb = WriteNotebook(t.path(), cells, language);
   std::string egg = t.path() + "/nb.egg";
   int built =
       RunEgg(t.path(), {"build", nb, "--runtime", t.path() + "/rt", "-o", egg},
@@ -358,6 +365,35 @@ TEST(DisplayCliTest, ExportOfTheResultsShowsTheRichOutputs) {
   ASSERT_EQ(o.size(), 1u) << o;
   EXPECT_EQ(o[0]["output_type"], "execute_result");
   EXPECT_EQ(Joined(o[0]["data"]["text/plain"]), "42");
+}
+
+// R cells as IRkernel shows them: printed text as a stream, a visible
+// value as display_data text/plain, an error by name and message, a plot
+// as a PNG.
+TEST(DisplayCliTest, RCellsGiveValuesErrorsAndPlots) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHas("Rscript")) GTEST_SKIP() << "r-base-core is not installed";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t,
+      {"a <- 8\nprint('hi')\na + 1", "f <- function() stop('deep error')\nf()",
+       "plot(1:10)", "x <- 1"},
+      "R");
+  ASSERT_EQ(h.code, 4) << h.err;
+  json o = Outputs(h, 0);
+  ASSERT_EQ(o.size(), 2u) << o;
+  EXPECT_EQ(Joined(o[0]["text"]), "[1] \"hi\"\n");
+  EXPECT_EQ(o[1]["output_type"], "display_data");
+  EXPECT_EQ(Joined(o[1]["data"]["text/plain"]), "[1] 9");
+  json error = Outputs(h, 1);
+  ASSERT_EQ(error.size(), 1u) << error;
+  EXPECT_EQ(error[0]["output_type"], "error");
+  EXPECT_EQ(error[0]["ename"], "ERROR");
+  EXPECT_EQ(error[0]["evalue"], "Error in f(): deep error");
+  json plot = Outputs(h, 2);
+  ASSERT_EQ(plot.size(), 1u) << plot;
+  EXPECT_EQ(Joined(plot[0]["data"]["image/png"]).rfind("iVBORw0KGgo", 0), 0u);
+  EXPECT_TRUE(Outputs(h, 3).empty()) << Outputs(h, 3);
 }
 
 }  // namespace

@@ -29,8 +29,10 @@ Result<LanguageSession> SessionForLanguage(const std::string& language,
     return LanguageSession{false, {"sh", d + "/sh.sh"}, ""};
   }
   if (lang == "r") {
+    std::vector<std::string> env;
+    if (setup.rich_display) env.push_back("EGG_DISPLAY_FD=5");
     return LanguageSession{
-        false, {"Rscript", "--vanilla", "--no-echo", d + "/r.R"}, ""};
+        false, {"Rscript", "--vanilla", "--no-echo", d + "/r.R"}, "", env};
   }
   for (const auto& c : setup.commands) {
     std::string name = c.language;
