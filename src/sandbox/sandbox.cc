@@ -389,12 +389,11 @@ class RunningSandbox final : public Sandbox {
         }
       }
     }
-    if (limits.cpu_ms) {
-      if (!cgroups_.has_cpu()) {
-        return Fail(Code::kNotSupported,
-                    "no CPU accounting cgroup: the CPU budget cannot be "
-                    "restarted");
-      }
+    // Without a CPU accounting cgroup there is no tree budget to restart:
+    // each process keeps the RLIMIT_CPU set at the start (the sandbox's
+    // CPU limit, per process), and a cell's own CPU limit is not applied
+    // (the start warned; its wall time still bounds it).
+    if (limits.cpu_ms && cgroups_.has_cpu()) {
       cpu_base_ns_ = cgroups_.CpuNs();
       cpu_budget_ns_ = *limits.cpu_ms * 1000000ull;
     }
@@ -594,6 +593,9 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   }
   if (!cgroups.has_cpu()) {
     // Per process, in whole seconds: a fallback, not a tree budget.
+    sandbox_internal::LogWarning(
+        "no CPU accounting cgroup: falling back to RLIMIT_CPU per process; "
+        "a cell's own CPU limit is not applied (its wall time still is)");
     rlimits.push_back({RLIMIT_CPU, (*limits.cpu_ms + 999) / 1000});
   }
   sandbox_internal::LogDebug(std::string("cgroups: ") + cgroups.mode());
