@@ -107,6 +107,17 @@ TEST_F(StoredManifestTest, RejectsReservedSandboxPath) {
   ExpectRejected("host_paths[0].sandbox");
 }
 
+// Every folder the hatch sandbox mounts itself is reserved, so a
+// stored manifest cannot ask for a bind that hatch would refuse late.
+TEST_F(StoredManifestTest, RejectsEverySandboxLayoutPath) {
+  for (const char* path : {"/.egg", "/out", "/out/x", "/tmp", "/scratch/a",
+                           "/data", "/sys/fs", "/dev/shm"}) {
+    manifest_["permissions"]["host_paths"][0]["sandbox"] = path;
+    ExpectRejected("host_paths[0].sandbox");
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST_F(StoredManifestTest, RejectsRelativeSandboxPath) {
   manifest_["permissions"]["host_paths"][0]["sandbox"] = "atlas";
   ExpectRejected("host_paths[0].sandbox");

@@ -25,9 +25,11 @@ bool IsCanonicalAbsolute(std::string_view p) {
   return rel && "/" + *rel == p;
 }
 
-// Sandbox paths egg itself mounts; a host path may not cover them.
+// Sandbox paths egg itself mounts (docs/SANDBOX.md layout); a host path
+// may not cover them.
 bool IsReservedSandboxPath(std::string_view p) {
-  for (std::string_view r : {"/proc", "/dev", "/sys", "/data"}) {
+  for (std::string_view r : {"/proc", "/dev", "/sys", "/data", "/tmp",
+                             "/scratch", "/out", "/.egg"}) {
     if (p == r || (p.starts_with(r) && p[r.size()] == '/')) return true;
   }
   return p == "/";
