@@ -81,6 +81,15 @@ Result<std::string> ReadFileToString(const std::string& path,
   return out;
 }
 
+Status ChownFolder(const std::string& path, unsigned uid, unsigned gid) {
+  auto fd = OpenFile(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return Fail(fd.error());
+  if (::fchown(fd->get(), uid, gid) != 0) {
+    return Fail(ErrnoError("'" + path + "'"));
+  }
+  return {};
+}
+
 Result<std::vector<std::string>> ReadDirSorted(int dir_fd,
                                                const std::string& what) {
   int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);

@@ -65,6 +65,11 @@ Status PreadExact(int fd, std::span<uint8_t> data, uint64_t offset);
 Result<std::string> ReadFileToString(const std::string& path,
                                      uint64_t max_bytes = 64ull << 20);
 
+// Gives the folder at `path` to uid:gid, through a descriptor opened
+// without following a link: a folder swapped for a link to, say,
+// /dev/null fails instead of giving away what the link names.
+Status ChownFolder(const std::string& path, unsigned uid, unsigned gid);
+
 // The names in the directory open at `dir_fd` (the fd stays open and its
 // offset is not used), without "." and "..", sorted bytewise. `what`
 // names the directory in an error.

@@ -781,9 +781,9 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   // The output folder belongs to the sandbox's identity on the host.
   if (!spec.output().empty()) {
     unsigned owner = gvisor ? 1000 : kOciNobody;
-    if (::chown(spec.output().c_str(), owner, owner) != 0) {
-      return Fail(
-          ErrnoError("giving '" + spec.output() + "' to the sandbox user"));
+    if (auto s = ChownFolder(spec.output(), owner, owner); !s) {
+      return Fail(s.error().Wrap("giving the output folder to the sandbox "
+                                 "user"));
     }
   }
 

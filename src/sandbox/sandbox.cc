@@ -602,9 +602,9 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
 
   // The unprivileged sandbox identity must be able to write /out.
   if (isolate && ::geteuid() == 0 && !spec.output().empty()) {
-    if (::chown(spec.output().c_str(), kNobody, kNobody) != 0) {
-      return Fail(
-          ErrnoError("giving '" + spec.output() + "' to the sandbox user"));
+    if (auto s = ChownFolder(spec.output(), kNobody, kNobody); !s) {
+      return Fail(s.error().Wrap("giving the output folder to the sandbox "
+                                 "user"));
     }
   }
 
