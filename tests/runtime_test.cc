@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <clocale>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -467,6 +468,43 @@ std::pair<int, std::string> RunEgg(const std::string& args) {
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Debian's packages hold file names outside ASCII; the tarball carries
+// them as UTF-8 in pax headers, which the egg command must read whatever
+// the caller's locale.
+TEST_F(RuntimeTest, CliImportsATarballWithNonAsciiNamesInTheCLocale) {
+  if (std::getenv("EGG_BIN") == nullptr) GTEST_SKIP() << "EGG_BIN not set";
+  std::string tar = dir_ + "/utf8.tar";
+  // Written in a UTF-8 locale (libarchive's pax writer needs one for such
+  // names); read back by egg in the "C" locale below.
+  ASSERT_NE(std::setlocale(LC_CTYPE, "C.UTF-8"), nullptr);
+  struct archive* a = archive_write_new();
+  ASSERT_EQ(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+  ASSERT_EQ(archive_write_open_filename(a, tar.c_str()), ARCHIVE_OK);
+  for (const char* name : {"usr/caf\xc3\xa9.txt", "usr/\xe6\x97\xa5.txt"}) {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, 3);
+    ASSERT_EQ(archive_write_header(a, e), ARCHIVE_OK) << name;
+    archive_write_data(a, "hi\n", 3);
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  std::setlocale(LC_CTYPE, "C");
+  std::string store = " --store " + dir_ + "/utf8-store";
+  ::setenv("LC_ALL", "C", 1);
+  auto [code, out] = RunEgg("runtime import-tar " + tar + store);
+  ::unsetenv("LC_ALL");
+  ASSERT_EQ(code, 0) << out;
+  std::string digest = out.substr(0, out.find('\n'));
+  auto [mat_code, path] = RunEgg("runtime materialise " + digest + store);
+  ASSERT_EQ(mat_code, 0);
+  EXPECT_EQ(ReadText(path.substr(0, path.find('\n')) + "/usr/caf\xc3\xa9.txt"),
+            "hi\n");
 }
 
 TEST_F(RuntimeTest, CliImportsListsMaterialisesAndVerifies) {

@@ -1,6 +1,7 @@
 // The egg command: wires the registered commands into CLI11 and turns
 // every outcome into one documented exit code.
 #include <algorithm>
+#include <clocale>
 #include <cstdio>
 #include <exception>
 #include <vector>
@@ -32,6 +33,13 @@ Registration::Registration(int order, Registrar registrar) {
 int main(int argc, char** argv) {
   using namespace egg::cli;
   using egg::EscapeForTerminal;
+  // File names are UTF-8 bytes everywhere in egg; libarchive converts a
+  // tarball's pax names to the locale's character set, which in the
+  // default "C" locale cannot hold them. Only the character type is set:
+  // messages, numbers and sorting stay those of "C".
+  if (std::setlocale(LC_CTYPE, "C.UTF-8") == nullptr) {
+    (void)std::setlocale(LC_CTYPE, "C.utf8");
+  }
   CLI::App app{"egg: build, verify and safely run executable notebooks",
                "egg"};
   app.require_subcommand(1);
