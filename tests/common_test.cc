@@ -62,6 +62,15 @@ TEST(Base64, LenientSkipsSpaceAndMissingPaddingButNotGarbage) {
   }
 }
 
+TEST(JsonNesting, CountsBracketsOutsideStringsOnly) {
+  EXPECT_TRUE(JsonNestingWithin("[[1]]", 2));
+  EXPECT_FALSE(JsonNestingWithin("[[[1]]]", 2));
+  EXPECT_TRUE(JsonNestingWithin(R"({"a": "[[[[[[", "b": [1]})", 2));
+  EXPECT_TRUE(JsonNestingWithin(R"(["\"[[[[["])", 1));
+  EXPECT_FALSE(JsonNestingWithin(std::string(100000, '['), 64));
+  EXPECT_TRUE(JsonNestingWithin("", 0));
+}
+
 TEST(Hash, MatchesKnownVector) {
   EXPECT_EQ(DigestHex(Sha256Of(std::string_view("abc"))),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

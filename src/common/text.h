@@ -1,4 +1,5 @@
-// Making text from an egg safe to show on a terminal.
+// Making text from an egg safe to show on a terminal; a nesting check
+// for hostile JSON text.
 #ifndef EGG_COMMON_TEXT_H_
 #define EGG_COMMON_TEXT_H_
 
@@ -15,6 +16,11 @@ std::string EscapeForTerminal(std::string_view text,
 
 // True if text is valid UTF-8 with no C0/C1 control character.
 bool IsPrintableUtf8(std::string_view text);
+
+// True if the JSON text nests arrays and objects at most `max_depth`
+// deep (brackets inside strings do not count). For hostile JSON, before
+// a recursive parser sees it; the text need not be valid JSON.
+bool JsonNestingWithin(std::string_view text, int max_depth);
 
 }  // namespace egg
 

@@ -8,37 +8,14 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/text.h"
+
 namespace egg::kernel {
 namespace {
 
-// Rejects JSON nested deeper than kMaxDepth before the recursive parser
-// sees it.
-bool DepthOk(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxDepth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 Result<nlohmann::json> ParseFrame(std::string_view text, const char* what) {
-  if (!DepthOk(text)) {
+  // Refused before the recursive parser sees it.
+  if (!JsonNestingWithin(text, kMaxDepth)) {
     return Fail(Code::kCorruption, std::string("kernel message ") + what +
                                        " is nested too deeply");
   }

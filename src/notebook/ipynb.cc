@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/fd.h"
+#include "common/text.h"
 #include "egg/notebook.h"
 #include "notebook/internal.h"
 
@@ -21,31 +22,10 @@ Error Invalid(const std::string& where, const std::string& what) {
 // nlohmann's parser recurses per nesting level; refuse deep input before
 // handing it over.
 Status CheckDepth(std::string_view text, std::string_view what) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) {
-        return Fail(Code::kInvalidArgument,
-                    std::string(what) + ": JSON nested deeper than " +
-                        std::to_string(kMaxJsonDepth) + " levels");
-      }
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return {};
+  if (JsonNestingWithin(text, kMaxJsonDepth)) return {};
+  return Fail(Code::kInvalidArgument,
+              std::string(what) + ": JSON nested deeper than " +
+                  std::to_string(kMaxJsonDepth) + " levels");
 }
 
 // A multi-line string: nbformat allows a string or an array of strings.
