@@ -305,6 +305,19 @@ TEST_P(IsolationHostileCell, NormalProgramReadsDataAndWritesOut) {
   EXPECT_EQ(text, "copied:hello");
 }
 
+// The runtimes change the owner of the stdio they are given (crun and
+// runsc gave the host's /dev/null to nobody): a sandbox leaves the host's
+// /dev/null as it found it.
+TEST_P(IsolationHostileCell, HostDevNullKeepsItsOwnerAndMode) {
+  struct stat before, after;
+  ASSERT_EQ(::stat("/dev/null", &before), 0);
+  ProbeRun run = Probe({"normal"}, {});
+  ASSERT_EQ(::stat("/dev/null", &after), 0);
+  EXPECT_EQ(after.st_uid, before.st_uid) << run.output;
+  EXPECT_EQ(after.st_gid, before.st_gid);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+}
+
 TEST_P(IsolationHostileCell, CannotReadFilesPlantedInRootAndTmp) {
   std::string secret_root =
       "/root/egg-isolation-secret-" + std::to_string(::getpid());

@@ -115,7 +115,7 @@ void CloseFrom(int first) { ::syscall(SYS_close_range, first, ~0u, 0); }
   ::_exit(127);
 }
 
-// Runs argv with stdio on /dev/null and waits for it.
+// Runs argv with stdio on the run folder's stdio file and waits for it.
 void RunQuietly(const SupervisorPlan& p, const Argv& argv, bool hide) {
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -817,7 +817,14 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   UniqueFd ctl_r(ctl[0]), ctl_w(ctl[1]);
   if (::pipe2(status, O_CLOEXEC) != 0) return Fail(ErrnoError("pipe"));
   UniqueFd status_r(status[0]), status_w(status[1]);
-  auto devnull = OpenFile("/dev/null", O_RDWR);
+  // The runtimes' stdio. Not the host's /dev/null: crun and runsc give
+  // their stdio to the container's user (fchown), which made the host's
+  // /dev/null nobody's. A private file in the run folder does as well:
+  // with one shared offset and O_APPEND, reads always meet its end (EOF,
+  // as /dev/null gives) and writes land in it, bounded by RLIMIT_FSIZE
+  // inside the container and removed with the run folder.
+  auto devnull = OpenFile(dir + "/stdio",
+                          O_RDWR | O_CREAT | O_EXCL | O_APPEND, 0600);
   if (!devnull) return Fail(devnull.error());
 
   auto fds = PlanFds(spec, gvisor, ready_w.get());
