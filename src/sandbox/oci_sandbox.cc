@@ -503,11 +503,25 @@ struct FdPlan {
   int ready_slot = -1;
 };
 
-Result<FdPlan> PlanFds(const SandboxSpec& spec, bool gvisor, int ready_w) {
-  std::vector<std::pair<int, int>> wanted = {// host fd, sandbox fd
-                                             {spec.stdin_fd(), 0},
-                                             {spec.stdout_fd(), 1},
-                                             {spec.stderr_fd(), 2}};
+// A stdio fd on a character device (the caller's /dev/null or terminal)
+// is replaced by `private_stdio`: crun and runsc give the stdio they are
+// handed to the container's user, which would change the owner of the
+// host's device node. Output meant for such a device is not kept.
+int SafeStdio(int host, int private_stdio) {
+  struct stat st;
+  if (host >= 0 && ::fstat(host, &st) == 0 && S_ISCHR(st.st_mode)) {
+    return private_stdio;
+  }
+  return host;
+}
+
+Result<FdPlan> PlanFds(const SandboxSpec& spec, bool gvisor, int ready_w,
+                       int private_stdio) {
+  std::vector<std::pair<int, int>> wanted = {
+      // host fd, sandbox fd
+      {SafeStdio(spec.stdin_fd(), private_stdio), 0},
+      {SafeStdio(spec.stdout_fd(), private_stdio), 1},
+      {SafeStdio(spec.stderr_fd(), private_stdio), 2}};
   for (const SandboxFd& f : spec.fds())
     wanted.push_back({f.host_fd, f.sandbox_fd});
 
@@ -827,7 +841,7 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
                           O_RDWR | O_CREAT | O_EXCL | O_APPEND, 0600);
   if (!devnull) return Fail(devnull.error());
 
-  auto fds = PlanFds(spec, gvisor, ready_w.get());
+  auto fds = PlanFds(spec, gvisor, ready_w.get(), devnull->get());
   if (!fds) return Fail(fds.error());
 
   BundlePlan bundle;
