@@ -497,10 +497,13 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
   Cell cell;
   cell.out = &out;
   cell.cap = *limits.output_bytes;
+  // stop_on_error is false: egg sends one cell at a time and decides itself
+  // whether to go on. With true, ipykernel aborts any request that arrives
+  // shortly after an error or interrupt, which failed the next cell.
   nlohmann::json content = {
       {"code", input.code},    {"silent", false},
       {"store_history", true}, {"user_expressions", nlohmann::json::object()},
-      {"allow_stdin", false},  {"stop_on_error", true}};
+      {"allow_stdin", false},  {"stop_on_error", false}};
   if (auto s = Send(shell_.get(), "execute_request", content, &cell.msg_id);
       !s) {
     r.status = CellStatus::kSessionDied;
