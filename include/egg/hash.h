@@ -3,7 +3,9 @@
 #define EGG_HASH_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -41,6 +43,16 @@ std::string DigestHex(const Digest& digest);
 std::string DigestRef(const Digest& digest);
 // Parses 64 lower-case hex characters, or "sha256:" followed by them.
 Result<Digest> ParseDigest(std::string_view text);
+
+// A hash functor for unordered containers keyed by Digest: the first bytes
+// of a SHA-256 are already uniformly spread.
+struct DigestHash {
+  size_t operator()(const Digest& d) const {
+    size_t h;
+    std::memcpy(&h, d.data(), sizeof h);
+    return h;
+  }
+};
 
 }  // namespace egg
 

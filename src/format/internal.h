@@ -59,14 +59,6 @@ inline constexpr size_t kIndexHeaderSize = 16;
 inline constexpr size_t kIndexEntrySize = 80;
 inline constexpr std::string_view kBlocksDomain = "egg-blocks-v1";
 
-struct DigestHash {
-  size_t operator()(const Digest& d) const {
-    size_t h;
-    std::memcpy(&h, d.data(), sizeof h);
-    return h;
-  }
-};
-
 // The block region digest over index entries taken in offset order.
 Digest BlockRegionDigest(const std::vector<const ChunkEntry*>& by_offset);
 

@@ -16,8 +16,6 @@
 
 namespace egg {
 
-using format_internal::DigestHash;
-
 Result<std::string> CanonicalJson(const nlohmann::json& value) {
   try {
     return value.dump();

@@ -43,14 +43,6 @@ constexpr std::string_view kNameAnnotation = "vnd.egg.runtime.name";
 constexpr std::string_view kVersionAnnotation = "vnd.egg.runtime.version";
 constexpr std::string_view kTreeAnnotation = "vnd.egg.runtime.tree";
 
-struct DigestHash {
-  size_t operator()(const Digest& d) const {
-    uint64_t v;
-    std::memcpy(&v, d.data(), sizeof(v));
-    return static_cast<size_t>(v);
-  }
-};
-
 std::string Quote(std::string_view s) {
   return "\"" + EscapeForTerminal(s.substr(0, 200)) + "\"";
 }

@@ -39,13 +39,6 @@ constexpr int kConfigVersion = 1;
 constexpr std::string_view kTreeAnnotation = "vnd.egg.tree";
 constexpr std::string_view kRootAnnotation = "vnd.egg.content-root";
 
-struct DigestHash {
-  size_t operator()(const Digest& d) const {
-    uint64_t v;
-    std::memcpy(&v, d.data(), sizeof(v));
-    return static_cast<size_t>(v);
-  }
-};
 using ChunkMap = std::unordered_map<Digest, size_t, DigestHash>;
 
 struct Pack {
