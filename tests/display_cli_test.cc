@@ -347,6 +347,68 @@ TEST(DisplayCliTest, StreamRecordCannotAddTextTheCellNeverPrinted) {
   EXPECT_EQ(text, "real\n");
 }
 
+// Printed text reaches the hatcher once (on stdout; the stream record
+// only says how many of its bytes it stands for), so a cell may print
+// more than half its output cap (16 MiB by default) and stay within it.
+TEST(DisplayCliTest, PrintedTextCountsOnceAgainstTheOutputCap) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(t, {"import sys\n"
+                              "line = 'y' * 1023 + '\\n'\n"
+                              "for _ in range(10 * 1024):\n"
+                              "    sys.stdout.write(line)\n"
+                              "print('end')",
+                              "print('next')"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  const json& big = h.results["cells"][0];
+  EXPECT_EQ(big["status"], "ok") << big.value("limit", "");
+  std::string text;
+  for (const auto& o : Outputs(h, 0)) {
+    ASSERT_EQ(o["output_type"], "stream");
+    text += Joined(o["text"]);
+  }
+  EXPECT_EQ(text.size(), (10u << 20) + 4);
+  EXPECT_EQ(text.substr(text.size() - 4), "end\n");
+}
+
+// A stream record that claims more raw bytes than the cell printed gets
+// only what was printed: references cannot invent text.
+TEST(DisplayCliTest, RawReferenceCannotClaimBytesTheCellNeverPrinted) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t, {"import os\n"
+          "print('real', flush=True)\n"
+          "os.write(5, b'{\"output_type\": \"stream\", \"name\": '\n"
+          "            b'\"stdout\", \"egg_raw_bytes\": 1000000}\\n')\n"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  std::string text;
+  for (const auto& o : Outputs(h, 0)) {
+    if (o["output_type"] == "stream") text += Joined(o["text"]);
+  }
+  EXPECT_EQ(text, "real\n");
+}
+
+// A reference that also carries text, or a count that is not a byte
+// count, is a malformed record: that cell fails, the next runs.
+TEST(DisplayCliTest, MalformedRawReferenceFailsOnlyThatCell) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  TempDir t;
+  Hatch h = BuildAndHatch(
+      t, {"import os\n"
+          "os.write(5, b'{\"output_type\": \"stream\", \"name\": '\n"
+          "            b'\"stdout\", \"egg_raw_bytes\": -4}\\n')\n",
+          "print('fine')"});
+  ASSERT_EQ(h.code, 4) << h.err;
+  EXPECT_NE(h.results["cells"][0].value("outputs_error", ""), "")
+      << h.results["cells"][0];
+  std::string text;
+  for (const auto& o : Outputs(h, 1)) {
+    if (o["output_type"] == "stream") text += Joined(o["text"]);
+  }
+  EXPECT_EQ(text, "fine\n");
+}
+
 TEST(DisplayCliTest, ExportOfTheResultsShowsTheRichOutputs) {
   if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
   TempDir t;

@@ -129,6 +129,101 @@ std::set<size_t> NotReproduced(const ReproReport& report) {
   return out;
 }
 
+// A cell as the agent reports it: raw streams and display records.
+RunReport OneCell(const std::string& out, const std::string& err,
+                  const std::string& records) {
+  RunReport report;
+  CellResult cell;
+  cell.id = "c1";
+  cell.language = "python";
+  cell.status = CellStatus::kOk;
+  cell.stdout_data.bytes = out;
+  cell.stderr_data.bytes = err;
+  cell.display.bytes = records;
+  report.cells.push_back(cell);
+  return report;
+}
+
+std::string Streams(const NotebookRun& run, const std::string& name) {
+  std::string text;
+  for (const auto& o : run.cells.at(0).outputs) {
+    if (o["output_type"] == "stream" && o["name"] == name) {
+      text += o["text"].get<std::string>();
+    }
+  }
+  return text;
+}
+
+TEST(RawReferences, TakeTheirBytesFromTheRawStreamsInOrder) {
+  NotebookRun run = RunFromHatch(
+      OneCell("ab\ncd\n", "warn\nTraceback\n",
+              R"({"output_type":"stream","name":"stdout","egg_raw_bytes":3})"
+              "\n"
+              R"({"output_type":"display_data","data":{"text/plain":"v"}})"
+              "\n"
+              R"({"output_type":"stream","name":"stderr","egg_raw_bytes":5})"
+              "\n"
+              R"({"output_type":"stream","name":"stdout","egg_raw_bytes":3})"
+              "\n"),
+      "");
+  const auto& outputs = run.cells.at(0).outputs;
+  ASSERT_EQ(outputs.size(), 4u) << outputs.dump();
+  EXPECT_EQ(outputs[0]["text"], "ab\n");
+  EXPECT_EQ(outputs[1]["output_type"], "display_data");
+  EXPECT_EQ(outputs[2]["text"], "warn\n");
+  EXPECT_EQ(outputs[3]["text"], "cd\n");
+  EXPECT_EQ(outputs.dump().find("egg_raw_bytes"), std::string::npos);
+  EXPECT_FALSE(run.cells.at(0).failed);
+}
+
+TEST(RawReferences, StdoutNoReferenceTookIsKept) {
+  NotebookRun run = RunFromHatch(
+      OneCell("ab\nfrom a subprocess\n", "",
+              R"({"output_type":"stream","name":"stdout","egg_raw_bytes":3})"
+              "\n"),
+      "");
+  EXPECT_EQ(Streams(run, "stdout"), "ab\nfrom a subprocess\n");
+}
+
+TEST(RawReferences, CannotClaimMoreThanWasPrinted) {
+  NotebookRun run = RunFromHatch(
+      OneCell("ab\n", "e\n",
+              R"({"output_type":"stream","name":"stdout","egg_raw_bytes":99})"
+              "\n"
+              R"({"output_type":"stream","name":"stderr","egg_raw_bytes":99})"
+              "\n"),
+      "");
+  EXPECT_EQ(Streams(run, "stdout"), "ab\n");
+  EXPECT_EQ(Streams(run, "stderr"), "e\n");
+}
+
+TEST(RawReferences, MalformedReferenceFailsTheCell) {
+  for (const char* record :
+       {R"({"output_type":"stream","name":"stdout","egg_raw_bytes":-1})",
+        R"({"output_type":"stream","name":"stdout","egg_raw_bytes":"3"})",
+        R"({"output_type":"stream","name":"stdout","egg_raw_bytes":1.5})",
+        R"({"output_type":"stream","name":"other","egg_raw_bytes":1})",
+        R"({"output_type":"display_data","data":{},"egg_raw_bytes":1})",
+        R"({"output_type":"stream","name":"stdout","text":"x",)"
+        R"("egg_raw_bytes":1})"}) {
+    NotebookRun run =
+        RunFromHatch(OneCell("x\n", "", std::string(record) + "\n"), "");
+    EXPECT_TRUE(run.cells.at(0).failed) << record;
+    EXPECT_NE(run.cells.at(0).failure.find("egg_raw_bytes"),
+              std::string::npos)
+        << record << ": " << run.cells.at(0).failure;
+  }
+}
+
+// Display files (the host path) hold text: a reference there is refused,
+// so no record without text reaches an export.
+TEST(RawReferences, AreRefusedInADisplayFile) {
+  auto parsed = ParseDisplayRecords(
+      R"({"output_type":"stream","name":"stdout","egg_raw_bytes":3})");
+  ASSERT_FALSE(parsed);
+  EXPECT_EQ(parsed.error().code(), Code::kInvalidArgument);
+}
+
 TEST(RealNotebooks, ScalarTypesReproducesEveryCell) {
   std::string why;
   if (!Ready(&why)) GTEST_SKIP() << why;

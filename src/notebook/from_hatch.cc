@@ -1,5 +1,6 @@
 // From a hatch run (egg/hatch.h) to nbformat outputs: display files from
 // the Python display driver when present, raw streams otherwise.
+#include <algorithm>
 #include <cctype>
 #include <optional>
 
@@ -93,47 +94,100 @@ std::string FailureOf(const CellResult& cell) {
   return what;
 }
 
-// Output a cell wrote to fd 1 past the driver (a subprocess, C code) is
-// in the raw stdout but in no stream record. Stdout records are matched
-// against the raw text in order; at the first that does not continue it,
-// the rest of the raw text is placed there and later stdout records are
-// dropped. The raw bytes stay the truth, and the work stays linear
-// whatever the records hold.
-json WithRawStdout(const json& records, const std::string& raw) {
+// The field of a stream record that stands for raw bytes instead of
+// holding text: "this many bytes of the raw stream, at this point".
+constexpr char kRawBytesField[] = "egg_raw_bytes";
+constexpr uint64_t kMaxRawBytes = 1ull << 40;
+
+// A stream record that refers to raw bytes ({"output_type": "stream",
+// "name", "egg_raw_bytes": N}, no "text"): checked here, since
+// NormalizeOutput knows only nbformat. Returns nullopt for any other
+// record.
+Result<std::optional<json>> RawReference(const json& record,
+                                         const std::string& where) {
+  if (!record.is_object() || !record.contains(kRawBytesField)) {
+    return std::optional<json>();
+  }
+  const json& n = record[kRawBytesField];
+  auto name = record.find("name");
+  if (record.value("output_type", json()) != "stream" ||
+      record.contains("text") || name == record.end() ||
+      (*name != "stdout" && *name != "stderr") ||
+      !n.is_number_unsigned() || n.get<uint64_t>() > kMaxRawBytes) {
+    return Fail(Code::kInvalidArgument,
+                where + ": '" + kRawBytesField +
+                    "' must be a byte count on a stdout or stderr stream "
+                    "without 'text'");
+  }
+  return std::optional<json>(json{{"output_type", "stream"},
+                                  {"name", *name},
+                                  {kRawBytesField, n.get<uint64_t>()}});
+}
+
+// Places the raw streams into the records. A raw reference takes its
+// bytes from its stream at that stream's cursor (fewer when the stream
+// was cut at the output cap). Output a cell wrote to fd 1 past the
+// driver (a subprocess, C code) is in the raw stdout but in no record:
+// stdout text records are matched against the raw bytes in order; at the
+// first that does not continue them, the rest of the raw stdout is
+// placed there and later stdout records are dropped; what is left at the
+// end is appended. Raw stderr is only taken by reference (the driver
+// writes a cell's traceback there as well as in its error record). The
+// raw bytes stay the truth, and the work stays linear whatever the
+// records hold.
+json WithRawStreams(const json& records, const std::string& raw_out,
+                    const std::string& raw_err) {
   json out = json::array();
-  size_t cursor = 0;
+  size_t cursor = 0, err_cursor = 0;
   bool matching = true;
   auto rest_of_raw = [&] {
-    if (cursor < raw.size()) {
+    if (cursor < raw_out.size()) {
       out.push_back({{"output_type", "stream"},
                      {"name", "stdout"},
-                     {"text", raw.substr(cursor)}});
+                     {"text", ValidUtf8(raw_out.substr(cursor))}});
     }
-    cursor = raw.size();
+    cursor = raw_out.size();
   };
   for (const json& o : records) {
-    if (o.value("output_type", "") == "stream" &&
-        o.value("name", "") == "stdout") {
-      const std::string& text = o["text"].get_ref<const std::string&>();
-      if (matching && raw.size() - cursor >= text.size() &&
-          raw.compare(cursor, text.size(), text) == 0) {
-        cursor += text.size();
-        out.push_back(o);
-      } else if (matching) {
-        matching = false;
-        rest_of_raw();
+    if (o.value("output_type", "") != "stream") {
+      out.push_back(o);
+      continue;
+    }
+    bool is_out = o.value("name", "") == "stdout";
+    if (o.contains(kRawBytesField)) {
+      const std::string& raw = is_out ? raw_out : raw_err;
+      size_t& at = is_out ? cursor : err_cursor;
+      uint64_t take = std::min<uint64_t>(o[kRawBytesField].get<uint64_t>(),
+                                         raw.size() - at);
+      if (take > 0) {
+        out.push_back({{"output_type", "stream"},
+                       {"name", o["name"]},
+                       {"text", ValidUtf8(raw.substr(at, take))}});
+        at += take;
       }
       continue;
     }
-    out.push_back(o);
+    if (!is_out) {
+      out.push_back(o);
+      continue;
+    }
+    const std::string& text = o["text"].get_ref<const std::string&>();
+    if (matching && raw_out.size() - cursor >= text.size() &&
+        raw_out.compare(cursor, text.size(), text) == 0) {
+      cursor += text.size();
+      out.push_back(o);
+    } else if (matching) {
+      matching = false;
+      rest_of_raw();
+    }
   }
   rest_of_raw();
   return out;
 }
 
-}  // namespace
-
-Result<json> ParseDisplayRecords(std::string_view text) {
+// One decoder for display records; `allow_raw` admits raw references
+// (records that came through the agent, resolved by WithRawStreams).
+Result<json> ParseRecords(std::string_view text, bool allow_raw) {
   json outputs = json::array();
   size_t line_no = 0;
   size_t start = 0;
@@ -152,11 +206,25 @@ Result<json> ParseDisplayRecords(std::string_view text) {
     }
     auto record = ParseJsonText(line, where);
     if (!record) return Fail(record.error());
+    if (allow_raw) {
+      auto reference = RawReference(*record, where);
+      if (!reference) return Fail(reference.error());
+      if (reference->has_value()) {
+        outputs.push_back(std::move(**reference));
+        continue;
+      }
+    }
     auto output = NormalizeOutput(*record, where);
     if (!output) return Fail(output.error());
     outputs.push_back(std::move(*output));
   }
   return outputs;
+}
+
+}  // namespace
+
+Result<json> ParseDisplayRecords(std::string_view text) {
+  return ParseRecords(text, false);
 }
 
 NotebookRun RunFromHatch(const RunReport& report,
@@ -179,10 +247,10 @@ NotebookRun RunFromHatch(const RunReport& report,
     if (!cell.display.bytes.empty()) {
       // Records that came through the agent (egg hatch): a cell that
       // breaks them fails, whatever its status.
-      auto outputs = ParseDisplayRecords(cell.display.bytes);
+      auto outputs = ParseRecords(cell.display.bytes, true);
       if (outputs) {
-        out.outputs =
-            WithRawStdout(*outputs, ValidUtf8(cell.stdout_data.bytes));
+        out.outputs = WithRawStreams(*outputs, cell.stdout_data.bytes,
+                                     cell.stderr_data.bytes);
         have_display = true;
       } else {
         display_error = "display records: " + outputs.error().message();

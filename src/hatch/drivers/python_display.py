@@ -16,7 +16,10 @@
 # Outputs are written, in order, as one JSON object per line: to the file
 # descriptor named by $EGG_DISPLAY_FD (the agent's display pipe, fd 5, in
 # a hatch), else to $EGG_DISPLAY_DIR/cell-<cell>.jsonl when that variable
-# is set; stdout and stderr still go to the real streams as well. The
+# is set; stdout and stderr still go to the real streams as well. On the
+# pipe a stream record holds no text but "egg_raw_bytes", the number of
+# bytes of the real stream it stands for (the hatcher takes them from
+# there), so text counts once against the cell's output cap. The
 # hatcher reads the records as hostile input (ParseDisplayRecords in the
 # notebook library).
 #
@@ -87,8 +90,18 @@ class _Sink:
 
     def _flush_stream(self):
         if self.stream_name and self.stream_text:
-            self._write({"output_type": "stream", "name": self.stream_name,
-                         "text": "".join(self.stream_text)})
+            if self.file is self.pipe:
+                # Through the agent the text itself is already on the
+                # real stream: the record says how many of its bytes
+                # belong here, so each byte counts once against the
+                # cell's output cap.
+                self._write({"output_type": "stream",
+                             "name": self.stream_name,
+                             "egg_raw_bytes": sum(self.stream_text)})
+            else:
+                self._write({"output_type": "stream",
+                             "name": self.stream_name,
+                             "text": "".join(self.stream_text)})
         self.stream_name = None
         self.stream_text = []
 
@@ -104,13 +117,23 @@ class _Sink:
         except (OSError, ValueError):
             pass
 
-    def stream(self, name, text):
+    def stream(self, name, text, target):
+        """Records text just written to target (a text stream)."""
         if self.file is None or not text:
             return
+        piece = text
+        if self.file is self.pipe:
+            try:
+                piece = len(text.encode(getattr(target, "encoding", None)
+                                        or "utf-8",
+                                        getattr(target, "errors", None)
+                                        or "strict"))
+            except (LookupError, UnicodeError):
+                return
         if self.stream_name != name:
             self._flush_stream()
             self.stream_name = name
-        self.stream_text.append(text)
+        self.stream_text.append(piece)
 
     def emit(self, record):
         self._flush_stream()
@@ -144,8 +167,9 @@ class _Tee(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str")
-        _sink.stream(self._name, text)
-        return self._target.write(text)
+        written = self._target.write(text)
+        _sink.stream(self._name, text, self._target)
+        return written
 
     def flush(self):
         self._target.flush()

@@ -58,8 +58,12 @@ local({
     if (!length(text)) return(invisible())
     text <- paste0(paste(text, collapse = "\n"), "\n")
     cat(text)
+    # The text is on stdout already: the record stands for its bytes
+    # there, so each byte counts once against the output cap.
     emit(paste0("{\"output_type\": \"stream\", \"name\": \"stdout\", ",
-                "\"text\": ", json_string(text), "}"))
+                "\"egg_raw_bytes\": ",
+                format(nchar(text, type = "bytes"), scientific = FALSE),
+                "}"))
   }
 
   emit_value <- function(value) {
