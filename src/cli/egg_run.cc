@@ -418,7 +418,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     return Fail(Code::kIo, "cannot create output folder " +
                                Quote(options.output_dir) + ": " +
                                std::strerror(errno) +
-                               " (remove it or pass --out-dir)");
+                               " (--out-dir must name a folder that does not exist yet)");
   }
   setup.output_dir = fs::canonical(options.output_dir).string();
   TraceStep("run: data and /out ready");

@@ -138,7 +138,7 @@ Result<OpenedHead> OpenHead(const std::string& path) {
   uint8_t first[kHeaderSize + 16];
   if (auto s = PreadExact(o.fd.get(), first, 0); !s) return Fail(s.error());
   auto head = ParseHead(first, o.size);
-  if (!head) return Fail(head.error());
+  if (!head) return Fail(head.error().Wrap(Quote(path)));
   o.head = *head;
   o.manifest.resize(o.head.manifest_length);
   if (auto s = PreadExact(o.fd.get(), o.manifest, kHeaderSize); !s) {
