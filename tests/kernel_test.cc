@@ -661,12 +661,59 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
       << report->cells[1].note;
   EXPECT_EQ(report->cells[2].status, CellStatus::kOk) << report->cells[2].note;
   EXPECT_TRUE(fs::exists(dir + "/out/made-by-kernel.txt"));
+  // The files each cell wrote to /out are listed, as with the drivers.
+  EXPECT_TRUE(report->cells[0].files.empty());
+  ASSERT_EQ(report->cells[2].files.size(), 1u);
+  EXPECT_EQ(report->cells[2].files[0].path, "made-by-kernel.txt");
+  EXPECT_EQ(report->cells[2].files[0].size, 2u);
+  EXPECT_EQ(report->cells[2].files[0].sha256,
+            "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4");
   NotebookRun run = RunFromHatch(*report, "");
   ASSERT_FALSE(run.cells[0].outputs.empty());
   // A PID namespace: the kernel is a low pid, not a host pid.
   int pid = std::stoi(
       run.cells[0].outputs[0]["data"]["text/plain"].get<std::string>());
   EXPECT_LT(pid, 100);
+  fs::remove_all(dir);
+}
+
+// A kernel cell whose files in /out pass the egg's output limit is
+// stopped as a limit, and its kernel with it: the next cell gets a fresh
+// one.
+TEST(KernelInSandbox, FilesPastTheEggOutputLimitStopTheCell) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
+  std::string dir = MakeTempDir();
+  for (const char* sub : {"/exchange", "/out"}) {
+    fs::create_directories(dir + sub);
+  }
+  if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
+  SandboxRunSetup setup;
+  setup.host_runtime = true;
+  setup.output_dir = dir + "/out";
+  setup.exchange_dir = dir + "/exchange";
+  setup.egg_limits.output_bytes = 1u << 20;
+  setup.agent.agent = AgentPath();
+  setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
+  KernelRunSetup kernel;
+  kernel.spec = *FindKernelSpec("/", "python3");
+  kernel.exchange_host_dir = dir + "/exchange";
+  kernel.exchange_sandbox_dir = kSandboxExchangeDir;
+  RunOptions options;
+  options.runner = [&](const std::vector<CellInput>& c, AgentHost& host,
+                       const RunOptions& o) {
+    return RunCellsWithKernel(c, host, o, kernel);
+  };
+  auto cells = PythonCells(
+      {"x = 1\nopen('/out/big', 'wb').write(b'x' * (2 << 20))", "1 + 1"});
+  auto report = RunCellsInSandbox(cells, setup, options);
+  ASSERT_TRUE(report) << report.error().message();
+  ASSERT_EQ(report->cells.size(), 2u);
+  EXPECT_EQ(report->cells[0].status, CellStatus::kLimit)
+      << report->cells[0].note;
+  EXPECT_EQ(report->cells[0].limit, "output");
+  EXPECT_EQ(report->cells[1].status, CellStatus::kOk) << report->cells[1].note;
+  EXPECT_TRUE(report->cells[1].fresh_session);
   fs::remove_all(dir);
 }
 

@@ -15,6 +15,7 @@
 // The agent protocol client is internal to egg_hatch; this runner is its
 // second user.
 #include "hatch/agent_client.h"
+#include "hatch/out_files.h"
 #include "hatch/wire.h"
 
 namespace egg {
@@ -279,6 +280,9 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
   kopts.cancel = options.cancel;
   std::vector<std::string> extra_env = IpythonShim(setup);
 
+  // Files in /out, listed around each cell as the built-in drivers'
+  // runner does (CellResult::files).
+  hatch::Listing listed = hatch::ListOutput(options.output_dir);
   std::unique_ptr<AgentKernel> process;
   std::unique_ptr<KernelClient> kernel;
   uint32_t next_session = 1;
@@ -296,6 +300,11 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
       r.note = "not run: the kernel could not start";
     } else if (failed && options.stop_on_error) {
       r.note = "not run: an earlier cell failed";
+    } else if (options.out_max_bytes != 0 &&
+               hatch::OutTotal(options.output_dir) == hatch::kOutUncountable) {
+      r.note =
+          "not run: /out can no longer be counted against the egg's "
+          "output limit";
     }
     if (!r.note.empty()) {
       if (options.on_cell) options.on_cell(r);
@@ -355,8 +364,24 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
     }
 
     bool fresh = r.fresh_session;
+    uint64_t out_baseline = options.out_max_bytes == 0
+                                ? 0
+                                : hatch::OutTotal(options.output_dir);
     KernelCellOutcome out = kernel->Execute(cells[i]);
     r = std::move(out.result);
+    hatch::Listing after = hatch::ListOutput(options.output_dir);
+    r.files = hatch::ChangedFiles(options.output_dir, listed, after);
+    listed = std::move(after);
+    // TODO(security): /out is checked against the cap when the cell
+    // ends, not polled while it runs as with the built-in drivers.
+    if (hatch::OutOverCap(hatch::OutTotal(options.output_dir), out_baseline,
+                          options.out_max_bytes) &&
+        r.status != CellStatus::kAgentFailed) {
+      r.status = CellStatus::kLimit;
+      r.limit = "output";
+      r.note = "the cell's files in /out passed the egg's output limit";
+      out.kernel_dead = true;  // its state goes with it, as for a driver
+    }
     if (fresh) {
       r.fresh_session = true;
       std::string why =

@@ -1,0 +1,123 @@
+// Listing /out: see out_files.h.
+#include "hatch/out_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <span>
+
+#include "common/fd.h"
+#include "egg/hash.h"
+
+namespace egg::hatch {
+namespace {
+
+// Past kMaxListDepth levels, sets *too_deep and goes no further.
+void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out,
+             bool* too_deep) {
+  if (depth > kMaxListDepth) {
+    *too_deep = true;
+    close(dirfd);
+    return;
+  }
+  DIR* d = fdopendir(dirfd);
+  if (d == nullptr) {
+    close(dirfd);
+    return;
+  }
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (out->size() >= kMaxListedFiles) break;
+    struct stat st;
+    if (fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      continue;
+    }
+    std::string path = prefix.empty() ? name : prefix + "/" + name;
+    if (S_ISDIR(st.st_mode)) {
+      int sub = openat(::dirfd(d), e->d_name,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) ListDir(sub, path, depth + 1, out, too_deep);
+    } else if (S_ISREG(st.st_mode)) {
+      (*out)[path] = {static_cast<uint64_t>(st.st_size),
+                      st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
+                      st.st_ino};
+    }
+  }
+  closedir(d);
+}
+
+}  // namespace
+
+Listing ListOutput(const std::string& dir, bool* too_deep) {
+  Listing out;
+  bool deep = false;
+  if (dir.empty()) return out;
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) ListDir(fd, "", 0, &out, &deep);
+  if (too_deep != nullptr) *too_deep = deep;
+  return out;
+}
+
+// Apparent size of everything listed: a sparse file counts in full, so a
+// cell cannot hide bytes behind a hole. Folders nested past the listing
+// depth, where files would escape the count, and a listing cut at
+// kMaxListedFiles give kOutUncountable.
+uint64_t OutTotal(const std::string& dir) {
+  if (dir.empty()) return 0;
+  bool too_deep = false;
+  Listing l = ListOutput(dir, &too_deep);
+  if (too_deep || l.size() >= kMaxListedFiles) return kOutUncountable;
+  uint64_t total = 0;
+  for (const auto& [path, stamp] : l) {
+    total += stamp.size;
+    if (total >= kOutUncountable - stamp.size) return kOutUncountable;
+  }
+  return total;
+}
+
+// Whether a cell that started with `baseline` bytes in /out has passed
+// the egg's cap: it must be over the cap and have grown /out, so a later
+// cell that writes nothing is not charged for an earlier one's files.
+bool OutOverCap(uint64_t total, uint64_t baseline, uint64_t cap) {
+  if (cap == 0) return false;
+  if (total == kOutUncountable) return true;
+  return total > cap && total > baseline;
+}
+
+namespace {
+
+std::string HashFile(const std::string& dir, const std::string& rel) {
+  // O_NOFOLLOW on the last part only; a cell could swap a parent for a
+  // symlink, so the hash is of what is there now, as the listing is.
+  int fd = open((dir + "/" + rel).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return "";
+  UniqueFd owned(fd);
+  Sha256 h;
+  uint8_t buf[1 << 16];
+  while (true) {
+    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
+    if (n < 0) return "";
+    if (n == 0) break;
+    h.Update(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+  }
+  return DigestHex(h.Finish());
+}
+
+}  // namespace
+
+std::vector<OutputFile> ChangedFiles(const std::string& dir,
+                                     const Listing& before,
+                                     const Listing& after) {
+  std::vector<OutputFile> files;
+  for (const auto& [path, stamp] : after) {
+    auto it = before.find(path);
+    if (it != before.end() && it->second == stamp) continue;
+    files.push_back({path, stamp.size, HashFile(dir, path)});
+  }
+  return files;
+}
+
+}  // namespace egg::hatch

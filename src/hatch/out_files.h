@@ -1,0 +1,55 @@
+// The files a hatch's cells leave in /out (the host's output folder):
+// listed before and after each cell to report what a cell wrote, and
+// counted against the egg's output cap. Shared by the built-in drivers'
+// runner (run_cells.cc) and the Jupyter kernel runner (egg_kernel).
+#ifndef EGG_HATCH_OUT_FILES_H_
+#define EGG_HATCH_OUT_FILES_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "egg/hatch.h"
+
+namespace egg::hatch {
+
+// What identifies a version of a file: a cell that rewrites a file
+// changes at least one of these.
+struct FileStamp {
+  uint64_t size;
+  int64_t mtime_ns;
+  uint64_t inode;
+  bool operator==(const FileStamp&) const = default;
+};
+// Regular files by path relative to the folder ("a/b.txt").
+using Listing = std::map<std::string, FileStamp>;
+
+inline constexpr size_t kMaxListedFiles = 100000;
+inline constexpr int kMaxListDepth = 64;
+// OutTotal of a folder that cannot be counted (nested past
+// kMaxListDepth, or kMaxListedFiles files or more).
+inline constexpr uint64_t kOutUncountable = UINT64_MAX;
+
+// Lists the regular files below `dir` without following links; ""
+// gives an empty listing. Past kMaxListDepth levels sets *too_deep and
+// goes no further; stops at kMaxListedFiles files.
+Listing ListOutput(const std::string& dir, bool* too_deep = nullptr);
+
+// Apparent size of everything below `dir` (a sparse file counts in
+// full), or kOutUncountable.
+uint64_t OutTotal(const std::string& dir);
+
+// Whether a cell that started with `baseline` bytes in /out has passed
+// `cap` (0: no cap): over the cap and grown, or uncountable.
+bool OutOverCap(uint64_t total, uint64_t baseline, uint64_t cap);
+
+// The files of `after` that are new or changed since `before`, with
+// their SHA-256 (hex; "" if the file could not be read).
+std::vector<OutputFile> ChangedFiles(const std::string& dir,
+                                     const Listing& before,
+                                     const Listing& after);
+
+}  // namespace egg::hatch
+
+#endif  // EGG_HATCH_OUT_FILES_H_
