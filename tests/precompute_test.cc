@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -258,6 +259,62 @@ TEST(PrecomputeTest, GrantWithoutPrecomputeIsAUsageError) {
   std::string out, err;
   EXPECT_EQ(
       RunEgg(t.path(), {"build", manifest, "-o", egg, "--grant", "network"},
+             &out, &err),
+      2)
+      << err;
+  EXPECT_FALSE(fs::exists(egg));
+}
+
+bool HostHasIpykernel() {
+  return fs::exists("/usr/share/jupyter/kernels/python3/kernel.json") &&
+         std::system("/usr/bin/python3 -c 'import ipykernel' "
+                     ">/dev/null 2>&1") == 0;
+}
+
+const char kShellLineCell[] =
+    "  - language: python\n    code: \"!echo from-the-kernel\"\n";
+
+// --precompute --kernel runs the cells on the Jupyter kernel (here the
+// host's ipykernel), so IPython syntax the built-in driver refuses is
+// run and its output stored.
+TEST(PrecomputeTest, KernelPrecomputesWhatOnlyAKernelCanRun) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
+  TempDir t;
+  std::string manifest = WriteManifest(t.path(), "", kShellLineCell);
+  std::string egg = t.path() + "/k.egg";
+  std::string out, err;
+  // The control: the built-in Python driver fails the cell.
+  EXPECT_EQ(RunEgg(t.path(),
+                   {"build", manifest, "-o", egg, "--precompute",
+                    "--host-runtime"},
+                   &out, &err),
+            4)
+      << err;
+  EXPECT_FALSE(fs::exists(egg));
+
+  ASSERT_EQ(RunEgg(t.path(),
+                   {"build", manifest, "-o", egg, "--precompute",
+                    "--host-runtime", "--kernel", "jupyter"},
+                   &out, &err),
+            0)
+      << err;
+  std::string ipynb = t.path() + "/k.ipynb";
+  ASSERT_EQ(RunEgg(t.path(), {"export", egg, "--to", "ipynb", "-o", ipynb},
+                   &out, &err),
+            0)
+      << err;
+  std::string text = StoredText(nlohmann::json::parse(ReadFile(ipynb)));
+  EXPECT_EQ(text, "from-the-kernel\n");
+}
+
+TEST(PrecomputeTest, KernelWithoutPrecomputeIsAUsageError) {
+  TempDir t;
+  std::string manifest = WriteManifest(t.path(), "", kTwoCells);
+  std::string egg = t.path() + "/x.egg";
+  std::string out, err;
+  EXPECT_EQ(
+      RunEgg(t.path(), {"build", manifest, "-o", egg, "--kernel", "jupyter"},
              &out, &err),
       2)
       << err;

@@ -45,6 +45,9 @@ struct BuildArgs {
   bool keep_going = false;
   std::string store;
   std::string trust;  // trust config for an oci:// runtime
+  // With --precompute: "" the built-in drivers, else a Jupyter kernel
+  // ("jupyter" = the notebook's, or a kernelspec name), as for hatch.
+  std::string kernel;
 };
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
@@ -327,6 +330,8 @@ int Precompute(const std::string& unrun, const std::string& out_dir,
   options.output_dir = out_dir;
   options.stop_on_error = !a.keep_going;
   options.on_cell = PrintCellLine;
+  options.kernel = a.kernel;
+  options.kernel_name = notebook.kernel_name;
   std::fprintf(stderr, "egg: precomputing %zu code cells\n", cells->size());
   auto report = RunEggCells(*egg, *cells, consent, options);
   if (!report) {
@@ -374,10 +379,10 @@ int RunBuild(const BuildArgs& a) {
                         "runtime itself"));
   }
   if (!a.precompute && (!a.grants.empty() || a.host_runtime || a.keep_going ||
-                        !a.store.empty())) {
+                        !a.store.empty() || !a.kernel.empty())) {
     return Report(Error(Code::kInvalidArgument,
-                        "--grant, --host-runtime, --keep-going and --store "
-                        "go with --precompute"));
+                        "--grant, --host-runtime, --keep-going, --store and "
+                        "--kernel go with --precompute"));
   }
   for (const auto& g : a.grants) {
     if (Status s = CheckGrant(g); !s) return Report(s.error());
@@ -593,6 +598,10 @@ Registration reg(10, [](CLI::App& app) {
   sub->add_option("--store", a->store,
                   "With --precompute: store whose cache holds the "
                   "materialised runtime (default $XDG_CACHE_HOME/egg)");
+  sub->add_option("--kernel", a->kernel,
+                  "With --precompute: run the cells on a Jupyter kernel of "
+                  "the runtime, as egg hatch --kernel does: 'jupyter' (the "
+                  "notebook's kernel) or a kernelspec name");
   sub->add_option("--trust", a->trust,
                   "Trust config for an oci:// runtime (default "
                   "~/.config/egg/trust.yaml)");
