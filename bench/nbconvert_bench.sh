@@ -7,15 +7,19 @@
 # says fail), a built egg, and the mirror or the CI runtime cache.
 #
 # The egg column is `egg hatch` alone: the eggs are built first (the
-# build column: packing the notebook with its runtime), and the runtime
+# build column: packing the notebook with its runtime), and each runtime
 # is materialised in the store by one untimed hatch before the timed
-# ones, as it is for anyone's second hatch.
+# ones, as it is for anyone's second hatch. R notebooks get a Debian R
+# runtime (r-base-core, r-cran-irkernel), the others the Python one.
 #
 # Usage: bench/nbconvert_bench.sh [NOTEBOOK_DIR]
 #   EGG=path/to/egg          (default: build/egg)
 #   EGG_RUNTIME=sha256:...   a runtime in $XDG_CACHE_HOME/egg; default:
 #                            scripts/ci-runtime.sh with the notebook
 #                            packages, imported into a private store
+#   EGG_R_RUNTIME=sha256:... the same for R notebooks (kernel language
+#                            R); default: ci-runtime.sh r-base-core
+#                            r-cran-irkernel
 #   EGG_HATCH_FLAGS=...      e.g. "--isolation gvisor"
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,21 +44,52 @@ if [[ -z $runtime ]]; then
 fi
 echo "runtime $runtime" >&2
 
+# R notebooks get an R runtime (made on first use); sets $rt.
+r_runtime=${EGG_R_RUNTIME:-}
+runtime_for() {
+  local lang line
+  rt=$runtime
+  lang=$(python3 -c 'import json,sys
+m = json.load(open(sys.argv[1])).get("metadata", {})
+print((m.get("kernelspec", {}).get("language")
+       or m.get("language_info", {}).get("name") or "").lower())' "$1" \
+         2>/dev/null)
+  [[ $lang == r ]] || return 0
+  if [[ -z $r_runtime ]]; then
+    line=$(EGG_BIN=$egg bash scripts/ci-runtime.sh r-base-core \
+             r-cran-irkernel) || return 0
+    r_runtime=$("$egg" runtime import-tar "${line#* }") || return 0
+    r_runtime=${r_runtime%% *}
+    echo "R runtime $r_runtime" >&2
+  fi
+  rt=$r_runtime
+}
+
 # Build every egg first (its own column), then warm the store once.
 for nb in "$dir"/*.ipynb; do
   name=$(basename "$nb" .ipynb)
+  runtime_for "$nb"
   t0=$(now)
-  if "$egg" build "$nb" --runtime "$runtime" -o "$work/$name.egg" \
+  if "$egg" build "$nb" --runtime "$rt" -o "$work/$name.egg" \
        >/dev/null 2>"$work/$name.build.err"; then
     echo "$(elapsed "$t0" "$(now)")" > "$work/$name.build"
+    echo "$rt" > "$work/$name.rt"
   else
     echo "fail" > "$work/$name.build"
   fi
 done
-first=$(ls "$work"/*.egg 2>/dev/null | head -n 1)
-[[ -n $first ]] || { echo "nbconvert_bench: no egg was built" >&2; exit 1; }
-"$egg" hatch "$first" --allow-unsigned -o "$work/warm.json" \
-  --out-dir "$work/warm.out" >/dev/null 2>&1
+ls "$work"/*.egg >/dev/null 2>&1 ||
+  { echo "nbconvert_bench: no egg was built" >&2; exit 1; }
+# One untimed hatch per runtime materialises it in the store.
+warmed=" "
+for e in "$work"/*.egg; do
+  r=$(cat "${e%.egg}.rt")
+  [[ $warmed == *" $r "* ]] && continue
+  warmed+="$r "
+  rm -rf "$work/warm.out"
+  "$egg" hatch "$e" --allow-unsigned -o "$work/warm.json" \
+    --out-dir "$work/warm.out" >/dev/null 2>&1
+done
 
 printf '%-58s %9s %9s %9s %11s\n' notebook "nbconv s" "hatch s" \
   "build s" reproduced
