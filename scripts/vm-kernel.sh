@@ -8,6 +8,8 @@
 #   vmlinuz        the kernel
 #   modules/       the .ko files the guest needs (virtio, erofs, vsock)
 #   modules.load   those files in load order (dependencies first)
+#   WANTED         the module names asked for (a folder made for another
+#                  list is made again)
 #   SOURCE         package, version, sha256 of the .deb
 #
 # usage: scripts/vm-kernel.sh            (cache: $EGG_VM_CACHE or
@@ -17,9 +19,10 @@ set -euo pipefail
 cache=${EGG_VM_CACHE:-/var/cache/egg-vm}
 meta=linux-image-cloud-amd64
 # The guest's needs: the microvm's virtio-mmio transport, disks, the
-# serial port the agent talks over, the runtime's file system, vsock.
+# serial port the agent talks over, the runtime's file system, vsock,
+# the network card of a network grant and virtiofs for host paths.
 wanted=(virtio_mmio virtio_blk virtio_console erofs vsock
-        vmw_vsock_virtio_transport)
+        vmw_vsock_virtio_transport virtio_net fuse virtiofs)
 
 die() { echo "vm-kernel: $*" >&2; exit 1; }
 
@@ -35,7 +38,8 @@ if [[ -n ${EGG_VM_KERNEL_SHA256:-} && $EGG_VM_KERNEL_SHA256 != "$sha" ]]; then
 fi
 
 dest="$cache/${pkg}_${version}_${sha:0:16}"
-if [[ -f $dest/SOURCE && -f $dest/vmlinuz ]]; then
+if [[ -f $dest/SOURCE && -f $dest/vmlinuz &&
+      $(cat "$dest/WANTED" 2>/dev/null) == "${wanted[*]}" ]]; then
   echo "$dest"
   exit 0
 fi
@@ -91,6 +95,7 @@ for p in "${order[@]}"; do
   cp "$moddir/$p" "$out/modules/$f"
   echo "$f" >>"$out/modules.load"
 done
+echo "${wanted[*]}" >"$out/WANTED"
 printf '%s %s %s\n' "$pkg" "$version" "$sha" >"$out/SOURCE"
 
 rm -rf "$dest"

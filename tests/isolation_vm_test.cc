@@ -9,16 +9,22 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <latch>
+#include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/fd.h"
@@ -26,6 +32,7 @@
 #include "guest/vm_plan.h"
 #include "sandbox/vm_initramfs.h"
 #include "sandbox/vm_root.h"
+#include "sandbox/vm_share.h"
 
 namespace egg {
 namespace {
@@ -244,15 +251,18 @@ class VmBoot : public ::testing::Test {
   void TearDown() override { fs::remove_all(out_); }
 
   VmRun Run(const std::vector<std::string>& probe, Limits limits = {},
-            const std::string& data = "") {
+            const std::string& data = "",
+            const std::function<void(SandboxSpecBuilder&)>& more = nullptr) {
     VmRun run;
     int pipe_fds[2];
     EXPECT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
     SandboxSpecBuilder b;
     std::vector<std::string> argv = {"/probe"};
     argv.insert(argv.end(), probe.begin(), probe.end());
-    b.RuntimeRoot(*root_).Output(out_).Command(argv).SetLimits(limits);
-    if (!data.empty()) b.ReadOnly(data, "/data");
+    if (more == nullptr) b.RuntimeRoot(*root_);
+    b.Output(out_).Command(argv).SetLimits(limits);
+    if (more != nullptr) more(b);
+    if (!data.empty() && more == nullptr) b.ReadOnly(data, "/data");
     b.Stdout(pipe_fds[1]).Stderr(pipe_fds[1]).Backend("vm");
     auto spec = std::move(b).Build();
     if (!spec) {
@@ -393,6 +403,369 @@ TEST_F(VmBoot, NothingIsLeftInTheRunFolder) {
     if (name.rfind("vm-" + std::to_string(::getpid()) + "-", 0) == 0) ++left;
   }
   EXPECT_EQ(left, 0);
+}
+
+// The probe's "each" output: "== CMD ARG", then that probe's lines, of
+// which one says "ESCAPED ..." or "blocked ...".
+std::map<std::string, std::string> ProbeLines(const std::string& output) {
+  std::map<std::string, std::string> lines;
+  std::istringstream in(output);
+  std::string key;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("== ", 0) == 0) {
+      key = line.substr(3);
+    } else if (!key.empty() && (line.rfind("ESCAPED", 0) == 0 ||
+                                line.rfind("blocked", 0) == 0)) {
+      lines[key] = line;
+    }
+  }
+  return lines;
+}
+
+bool IsEscaped(const std::string& line) {
+  return line.rfind("ESCAPED", 0) == 0;
+}
+
+// A folder of the host that no test grants.
+struct UngrantedSecret {
+  UngrantedSecret() : dir(MakeTempDir()) {
+    std::ofstream(dir + "/secret.txt") << "secret";
+    ::chmod((dir + "/secret.txt").c_str(), 0644);
+  }
+  ~UngrantedSecret() { fs::remove_all(dir); }
+  std::string file() const { return dir + "/secret.txt"; }
+  std::string dir;
+};
+
+// No grant: no network card at all (only lo), no host path; the runtime
+// and the data are named by digest, and their images are cached by it.
+TEST_F(VmBoot, WithoutGrantsTheGuestHasNoNetworkCardAndNoHostPath) {
+  UngrantedSecret secret;
+  std::string data = MakeTempDir();
+  { std::ofstream(data + "/in.txt") << "hello"; }
+  ::chmod((data + "/in.txt").c_str(), 0644);
+  Digest runtime = Sha256Of("a test runtime " + std::to_string(::getpid()));
+  Digest content = Sha256Of("test data " + std::to_string(::getpid()));
+  VmRun run = Run(
+      {"each", "netdevs", "-", "read", secret.file(), "read", "/data/in.txt"},
+      {}, "", [&](SandboxSpecBuilder& b) {
+        b.RuntimeRoot(*root_, runtime);
+        b.ReadOnly(data, "/data", content);
+      });
+  fs::remove_all(data);
+  REQUIRE_BOOTED(run);
+  auto lines = ProbeLines(run.output);
+  EXPECT_EQ(lines["netdevs -"], "blocked netdevs") << run.output;
+  EXPECT_FALSE(IsEscaped(lines["read " + secret.file()])) << run.output;
+  EXPECT_TRUE(IsEscaped(lines["read /data/in.txt"])) << run.output;
+  EXPECT_TRUE(
+      fs::exists(*cache_ + "/root-e1-" + DigestHex(runtime) + "/image.erofs"));
+  EXPECT_TRUE(
+      fs::exists(*cache_ + "/data-e1-" + DigestHex(content) + "/image.erofs"));
+}
+
+// Granted: a user-mode network card that reaches the host through the
+// gateway address, and host paths served by virtiofsd: a read-only one
+// cannot be written, a writable one writes through to the host, and a
+// path next to them that was not granted stays out of sight.
+TEST_F(VmBoot, GrantedNetworkAndHostPathsWorkAndReadOnlyStaysReadOnly) {
+  UngrantedSecret secret;
+  std::string ro = MakeTempDir();
+  std::string rw = MakeTempDir();
+  ::chmod(rw.c_str(), 0777);
+  { std::ofstream(ro + "/in.txt") << "ro"; }
+  ::chmod((ro + "/in.txt").c_str(), 0666);
+  std::string ro_file = ro + "/single.txt";
+  { std::ofstream(ro_file) << "one file"; }
+  ::chmod(ro_file.c_str(), 0666);
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(s, 4), 0);
+  ASSERT_EQ(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::string gateway = std::string(guest::kVmGatewayAddress) + ":" +
+                        std::to_string(ntohs(a.sin_port));
+  VmRun run =
+      Run({"each", "netdevs", "-", "connect-to", gateway, "read", "/ro/in.txt",
+           "write", "/ro/in.txt", "write", "/ro/new.txt", "write", "/one.txt",
+           "write", "/rw/made.txt", "read", secret.file()},
+          {}, "", [&](SandboxSpecBuilder& b) {
+            b.RuntimeRoot(*root_);
+            b.WeakenNetwork();
+            b.WeakenHostPath({ro, "/ro", false});
+            b.WeakenHostPath({ro_file, "/one.txt", false});
+            b.WeakenHostPath({rw, "/rw", true});
+          });
+  // What reached the listener (the guest has ended: it is queued).
+  ::fcntl(s, F_SETFL, O_NONBLOCK);
+  std::string received;
+  int conn = ::accept(s, nullptr, nullptr);
+  if (conn >= 0) {
+    char buf[64];
+    ssize_t n = ::read(conn, buf, sizeof(buf));
+    if (n > 0) received.assign(buf, n);
+    ::close(conn);
+  }
+  ::close(s);
+  std::string ro_text, file_text, rw_text;
+  std::getline(std::ifstream(ro + "/in.txt"), ro_text);
+  std::getline(std::ifstream(ro_file), file_text);
+  std::getline(std::ifstream(rw + "/made.txt"), rw_text);
+  bool ro_new = fs::exists(ro + "/new.txt");
+  fs::remove_all(ro);
+  fs::remove_all(rw);
+  REQUIRE_BOOTED(run);
+  auto lines = ProbeLines(run.output);
+  EXPECT_EQ(lines["netdevs -"], "ESCAPED netdevs") << run.output;
+  EXPECT_EQ(lines["connect-to " + gateway], "ESCAPED connect") << run.output;
+  EXPECT_EQ(received, "egg-probe\n");
+  EXPECT_TRUE(IsEscaped(lines["read /ro/in.txt"])) << run.output;
+  EXPECT_FALSE(IsEscaped(lines["write /ro/in.txt"])) << run.output;
+  EXPECT_FALSE(IsEscaped(lines["write /ro/new.txt"])) << run.output;
+  EXPECT_FALSE(IsEscaped(lines["write /one.txt"])) << run.output;
+  EXPECT_EQ(ro_text, "ro");
+  EXPECT_EQ(file_text, "one file");
+  EXPECT_FALSE(ro_new);
+  EXPECT_TRUE(IsEscaped(lines["write /rw/made.txt"])) << run.output;
+  EXPECT_EQ(rw_text, "pwned");
+  EXPECT_FALSE(IsEscaped(lines["read " + secret.file()])) << run.output;
+}
+
+// The host side of a read-only grant: virtiofsd's own mount of it is
+// read-only (so a guest that remounts its view writable still cannot
+// write), and the run folder on the host holds only empty mount points.
+TEST(VmShare, VirtiofsdServesReadOnlyGrantsFromReadOnlyMounts) {
+  std::string program = "/usr/lib/qemu/virtiofsd";
+  if (::access("/usr/libexec/virtiofsd", X_OK) == 0) {
+    program = "/usr/libexec/virtiofsd";
+  }
+  if (::geteuid() != 0 || ::access(program.c_str(), X_OK) != 0) {
+    GTEST_SKIP() << "needs root and virtiofsd (qemu-system-common)";
+  }
+  std::string ro = MakeTempDir();
+  std::string rw = MakeTempDir();
+  std::string run = MakeTempDir();
+  { std::ofstream(ro + "/in.txt") << "ro"; }
+  std::vector<SandboxBind> binds = {{ro, "/ro", false, true, std::nullopt},
+                                    {rw, "/rw", true, true, std::nullopt}};
+  auto server = sandbox_internal::StartVirtiofsd(program, binds, run);
+  ASSERT_TRUE(server) << server.error().message();
+  auto mountinfo = ReadFileToString(
+      "/proc/" + std::to_string(server->pid) + "/mountinfo", 1 << 20);
+  EXPECT_FALSE(fs::exists(run + "/share/0/in.txt"));
+  sandbox_internal::StopVirtiofsd(*server);
+  fs::remove_all(ro);
+  fs::remove_all(rw);
+  fs::remove_all(run);
+  ASSERT_TRUE(mountinfo);
+  // mountinfo: id parent dev root mountpoint options ...
+  std::map<std::string, std::string> options;
+  std::istringstream lines(*mountinfo);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string id, parent, dev, root, point, opts;
+    words >> id >> parent >> dev >> root >> point >> opts;
+    options[point] = opts;
+  }
+  ASSERT_TRUE(options.count(run + "/share/0")) << *mountinfo;
+  ASSERT_TRUE(options.count(run + "/share/1")) << *mountinfo;
+  EXPECT_EQ(options[run + "/share/0"].substr(0, 3), "ro,");
+  EXPECT_EQ(options[run + "/share/1"].substr(0, 3), "rw,");
+}
+
+TEST(VmPlan, CarriesSharesAndTheNetworkGrant) {
+  guest::VmPlan plan = GoodPlan();
+  plan.shares = {{"0", false, "/ro"}, {"1", true, "/rw"}};
+  plan.network = true;
+  guest::VmPlan got;
+  std::string why;
+  ASSERT_TRUE(guest::DecodeVmPlan(guest::EncodeVmPlan(plan), &got, &why))
+      << why;
+  ASSERT_EQ(got.shares.size(), 2u);
+  EXPECT_FALSE(got.shares[0].writable);
+  EXPECT_EQ(got.shares[1].target, "/rw");
+  EXPECT_TRUE(got.shares[1].writable);
+  EXPECT_TRUE(got.network);
+  EXPECT_TRUE(guest::DecodeVmPlan(guest::EncodeVmPlan(GoodPlan()), &got, &why));
+}
+
+TEST(VmPlan, RejectsMalformedSharesAndNetwork) {
+  std::string good = guest::EncodeVmPlan(GoodPlan());
+  for (std::string bad : {std::string("share\0"
+                                      "0:rx:/a\0",
+                                      15),
+                          std::string("share\0"
+                                      "0:ro:a\0",
+                                      14),
+                          std::string("share\0"
+                                      "0:ro:/../a\0",
+                                      18),
+                          std::string("share\0"
+                                      "01:ro:/a\0",
+                                      16),
+                          std::string("share\0"
+                                      "x:ro:/a\0",
+                                      15),
+                          std::string("share\0"
+                                      ":ro:/a\0",
+                                      14),
+                          std::string("share\0"
+                                      "0:r\0",
+                                      11),
+                          std::string("share\0"
+                                      "0\0",
+                                      8),
+                          std::string("net\0"
+                                      "0\0",
+                                      6),
+                          std::string("net\0"
+                                      "1\0net\0"
+                                      "1\0",
+                                      12)}) {
+    guest::VmPlan got;
+    std::string why;
+    EXPECT_FALSE(guest::DecodeVmPlan(good + bad, &got, &why)) << bad;
+  }
+}
+
+// --- The disk image cache ---
+
+class VmImageCache : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    ::setenv("EGG_VM_IMAGE_CACHE", dir_.c_str(), 1);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A stand-in for mkfs.erofs: the erofs magic at 1024, then `tag`.
+  std::function<Status(const std::string&)> Maker(std::atomic<int>* calls,
+                                                  std::string tag = "x") {
+    return [calls, tag](const std::string& path) -> Status {
+      ++*calls;
+      std::string bytes(1024, '\0');
+      bytes += std::string("\xe2\xe1\xf5\xe0", 4) + tag;
+      std::ofstream(path) << bytes;
+      return {};
+    };
+  }
+
+  std::string dir_;
+};
+
+TEST_F(VmImageCache, MakesAnImageOnceAndReusesIt) {
+  std::atomic<int> calls = 0;
+  auto a = sandbox_internal::CachedErofs(dir_, "data-e1-aa", Maker(&calls));
+  ASSERT_TRUE(a) << a.error().message();
+  auto b = sandbox_internal::CachedErofs(dir_, "data-e1-aa", Maker(&calls));
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(a->path, b->path);
+  EXPECT_EQ(calls, 1);
+  struct stat st;
+  ASSERT_EQ(::stat(a->path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0444u);
+}
+
+TEST_F(VmImageCache, ChangedImageIsMadeAgain) {
+  std::atomic<int> calls = 0;
+  auto a = sandbox_internal::CachedErofs(dir_, "data-e1-bb", Maker(&calls));
+  ASSERT_TRUE(a) << a.error().message();
+  std::string path = a->path;
+  a = Fail(Code::kInternal, "released");
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1028);
+    f << "y";
+  }
+  auto b = sandbox_internal::CachedErofs(dir_, "data-e1-bb", Maker(&calls));
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(calls, 2);
+  auto bytes = ReadFileToString(b->path, 1 << 20);
+  ASSERT_TRUE(bytes);
+  EXPECT_EQ(bytes->back(), 'x');
+}
+
+TEST_F(VmImageCache, ImageWritableByOthersIsMadeAgain) {
+  std::atomic<int> calls = 0;
+  auto a = sandbox_internal::CachedErofs(dir_, "data-e1-cc", Maker(&calls));
+  ASSERT_TRUE(a) << a.error().message();
+  ASSERT_EQ(::chmod(a->path.c_str(), 0666), 0);
+  auto b = sandbox_internal::CachedErofs(dir_, "data-e1-cc", Maker(&calls));
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(VmImageCache, MalformedSumIsMadeAgain) {
+  std::atomic<int> calls = 0;
+  auto a = sandbox_internal::CachedErofs(dir_, "data-e1-dd", Maker(&calls));
+  ASSERT_TRUE(a) << a.error().message();
+  std::string sum = dir_ + "/data-e1-dd/SUM";
+  ::chmod(sum.c_str(), 0644);
+  std::ofstream(sum) << "egg-vm-image 1\nsha256 00\n";
+  ::chmod(sum.c_str(), 0444);
+  auto b = sandbox_internal::CachedErofs(dir_, "data-e1-dd", Maker(&calls));
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(calls, 2);
+}
+
+// Two hatches making the same image at once: both finish with the one
+// published image, and no temporary folder is left.
+TEST_F(VmImageCache, ConcurrentMakersShareOnePublishedImage) {
+  std::atomic<int> calls = 0;
+  std::latch both_making(2);
+  auto maker = [&](std::string tag) {
+    auto inner = Maker(&calls, tag);
+    return [&both_making, inner](const std::string& path) {
+      both_making.arrive_and_wait();
+      return inner(path);
+    };
+  };
+  std::string path_a, path_b;
+  std::thread a([&] {
+    auto got = sandbox_internal::CachedErofs(dir_, "data-e1-ee", maker("a"));
+    if (got) path_a = got->path;
+  });
+  std::thread b([&] {
+    auto got = sandbox_internal::CachedErofs(dir_, "data-e1-ee", maker("b"));
+    if (got) path_b = got->path;
+  });
+  a.join();
+  b.join();
+  EXPECT_EQ(calls, 2);
+  ASSERT_FALSE(path_a.empty());
+  EXPECT_EQ(path_a, path_b);
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+}
+
+TEST_F(VmImageCache, CollectRemovesUnusedImagesButNotHeldOrKeptOnes) {
+  std::atomic<int> calls = 0;
+  Digest kept = Sha256Of("kept runtime");
+  std::string kept_name = "root-e1-" + DigestHex(kept);
+  auto held = sandbox_internal::CachedErofs(dir_, "data-e1-11", Maker(&calls));
+  ASSERT_TRUE(held) << held.error().message();
+  ASSERT_TRUE(sandbox_internal::CachedErofs(dir_, "data-e1-22", Maker(&calls)));
+  ASSERT_TRUE(sandbox_internal::CachedErofs(dir_, kept_name, Maker(&calls)));
+  ASSERT_TRUE(sandbox_internal::CachedErofs(
+      dir_, "root-e1-" + DigestHex(Sha256Of("gone")), Maker(&calls)));
+  // An image of the former flat layout.
+  std::ofstream(dir_ + "/0123456789abcdef0123456789abcdef.erofs") << "old";
+  auto stats = CollectVmImageCache(
+      [&](const Digest& runtime) { return runtime == kept; });
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->removed, 3u);
+  EXPECT_EQ(stats->busy, 1u);
+  EXPECT_TRUE(fs::exists(held->path));
+  EXPECT_TRUE(fs::exists(dir_ + "/" + kept_name));
+  EXPECT_FALSE(fs::exists(dir_ + "/data-e1-22"));
+  EXPECT_FALSE(fs::exists(dir_ + "/0123456789abcdef0123456789abcdef.erofs"));
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "egg/hash.h"
 #include "egg/policy.h"
 #include "egg/status.h"
 
@@ -231,6 +232,10 @@ struct SandboxRunSetup {
   // /lib, /lib64, /sbin and /etc. A weakening: it logs a warning.
   bool host_runtime = false;
   std::string data_dir;    // host folder seen read-only at /data; "" none
+  // The tree digests of runtime_root and data_dir when known: the vm
+  // backend caches its disk images by them.
+  std::optional<Digest> runtime_digest;
+  std::optional<Digest> data_digest;
   std::string output_dir;  // host folder seen as /out (fresh, existing)
   AgentFiles agent;        // host agent and drivers, bound at /.egg
   Limits egg_limits;       // whole-egg limits; unset take the defaults

@@ -34,12 +34,14 @@
 #define EGG_SANDBOX_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "egg/hash.h"
 #include "egg/policy.h"
 #include "egg/status.h"
 
@@ -64,6 +66,10 @@ struct SandboxBind {
   std::string host;     // absolute canonical host path (file or folder)
   std::string sandbox;  // absolute normalised path inside the sandbox
   bool writable = false;
+  bool host_path = false;  // a person's grant (WeakenHostPath), served live
+  // The digest of the folder's tree when the caller knows it (the egg's
+  // data layer): the vm backend caches its disk image by it.
+  std::optional<Digest> content;
 };
 
 // A host fd made available as `sandbox_fd` in the first process. The host
@@ -81,6 +87,9 @@ class SandboxSpec {
   // Runtime root: either a folder (root_folder) whose entries appear at /,
   // or a composition of binds (root_parts) on an empty read-only /.
   const std::string& root_folder() const { return root_folder_; }
+  // The digest of root_folder()'s tree, when the caller knows it (the
+  // runtime's tree digest): the vm backend caches its root image by it.
+  const std::optional<Digest>& root_digest() const { return root_digest_; }
   const std::vector<SandboxBind>& root_parts() const { return root_parts_; }
   // Paths of a composed root a micro-VM guest must carry (see
   // SandboxSpecBuilder::RuntimeRootNeeds); other backends ignore them.
@@ -106,6 +115,7 @@ class SandboxSpec {
 
   SandboxBackend backend_ = SandboxBackend::kNamespaces;
   std::string root_folder_;
+  std::optional<Digest> root_digest_;
   std::vector<SandboxBind> root_parts_;
   std::vector<std::string> root_needs_;
   std::vector<SandboxBind> binds_;
@@ -133,6 +143,11 @@ class SandboxSpecBuilder {
   // Host folder whose entries appear read-only at / (directories and files
   // are bound, symlinks recreated). Exclusive with RuntimeRootPart().
   SandboxSpecBuilder& RuntimeRoot(const std::string& host_folder);
+  // As above, naming the folder's content by its tree digest (the store
+  // materialised it from that digest): the vm backend keys its cached
+  // root image by it. The caller vouches that the folder holds that tree.
+  SandboxSpecBuilder& RuntimeRoot(const std::string& host_folder,
+                                  const Digest& content);
   // Composes / from read-only binds, e.g. ("/usr", "/usr"). For tests and
   // for runtimes split across folders. Exclusive with RuntimeRoot().
   SandboxSpecBuilder& RuntimeRootPart(const std::string& host,
@@ -147,6 +162,11 @@ class SandboxSpecBuilder {
   // A read-only bind, e.g. the egg's data at /data, agent at /.egg.
   SandboxSpecBuilder& ReadOnly(const std::string& host,
                                const std::string& sandbox);
+  // As above, naming the folder's content by its tree digest (the egg's
+  // data layer): the vm backend keys its cached disk image by it.
+  SandboxSpecBuilder& ReadOnly(const std::string& host,
+                               const std::string& sandbox,
+                               const Digest& content);
   // The writable output folder, seen as /out. When the caller runs as
   // root, Start() gives the folder to the sandbox's unprivileged identity
   // (chown), so pass a fresh folder.
@@ -325,6 +345,23 @@ struct BackendChoice {
   std::vector<BackendProbe> probes;  // in the order tried
 };
 [[nodiscard]] Result<BackendChoice> ChooseSandboxBackend();
+
+// --- The vm backend's cache of disk images (docs/ISOLATION.md) ---
+
+struct VmImageCacheStats {
+  uint64_t entries = 0;  // images looked at (kept runtime roots aside)
+  uint64_t removed = 0;
+  uint64_t removed_bytes = 0;
+  uint64_t busy = 0;  // held by a running sandbox: kept
+};
+
+// Removes the cached disk images of the vm backend that no running
+// sandbox holds, except the runtime root images whose runtime digest
+// `keep_root` accepts (null: none is kept); also what interrupted makers
+// left behind. The images are a cache: a later hatch makes them again.
+// An absent cache folder is fine; kIo if it cannot be read.
+[[nodiscard]] Result<VmImageCacheStats> CollectVmImageCache(
+    const std::function<bool(const Digest&)>& keep_root);
 
 }  // namespace egg
 

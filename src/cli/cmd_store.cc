@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "egg/runtime.h"
+#include "egg/sandbox.h"
 #include "egg/store.h"
 
 namespace egg::cli {
@@ -69,14 +70,37 @@ int RunGc(const StoreArgs& a) {
   if (!store) return Report(store.error().Wrap("local store"));
   auto stats = store->Gc(&RuntimeTreeReferences);
   if (!stats) return Report(stats.error());
+  // The vm backend's disk images: a runtime's root image stays while the
+  // runtime is materialised in this store; the rest is made again on use.
+  const Store& kept = *store;
+  auto images = CollectVmImageCache([&kept](const Digest& runtime) {
+    return IsTreeMaterialised(kept, runtime);
+  });
   if (a.json) {
-    std::fputs((StatsJson(*stats).dump(2) + "\n").c_str(), stdout);
+    nlohmann::json j = StatsJson(*stats);
+    if (images) {
+      j["vm_images"] = {{"removed", images->removed},
+                        {"removed_bytes", images->removed_bytes},
+                        {"in_use", images->busy}};
+    }
+    std::fputs((j.dump(2) + "\n").c_str(), stdout);
   }
   for (const auto& p : stats->problems) Warn(p);
   std::fprintf(stderr, "egg: removed %llu of %llu objects (%llu bytes)\n",
                static_cast<unsigned long long>(stats->removed),
                static_cast<unsigned long long>(stats->objects),
                static_cast<unsigned long long>(stats->removed_bytes));
+  if (!images) {
+    Warn("vm image cache: " + images.error().message());
+  } else if (images->entries > 0) {
+    std::fprintf(stderr,
+                 "egg: removed %llu of %llu vm disk images (%llu bytes); "
+                 "%llu in use\n",
+                 static_cast<unsigned long long>(images->removed),
+                 static_cast<unsigned long long>(images->entries),
+                 static_cast<unsigned long long>(images->removed_bytes),
+                 static_cast<unsigned long long>(images->busy));
+  }
   return kExitOk;
 }
 

@@ -176,6 +176,15 @@ class EggChunkSource : public ChunkSource {
 // The store serialises concurrent extractions of one tree.
 // `store` must stay open while the folder is used: its shared lock keeps
 // a gc in another process from removing it.
+// The digest of one of the egg's trees (nullopt if it has none).
+std::optional<Digest> TreeDigestOf(const EggFile& egg, const char* name) {
+  auto tree = egg.FindTree(name);
+  if (!tree) return std::nullopt;
+  auto encoded = EncodeTree(**tree);
+  if (!encoded) return std::nullopt;
+  return TreeDigest(*encoded);
+}
+
 Result<std::string> RuntimeFromStore(const EggFile& egg, Store& store) {
   auto tree = egg.FindTree("runtime");
   if (!tree) {
@@ -405,6 +414,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     auto root = RuntimeFromStore(egg, *store);
     if (!root) return Fail(root.error());
     setup.runtime_root = *root;
+    setup.runtime_digest = TreeDigestOf(egg, "runtime");
     TraceStep("run: runtime ready in the store");
     WarnIfRuntimeSuperseded(egg.manifest());
   }
@@ -413,6 +423,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     if (auto s = egg.ExtractTree("data", setup.data_dir); !s) {
       return Fail(s.error());
     }
+    setup.data_digest = TreeDigestOf(egg, "data");
   }
   if (mkdir(options.output_dir.c_str(), 0755) != 0) {
     return Fail(Code::kIo, "cannot create output folder " +

@@ -11,17 +11,23 @@
 // status line on the "egg.status" port and reboots (QEMU runs with
 // -no-reboot, so the VM ends). A setup failure prints
 // "egg-init: <step>: <reason>" on the console and on the status port.
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -143,11 +149,115 @@ void MakeMountPoint(const std::string& source, const std::string& target) {
   ::close(fd);
 }
 
-void Bind(const std::string& source, const std::string& target) {
+void Bind(const std::string& source, const std::string& target,
+          bool writable = false) {
   MakeMountPoint(source, target);
   Mount(source, target, nullptr, MS_BIND | MS_REC, "");
+  Mount(
+      "", target, nullptr,
+      MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (writable ? 0 : MS_RDONLY),
+      "");
+}
+
+// One interface ioctl; false (errno set) when it fails.
+bool InterfaceIoctl(int sock, unsigned long request, ifreq* r) {
+  return ::ioctl(sock, request, r) == 0;
+}
+
+bool SetInterfaceAddress(int sock, const char* name, unsigned long request,
+                         const char* address) {
+  ifreq r{};
+  ::strncpy(r.ifr_name, name, IFNAMSIZ - 1);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  ::inet_pton(AF_INET, address, &in.sin_addr);
+  ::memcpy(&r.ifr_addr, &in, sizeof(in));
+  return InterfaceIoctl(sock, request, &r);
+}
+
+bool InterfaceUp(int sock, const char* name) {
+  ifreq r{};
+  ::strncpy(r.ifr_name, name, IFNAMSIZ - 1);
+  if (!InterfaceIoctl(sock, SIOCGIFFLAGS, &r)) return false;
+  r.ifr_flags |= IFF_UP | IFF_RUNNING;
+  return InterfaceIoctl(sock, SIOCSIFFLAGS, &r);
+}
+
+// Loopback always; with a network grant, the virtio card gets QEMU user
+// mode's fixed address and default route (no DHCP: nothing to wait for).
+void SetupNetwork(const VmPlan& plan) {
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) FatalErrno("network socket");
+  if (!InterfaceUp(sock, "lo")) FatalErrno("bringing lo up");
+  if (!plan.network) {
+    ::close(sock);
+    return;
+  }
+  std::string card;
+  uint64_t deadline = NowMs() + 10000;
+  while (card.empty() && NowMs() < deadline) {
+    if (DIR* d = ::opendir("/sys/class/net")) {
+      while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name[0] != '.' && name != "lo" && card.empty()) card = name;
+      }
+      ::closedir(d);
+    }
+    if (card.empty()) ::usleep(10000);
+  }
+  if (card.empty() || card.size() >= IFNAMSIZ) {
+    Fatal("network", "no network card appeared");
+  }
+  if (!SetInterfaceAddress(sock, card.c_str(), SIOCSIFADDR, kVmGuestAddress) ||
+      !SetInterfaceAddress(sock, card.c_str(), SIOCSIFNETMASK,
+                           "255.255.255.0") ||
+      !InterfaceUp(sock, card.c_str())) {
+    FatalErrno("configuring '" + card + "'");
+  }
+  rtentry route{};
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  sockaddr_in gateway = any;
+  ::inet_pton(AF_INET, kVmGatewayAddress, &gateway.sin_addr);
+  ::memcpy(&route.rt_dst, &any, sizeof(any));
+  ::memcpy(&route.rt_genmask, &any, sizeof(any));
+  ::memcpy(&route.rt_gateway, &gateway, sizeof(gateway));
+  route.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (::ioctl(sock, SIOCADDRT, &route) != 0) FatalErrno("default route");
+  ::close(sock);
+}
+
+// With a network grant, the runtime's /etc/resolv.conf (when it has one)
+// names QEMU's resolver.
+void BindResolvConf() {
+  std::string target = std::string(kNewRoot) + "/etc/resolv.conf";
+  struct stat st;
+  if (::stat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+  std::string text = std::string("nameserver ") + kVmDnsAddress + "\n";
+  int fd = ::open("/egg/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                  0644);
+  if (fd < 0 || ::write(fd, text.data(), text.size()) !=
+                    static_cast<ssize_t>(text.size())) {
+    FatalErrno("writing /egg/resolv.conf");
+  }
+  ::close(fd);
+  Mount("/egg/resolv.conf", target, nullptr, MS_BIND, "");
   Mount("", target, nullptr,
         MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "");
+}
+
+// Granted host paths: entries of the virtiofs share, bound at their
+// targets (read-only ones read-only here too; virtiofsd's own mounts on
+// the host are what really enforces it).
+void MountShares(const VmPlan& plan) {
+  if (plan.shares.empty()) return;
+  std::string mnt = "/mnt/share";
+  MkdirP(mnt);
+  Mount(kVmShareTag, mnt, "virtiofs", MS_NOSUID | MS_NODEV, "");
+  for (const VmShare& share : plan.shares) {
+    Bind(mnt + "/" + share.name, std::string(kNewRoot) + share.target,
+         share.writable);
+  }
 }
 
 void LoadModules() {
@@ -432,6 +542,9 @@ int VmMain(int argc, char** argv) {
       Bind(source, std::string(kNewRoot) + disk.target);
     }
   }
+  MountShares(plan);
+  if (plan.network) BindResolvConf();
+  SetupNetwork(plan);
   std::string tmp = std::string(kNewRoot) + "/tmp";
   MkdirP(tmp);
   Mount("egg-scratch", tmp, "tmpfs", MS_NOSUID | MS_NODEV,

@@ -9,6 +9,9 @@
 //   cwd     the working folder (absolute)
 //   disk    "<serial>:<kind>:<target>"; kind root|dir|file|out
 //   port    "<name>:<fd>": a virtio-serial port that becomes fd <fd>
+//   share   "<n>:<ro|rw>:<target>": entry <n> of the virtiofs share
+//           (tag "egg.share", a granted host path) bound at <target>
+//   net     "1": a network card is there; configure it (QEMU user mode)
 //   scratch, memory, processes, cpu_ms, wall_ms   decimal numbers > 0
 // A key not listed, a missing number or trailing bytes reject the plan.
 //
@@ -41,12 +44,27 @@ struct VmPort {
   int target = -1;   // fd number in the cell
 };
 
+// A granted host path: entry `name` of the virtiofs share.
+struct VmShare {
+  std::string name;  // decimal, a file name in the share's root
+  bool writable = false;
+  std::string target;  // path in the sandbox
+};
+
+// QEMU's user-mode network (slirp): the guest's fixed addresses.
+inline constexpr char kVmShareTag[] = "egg.share";
+inline constexpr char kVmGuestAddress[] = "10.0.2.15";
+inline constexpr char kVmGatewayAddress[] = "10.0.2.2";
+inline constexpr char kVmDnsAddress[] = "10.0.2.3";
+
 struct VmPlan {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string cwd = "/";
   std::vector<VmDisk> disks;
   std::vector<VmPort> ports;
+  std::vector<VmShare> shares;
+  bool network = false;
   uint64_t scratch_bytes = 0;
   uint64_t memory_bytes = 0;
   uint64_t processes = 0;
@@ -85,6 +103,10 @@ inline std::string EncodeVmPlan(const VmPlan& plan) {
   for (const VmPort& p : plan.ports) {
     put("port", p.name + ":" + std::to_string(p.target));
   }
+  for (const VmShare& s : plan.shares) {
+    put("share", s.name + (s.writable ? ":rw:" : ":ro:") + s.target);
+  }
+  if (plan.network) put("net", "1");
   put("scratch", std::to_string(plan.scratch_bytes));
   put("memory", std::to_string(plan.memory_bytes));
   put("processes", std::to_string(plan.processes));
@@ -158,6 +180,27 @@ inline bool DecodeVmPlan(const std::string& bytes, VmPlan* plan,
         return *why = "bad port", false;
       }
       plan->ports.push_back({value.substr(0, a), static_cast<int>(fd)});
+    } else if (key == "share") {
+      size_t a = value.find(':');
+      VmShare share;
+      share.name = value.substr(0, a);
+      bool long_enough = a != std::string::npos && value.size() > a + 4;
+      std::string mode = long_enough ? value.substr(a + 1, 3) : "";
+      share.target = long_enough ? value.substr(a + 4) : "";
+      uint64_t n = 0;
+      bool name_ok =
+          share.name == "0" || (!share.name.empty() && share.name[0] != '0' &&
+                                number(share.name, &n));
+      if (!name_ok || (mode != "ro:" && mode != "rw:") ||
+          share.target.empty() || share.target[0] != '/' ||
+          share.target.find("..") != std::string::npos) {
+        return *why = "bad share '" + value + "'", false;
+      }
+      share.writable = mode == "rw:";
+      plan->shares.push_back(share);
+    } else if (key == "net") {
+      if (value != "1" || plan->network) return *why = "bad net", false;
+      plan->network = true;
     } else if (key == "scratch" || key == "memory" || key == "processes" ||
                key == "cpu_ms" || key == "wall_ms") {
       uint64_t n = 0;

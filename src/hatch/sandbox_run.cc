@@ -187,9 +187,17 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
       if (fs::exists(path, ec)) b.RuntimeRootNeeds(path);
     }
   } else {
-    b.RuntimeRoot(setup.runtime_root);
+    if (setup.runtime_digest) {
+      b.RuntimeRoot(setup.runtime_root, *setup.runtime_digest);
+    } else {
+      b.RuntimeRoot(setup.runtime_root);
+    }
   }
-  if (!setup.data_dir.empty()) b.ReadOnly(setup.data_dir, "/data");
+  if (!setup.data_dir.empty() && setup.data_digest) {
+    b.ReadOnly(setup.data_dir, "/data", *setup.data_digest);
+  } else if (!setup.data_dir.empty()) {
+    b.ReadOnly(setup.data_dir, "/data");
+  }
   b.ReadOnly(agent, kSandboxAgentPath);
   b.ReadOnly(drivers, kSandboxDriversDir);
   b.Output(setup.output_dir);

@@ -164,7 +164,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::RuntimeRootPart(
   } else if (host == "/" || sandbox == "/") {
     Keep(Error(Code::kInvalidArgument, "a runtime root part cannot be /"));
   } else {
-    spec_.root_parts_.push_back({host, sandbox, false});
+    spec_.root_parts_.push_back({host, sandbox, false, false, std::nullopt});
   }
   return *this;
 }
@@ -180,6 +180,24 @@ SandboxSpecBuilder& SandboxSpecBuilder::RuntimeRootNeeds(
   return *this;
 }
 
+SandboxSpecBuilder& SandboxSpecBuilder::RuntimeRoot(
+    const std::string& host_folder, const Digest& content) {
+  RuntimeRoot(host_folder);
+  if (Ok()) spec_.root_digest_ = content;
+  return *this;
+}
+
+SandboxSpecBuilder& SandboxSpecBuilder::ReadOnly(const std::string& host,
+                                                 const std::string& sandbox,
+                                                 const Digest& content) {
+  size_t before = spec_.binds_.size();
+  ReadOnly(host, sandbox);
+  if (Ok() && spec_.binds_.size() == before + 1) {
+    spec_.binds_.back().content = content;
+  }
+  return *this;
+}
+
 SandboxSpecBuilder& SandboxSpecBuilder::ReadOnly(const std::string& host,
                                                  const std::string& sandbox) {
   if (!Ok()) return *this;
@@ -190,7 +208,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::ReadOnly(const std::string& host,
   } else if (host == "/") {
     Keep(Error(Code::kInvalidArgument, "the host's / cannot be bound"));
   } else {
-    spec_.binds_.push_back({host, sandbox, false});
+    spec_.binds_.push_back({host, sandbox, false, false, std::nullopt});
   }
   return *this;
 }
@@ -205,7 +223,7 @@ SandboxSpecBuilder& SandboxSpecBuilder::Exchange(const std::string& host,
   } else if (host == "/" || sandbox == "/") {
     Keep(Error(Code::kInvalidArgument, "the exchange folder cannot be /"));
   } else {
-    spec_.binds_.push_back({host, sandbox, true});
+    spec_.binds_.push_back({host, sandbox, true, false, std::nullopt});
   }
   return *this;
 }
@@ -375,7 +393,8 @@ SandboxSpecBuilder& SandboxSpecBuilder::WeakenHostPath(const HostPath& path) {
     sandbox_internal::LogWarning(
         "the sandbox sees host path '" + path.host + "' at '" + path.sandbox +
         (path.writable ? "' writable" : "' read-only"));
-    spec_.binds_.push_back({path.host, path.sandbox, path.writable});
+    spec_.binds_.push_back(
+        {path.host, path.sandbox, path.writable, true, std::nullopt});
   }
   return *this;
 }
@@ -455,9 +474,9 @@ SandboxSpecBuilder& SandboxSpecBuilder::Backend(std::string_view name) {
 SandboxSpecBuilder& SandboxSpecBuilder::OciRuntime(std::string_view name) {
   if (!Ok()) return *this;
   if (name != "runc" && name != "crun") {
-    Keep(Error(Code::kInvalidArgument,
-               "unknown OCI runtime '" + std::string(name) +
-                   "' (runc or crun)"));
+    Keep(Error(
+        Code::kInvalidArgument,
+        "unknown OCI runtime '" + std::string(name) + "' (runc or crun)"));
   } else {
     spec_.oci_runtime_ = std::string(name);
   }
@@ -469,8 +488,8 @@ Result<SandboxSpec> SandboxSpecBuilder::Build() && {
   if (spec_.argv_.empty()) {
     return Fail(Code::kInvalidArgument, "sandbox spec has no command");
   }
-  if (spec_.backend_ != SandboxBackend::kNone &&
-      spec_.root_folder_.empty() && spec_.root_parts_.empty()) {
+  if (spec_.backend_ != SandboxBackend::kNone && spec_.root_folder_.empty() &&
+      spec_.root_parts_.empty()) {
     return Fail(Code::kInvalidArgument, "sandbox spec has no runtime root");
   }
 

@@ -36,6 +36,7 @@
 #include "sandbox/vm_backend.h"
 #include "sandbox/vm_initramfs.h"
 #include "sandbox/vm_root.h"
+#include "sandbox/vm_share.h"
 
 namespace egg::sandbox_internal {
 namespace {
@@ -125,77 +126,60 @@ Status MakeErofs(const std::string& mkfs, const std::string& image,
                  log);
 }
 
-// The runtime root's image, cached by the folder's identity: runtime
-// folders in the store are immutable and named by digest.
-// TODO(security): key by the runtime's digest once the spec carries it.
-Result<std::string> RootImage(const std::string& mkfs,
-                              const std::string& folder,
-                              const std::string& log) {
-  struct stat st;
-  if (::stat(folder.c_str(), &st) != 0) {
-    return Fail(ErrnoError("stat '" + folder + "'"));
-  }
-  std::string key = folder + "\n" + std::to_string(st.st_dev) + "\n" +
-                    std::to_string(st.st_ino) + "\n" +
-                    std::to_string(st.st_mtim.tv_sec) + "." +
-                    std::to_string(st.st_mtim.tv_nsec) + "\n" +
-                    std::to_string(st.st_ctim.tv_sec) + "." +
-                    std::to_string(st.st_ctim.tv_nsec);
-  const char* env = ::getenv("EGG_VM_IMAGE_CACHE");
-  std::string dir =
-      env != nullptr && *env == '/' ? env : CacheRoot() + "/roots";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  std::string image =
-      dir + "/" + DigestHex(Sha256Of(key)).substr(0, 32) + ".erofs";
-  if (::access(image.c_str(), R_OK) == 0) return image;
-  std::string tmp = image + ".tmp-" + std::to_string(::getpid());
-  if (auto s = MakeErofs(mkfs, tmp, folder, log); !s) {
-    ::unlink(tmp.c_str());
-    return Fail(s.error());
-  }
-  if (::rename(tmp.c_str(), image.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Fail(ErrnoError("renaming '" + tmp + "'"));
-  }
-  return image;
-}
+// Kept up to date with MakeErofs: a change of its options or of the
+// image layout must change this, so that older images are not reused.
+constexpr char kImageFormat[] = "e1";
 
-std::string ImageCacheDir() {
-  const char* env = ::getenv("EGG_VM_IMAGE_CACHE");
-  std::string dir =
-      env != nullptr && *env == '/' ? env : CacheRoot() + "/roots";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  return dir;
+// The runtime root's image. Named by the runtime's tree digest when the
+// spec carries it; otherwise by the folder's identity (runtime folders
+// in the store are immutable and named by digest; tests pass others).
+Result<CachedImage> RootImage(const std::string& mkfs, const SandboxSpec& spec,
+                              const std::string& log) {
+  const std::string& folder = spec.root_folder();
+  std::string name;
+  if (spec.root_digest()) {
+    name = std::string("root-") + kImageFormat + "-" +
+           DigestHex(*spec.root_digest());
+  } else {
+    struct stat st;
+    if (::stat(folder.c_str(), &st) != 0) {
+      return Fail(ErrnoError("stat '" + folder + "'"));
+    }
+    std::string key = folder + "\n" + std::to_string(st.st_dev) + "\n" +
+                      std::to_string(st.st_ino) + "\n" +
+                      std::to_string(st.st_mtim.tv_sec) + "." +
+                      std::to_string(st.st_mtim.tv_nsec) + "\n" +
+                      std::to_string(st.st_ctim.tv_sec) + "." +
+                      std::to_string(st.st_ctim.tv_nsec);
+    name = std::string("folder-") + kImageFormat + "-" +
+           DigestHex(Sha256Of(key)).substr(0, 32);
+  }
+  return CachedErofs(VmImageCacheDir(), name, [&](const std::string& image) {
+    return MakeErofs(mkfs, image, folder, log);
+  });
 }
 
 // A composed root: the selection the guest needs (vm_root.h), staged in
 // the run folder and imaged, cached by a key of its content.
-Result<std::string> ComposedRootImage(const std::string& mkfs,
+Result<CachedImage> ComposedRootImage(const std::string& mkfs,
                                       const SandboxSpec& spec,
                                       const std::string& run_dir,
                                       const std::string& log) {
   auto selection = SelectComposedRoot(spec);
   if (!selection) return Fail(selection.error());
-  std::string image = ImageCacheDir() + "/parts-" +
-                      SelectionKey(*selection).substr(0, 32) + ".erofs";
-  if (::access(image.c_str(), R_OK) == 0) return image;
-  std::string stage = run_dir + "/root-stage";
-  if (auto s = StageSelection(*selection, stage); !s) return Fail(s.error());
-  std::string tmp = image + ".tmp-" + std::to_string(::getpid());
-  Status made = MakeErofs(mkfs, tmp, stage, log);
-  std::error_code ec;
-  fs::remove_all(stage, ec);
-  if (!made) {
-    ::unlink(tmp.c_str());
-    return Fail(made.error());
-  }
-  if (::rename(tmp.c_str(), image.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Fail(ErrnoError("renaming '" + tmp + "'"));
-  }
-  return image;
+  std::string name = std::string("parts-") + kImageFormat + "-" +
+                     SelectionKey(*selection).substr(0, 32);
+  return CachedErofs(VmImageCacheDir(), name,
+                     [&](const std::string& image) -> Status {
+                       std::string stage = run_dir + "/root-stage";
+                       std::error_code ec;
+                       fs::remove_all(stage, ec);
+                       if (auto s = StageSelection(*selection, stage); !s)
+                         return s;
+                       Status made = MakeErofs(mkfs, image, stage, log);
+                       fs::remove_all(stage, ec);
+                       return made;
+                     });
 }
 
 // The host TSC in kHz, from the CPU's MHz; 0 if unknown.
@@ -381,8 +365,10 @@ class VmSandbox : public Sandbox {
  public:
   VmSandbox(const SandboxSpec& spec, std::string dir, pid_t qemu,
             UniqueFd status, std::string debugfs, uint64_t started_ms,
-            UniqueFd watcher)
+            UniqueFd watcher, VirtiofsServer share, std::vector<UniqueFd> locks)
       : watcher_(std::move(watcher)),
+        share_(std::move(share)),
+        locks_(std::move(locks)),
         dir_(std::move(dir)),
         output_(spec.output()),
         qemu_(qemu),
@@ -403,6 +389,7 @@ class VmSandbox : public Sandbox {
       ::kill(qemu_, SIGKILL);
       RetryEintr([&] { return ::waitpid(qemu_, nullptr, 0); });
     }
+    StopVirtiofsd(share_);
     if (!::getenv("EGG_VM_KEEP")) RemoveRunDir(dir_);
     (void)WriteAll(watcher_.get(), "D");
   }
@@ -620,6 +607,8 @@ class VmSandbox : public Sandbox {
   }
 
   UniqueFd watcher_;
+  VirtiofsServer share_;
+  std::vector<UniqueFd> locks_;  // the cached images in use
   std::string dir_;
   std::string output_;
   pid_t qemu_;
@@ -712,15 +701,25 @@ KvmProbe ProbeKvm() {
 }
 
 Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
-  // What this backend does not carry yet is refused, never weakened.
-  if (spec.network()) {
-    return Fail(Code::kNotSupported, "the vm backend has no network yet");
-  }
+  // What this backend cannot carry is refused, never weakened: a host
+  // device node means nothing to the guest's kernel, and egg never gives
+  // a sandbox stdin (docs/ISOLATION.md).
   if (!spec.devices().empty()) {
-    return Fail(Code::kNotSupported, "the vm backend passes no devices");
+    return Fail(Code::kNotSupported,
+                "the vm backend cannot pass host devices into its guest");
   }
   if (spec.stdin_fd() >= 0) {
     return Fail(Code::kNotSupported, "the vm backend passes no stdin");
+  }
+  std::vector<SandboxBind> shared;
+  for (const SandboxBind& b : spec.binds()) {
+    if (b.host_path) {
+      shared.push_back(b);
+    } else if (b.writable) {
+      return Fail(Code::kNotSupported,
+                  "the vm backend has no writable exchange folder for '" +
+                      b.sandbox + "'");
+    }
   }
   if (::geteuid() != 0) {
     return Fail(Code::kNotSupported, "the vm backend needs root");
@@ -746,12 +745,15 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
     std::string dir;
     bool armed = true;
     UniqueFd watcher;
+    VirtiofsServer share;
     ~Cleanup() {
       if (!armed) return;
-      RemoveRunDir(dir);
+      StopVirtiofsd(share);
+      if (!::getenv("EGG_VM_KEEP")) RemoveRunDir(dir);
       if (watcher.get() >= 0) (void)WriteAll(watcher.get(), "D");
     }
-  } cleanup{dir};
+  } cleanup;
+  cleanup.dir = dir;
   if (!::getenv("EGG_VM_KEEP")) {
     auto watcher = StartRunDirWatcher(dir);
     if (!watcher) return Fail(watcher.error());
@@ -774,19 +776,31 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
     args.push_back("virtio-blk-device,drive=" + id + ",serial=" + id);
     plan.disks.push_back({id, kind, target});
   };
+  std::vector<UniqueFd> locks;
   auto root = spec.root_parts().empty()
-                  ? RootImage(*mkfs, spec.root_folder(), log)
+                  ? RootImage(*mkfs, spec, log)
                   : ComposedRootImage(*mkfs, spec, dir, log);
   if (!root) return Fail(root.error());
-  add_disk(*root, guest::VmDisk::kRoot, "", true);
+  add_disk(root->path, guest::VmDisk::kRoot, "", true);
+  locks.push_back(std::move(root->lock));
   for (const SandboxBind& b : spec.binds()) {
-    if (b.writable) {
-      return Fail(Code::kNotSupported,
-                  "the vm backend has no writable host paths");
+    if (b.host_path) continue;  // virtiofs, below
+    bool file = !fs::is_directory(b.host);
+    if (b.content && !file) {
+      // The egg's data: cached by its tree digest.
+      std::string name =
+          std::string("data-") + kImageFormat + "-" + DigestHex(*b.content);
+      auto image =
+          CachedErofs(VmImageCacheDir(), name, [&](const std::string& path) {
+            return MakeErofs(*mkfs, path, b.host, log);
+          });
+      if (!image) return Fail(image.error());
+      add_disk(image->path, guest::VmDisk::kDir, b.sandbox, true);
+      locks.push_back(std::move(image->lock));
+      continue;
     }
     std::string image = dir + "/bind-" + std::to_string(serial) + ".erofs";
     std::string folder = b.host;
-    bool file = !fs::is_directory(b.host);
     if (file) {
       folder = dir + "/stage-" + std::to_string(serial);
       std::error_code ec;
@@ -812,6 +826,59 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
       return Fail(s.error());
     }
     add_disk(image, guest::VmDisk::kOut, "/out", false);
+  }
+
+  // Granted host paths (virtiofs) and network (QEMU's user mode), each
+  // only when granted: without a grant the guest has no such device.
+  auto modules = ReadFileToString(*kernel + "/modules.load", 1 << 16);
+  if (!modules) return Fail(modules.error());
+  auto has_module = [&](const std::string& name) {
+    return ("\n" + *modules).find("\n" + name + "\n") != std::string::npos;
+  };
+  std::string machine = "microvm";
+  if (!shared.empty()) {
+    if (!has_module("virtiofs.ko")) {
+      return Fail(Code::kNotSupported,
+                  "the guest kernel folder '" + *kernel +
+                      "' has no virtiofs module (run scripts/vm-kernel.sh)");
+    }
+    std::string virtiofsd;
+    for (const char* p :
+         {"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"}) {
+      if (virtiofsd.empty() && ::access(p, X_OK) == 0) virtiofsd = p;
+    }
+    if (virtiofsd.empty()) {
+      return Fail(Code::kNotSupported,
+                  "'virtiofsd' is not installed (Debian package "
+                  "qemu-system-common or virtiofsd), needed for host paths");
+    }
+    auto server = StartVirtiofsd(virtiofsd, shared, dir);
+    if (!server) return Fail(server.error());
+    args.push_back("-chardev");
+    args.push_back("socket,id=egg-fs,path=" + server->socket);
+    args.push_back("-device");
+    args.push_back(std::string("vhost-user-fs-device,chardev=egg-fs,tag=") +
+                   guest::kVmShareTag);
+    cleanup.share = std::move(*server);
+    // vhost-user needs the guest's memory shared with virtiofsd.
+    machine += ",memory-backend=egg-mem";
+    for (size_t i = 0; i < shared.size(); ++i) {
+      plan.shares.push_back(
+          {std::to_string(i), shared[i].writable, shared[i].sandbox});
+    }
+  }
+  if (spec.network()) {
+    if (!has_module("virtio_net.ko")) {
+      return Fail(Code::kNotSupported,
+                  "the guest kernel folder '" + *kernel +
+                      "' has no virtio_net module (run scripts/vm-kernel.sh)");
+    }
+    // No host port is forwarded into the guest.
+    args.push_back("-netdev");
+    args.push_back("user,id=egg-net,ipv6=off");
+    args.push_back("-device");
+    args.push_back("virtio-net-device,netdev=egg-net");
+    plan.network = true;
   }
 
   // Ports: the status channel, then the cell's stdout, stderr, extra fds.
@@ -880,8 +947,7 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   entries.push_back(
       {"egg/seccomp", S_IFREG | 0400,
        guest::EncodeSeccompFile(program->code, program->ioctl_guard)});
-  auto order = ReadFileToString(*kernel + "/modules.load", 1 << 16);
-  if (!order) return Fail(order.error());
+  const std::string* order = &*modules;
   entries.push_back({"egg/modules.load", S_IFREG | 0444, *order});
   std::istringstream names(*order);
   for (std::string name; std::getline(names, name);) {
@@ -911,7 +977,7 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   append += " -- vm";
   std::vector<std::string> argv = {*qemu,
                                    "-M",
-                                   "microvm",
+                                   machine,
                                    "-accel",
                                    kvm.works ? "kvm" : "tcg",
                                    "-cpu",
@@ -932,6 +998,15 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
                                    append,
                                    "-serial",
                                    "file:" + dir + "/console.log"};
+  if (!shared.empty()) {
+    argv.push_back("-object");
+    argv.push_back("memory-backend-memfd,id=egg-mem,share=on,size=" +
+                   std::to_string(mem_mib) + "M");
+    // virtiofsd (libvhost-user) serves only virtio 1.0 devices; microvm's
+    // virtio-mmio transports are legacy unless told otherwise.
+    argv.push_back("-global");
+    argv.push_back("virtio-mmio.force-legacy=false");
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   uint64_t started = NowMs();
   auto pid = SpawnQemu(argv, fds, dir + "/qemu.log");
@@ -963,9 +1038,9 @@ Result<std::unique_ptr<Sandbox>> StartVmSandbox(const SandboxSpec& spec) {
   if (text[0] != 'R') return fail(text.substr(1, text.find('\n') - 1));
   LogDebug("vm: guest ready in " + std::to_string(NowMs() - started) + " ms");
   cleanup.armed = false;
-  auto box =
-      std::make_unique<VmSandbox>(spec, dir, *pid, std::move(status), *debugfs,
-                                  NowMs(), std::move(cleanup.watcher));
+  auto box = std::make_unique<VmSandbox>(
+      spec, dir, *pid, std::move(status), *debugfs, NowMs(),
+      std::move(cleanup.watcher), std::move(cleanup.share), std::move(locks));
   return std::unique_ptr<Sandbox>(std::move(box));
 }
 

@@ -83,6 +83,48 @@ int Connect(int port, int type) {
   return Escaped("connect");
 }
 
+// "a.b.c.d:port": a TCP connection to an address other than loopback
+// (the vm backend's user-mode network reaches the host as 10.0.2.2).
+int ConnectTo(const char* where) {
+  std::string text = where;
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return 2;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(atoi(text.c_str() + colon + 1)));
+  if (inet_pton(AF_INET, text.substr(0, colon).c_str(), &a.sin_addr) != 1) {
+    return 2;
+  }
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0) return Blocked("socket", errno);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    return Blocked("connect", errno);
+  }
+  if (write(s, "egg-probe\n", 10) != 10) return Blocked("send", errno);
+  close(s);
+  return Escaped("connect");
+}
+
+// Network interfaces other than loopback, from /proc/net/dev.
+int NetDevs() {
+  FILE* f = fopen("/proc/net/dev", "r");
+  if (f == nullptr) return Blocked("netdevs", errno);
+  char line[512];
+  int found = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    char* colon = strchr(line, ':');
+    if (colon == nullptr) continue;
+    *colon = '\0';
+    char* name = line;
+    while (*name == ' ') ++name;
+    if (strcmp(name, "lo") == 0) continue;
+    printf("netdev %s\n", name);
+    found = 1;
+  }
+  fclose(f);
+  return found ? Escaped("netdevs") : Blocked("netdevs");
+}
+
 int Resolve(const char* name) {
   addrinfo* res = nullptr;
   int rc = getaddrinfo(name, "80", nullptr, &res);
@@ -323,14 +365,32 @@ int Fds() {
   return count > 0 ? Escaped("inherited fds") : Blocked("inherited fds");
 }
 
+int RunOne(const std::string& cmd, const char* arg);
+
 }  // namespace
 
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2) return 2;
-  std::string cmd = argv[1];
-  const char* arg = argc > 2 ? argv[2] : "";
+  // "each CMD ARG CMD ARG ...": several probes in one sandbox (a VM boot
+  // is slow); the status is the OR of theirs.
+  if (std::string(argv[1]) == "each") {
+    int status = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+      printf("== %s %s\n", argv[i], argv[i + 1]);
+      status |= RunOne(argv[i], argv[i + 1]);
+    }
+    return status;
+  }
+  return RunOne(argv[1], argc > 2 ? argv[2] : "");
+}
+
+namespace {
+
+int RunOne(const std::string& cmd, const char* arg) {
   if (cmd == "read") return ReadFile(arg);
+  if (cmd == "connect-to") return ConnectTo(arg);
+  if (cmd == "netdevs") return NetDevs();
   if (cmd == "write") return WriteFile(arg);
   if (cmd == "connect") return Connect(atoi(arg), SOCK_STREAM);
   if (cmd == "udp") return Connect(atoi(arg), SOCK_DGRAM);
@@ -398,3 +458,5 @@ int main(int argc, char** argv) {
   fprintf(stderr, "unknown probe command\n");
   return 2;
 }
+
+}  // namespace
