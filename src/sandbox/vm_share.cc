@@ -404,11 +404,13 @@ Result<VmImageCacheStats> CollectVmImageCache(
       auto digest = ParseDigest(name.substr(8));
       if (digest && keep_root(*digest)) continue;
     }
+    // Another user's images are theirs to collect.
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || st.st_uid != ::geteuid()) continue;
     ++stats.entries;
     // A folder a running sandbox holds (shared lock) is busy.
     UniqueFd lock;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) {
       int raw =
           ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (raw >= 0) lock = UniqueFd(raw);
