@@ -28,8 +28,9 @@ add_dependencies(egg_isolation_bench egg-init)
 # The micro-VM backend: encodings (fast) and real QEMU boots (slow).
 add_executable(test_isolation_vm isolation_vm_test.cc)
 target_link_libraries(test_isolation_vm PRIVATE egg_sandbox GTest::gtest_main)
-add_dependencies(test_isolation_vm egg_sandbox_probe egg-init)
+add_dependencies(test_isolation_vm egg_sandbox_probe egg-init egg)
 target_compile_definitions(test_isolation_vm PRIVATE
   EGG_PROBE_DIR="${CMAKE_CURRENT_BINARY_DIR}/sandbox_probes")
 gtest_discover_tests(test_isolation_vm DISCOVERY_TIMEOUT 60
-  PROPERTIES LABELS slow TIMEOUT 600)
+  PROPERTIES LABELS slow TIMEOUT 600
+             ENVIRONMENT "EGG_BIN=$<TARGET_FILE_DIR:egg>/egg")

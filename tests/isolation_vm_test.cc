@@ -768,5 +768,31 @@ TEST_F(VmImageCache, CollectRemovesUnusedImagesButNotHeldOrKeptOnes) {
   EXPECT_FALSE(fs::exists(dir_ + "/0123456789abcdef0123456789abcdef.erofs"));
 }
 
+// `egg store gc` empties the vm image cache of what no sandbox holds
+// and says so in its JSON.
+TEST_F(VmImageCache, StoreGcCollectsTheImages) {
+  const char* egg = ::getenv("EGG_BIN");
+  if (egg == nullptr || ::access(egg, X_OK) != 0) {
+    GTEST_SKIP() << "EGG_BIN is not set to the egg binary";
+  }
+  std::atomic<int> calls = 0;
+  ASSERT_TRUE(sandbox_internal::CachedErofs(dir_, "data-e1-33", Maker(&calls)));
+  std::string store = MakeTempDir();
+  std::string json = store + "-gc.json";
+  std::string cmd = "EGG_VM_IMAGE_CACHE='" + dir_ + "' '" + egg +
+                    "' store gc --json --store '" + store + "/s' >'" + json +
+                    "' 2>/dev/null";
+  int rc = std::system(cmd.c_str());
+  auto text = ReadFileToString(json, 1 << 20);
+  fs::remove_all(store);
+  ::unlink(json.c_str());
+  EXPECT_EQ(rc, 0);
+  EXPECT_FALSE(fs::exists(dir_ + "/data-e1-33"));
+  ASSERT_TRUE(text);
+  size_t images = text->find("\"vm_images\"");
+  ASSERT_NE(images, std::string::npos) << *text;
+  EXPECT_NE(text->find("\"removed\": 1", images), std::string::npos) << *text;
+}
+
 }  // namespace
 }  // namespace egg
