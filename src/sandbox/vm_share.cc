@@ -246,7 +246,7 @@ Result<CachedImage> CachedErofs(
     return Fail(Code::kIo, "creating '" + cache_dir + "': " + ec.message());
   }
   std::string entry = cache_dir + "/" + name;
-  // Two rounds: a damaged or vanished entry is made once more.
+  // A damaged or vanished entry is made again (a few rounds at most).
   for (int round = 0; round < 3; ++round) {
     auto got = OpenEntry(entry);
     if (got) return got;
