@@ -900,5 +900,58 @@ TEST(KernelHatchCli, UnknownKernelIsAnErrorBeforeAnythingRuns) {
   fs::remove_all(dir);
 }
 
+// Two cells that grow, past the egg's output cap (64 MiB by default), what a
+// kernel can write on the host's disk: /out, then the exchange folder
+// beside its sockets. Each then sleeps and writes a marker file; the
+// marker must never appear, because the files are measured while the
+// cell runs and the kernel is killed as soon as they pass the cap.
+const char kFillingNotebook[] = R"nb({
+ "nbformat": 4, "nbformat_minor": 5,
+ "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                             "display_name": "Python 3"}},
+ "cells": [
+  {"cell_type": "code", "id": "out", "metadata": {}, "execution_count": 1,
+   "source": "import os, time\nfor i in range(2):\n    fd = os.open(f'/out/f{i}', os.O_CREAT | os.O_WRONLY, 0o644)\n    os.posix_fallocate(fd, 0, 40 << 20)\n    os.close(fd)\ntime.sleep(60)\nopen('/out/after-out', 'w').close()",
+   "outputs": []},
+  {"cell_type": "code", "id": "exchange", "metadata": {},
+   "execution_count": 2,
+   "source": "import os, time\nfor i in range(2):\n    fd = os.open(f'/.egg-exchange/x{i}', os.O_CREAT | os.O_WRONLY, 0o644)\n    os.posix_fallocate(fd, 0, 40 << 20)\n    os.close(fd)\ntime.sleep(60)\nopen('/out/after-exchange', 'w').close()",
+   "outputs": []}
+ ]})nb";
+
+TEST(KernelHatchCli, FilesPastTheOutputCapStopTheKernelWhileTheCellRuns) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
+  std::string dir = MakeTempDir();
+  WriteText(dir + "/nb.ipynb", kFillingNotebook);
+  fs::create_directories(dir + "/rt");
+  WriteText(dir + "/rt/README", "placeholder runtime\n");
+  std::string err;
+  ASSERT_EQ(RunEgg(dir,
+                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
+                    dir + "/nb.egg"},
+                   &err),
+            0)
+      << err;
+  int code = RunEgg(dir,
+                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
+                     "--host-runtime", "--kernel", "jupyter", "-o",
+                     dir + "/results.json", "--out-dir", dir + "/out"},
+                    &err);
+  EXPECT_EQ(code, 4) << err;
+  auto results =
+      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  ASSERT_FALSE(results.is_discarded()) << err;
+  const auto& cells = results["cells"];
+  ASSERT_EQ(cells.size(), 2u);
+  for (const auto& c : cells) {
+    EXPECT_EQ(c["status"], "limit") << c.dump();
+    EXPECT_EQ(c["limit"], "output") << c.dump();
+  }
+  EXPECT_FALSE(fs::exists(dir + "/out/after-out"));
+  EXPECT_FALSE(fs::exists(dir + "/out/after-exchange"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace egg

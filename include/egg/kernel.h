@@ -100,6 +100,11 @@ struct KernelOptions {
   // Set (e.g. from a signal handler) to stop: the running cell's kernel is
   // killed and the cell reported as interrupted.
   const std::atomic<bool>* cancel = nullptr;
+  // Asked about every 100 ms while a cell runs: true when the files the
+  // cell can write (/out, the exchange folder) passed their cap. The
+  // kernel is then killed at once (an interrupt would let it write on)
+  // and the cell reported with the "output" limit.
+  std::function<bool()> files_over_limit;
 };
 
 // What one cell gave. `result` holds the status (ok, error, session_died,

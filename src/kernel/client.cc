@@ -24,6 +24,8 @@ namespace {
 using kernel::Message;
 
 constexpr int kPollMs = 50;
+// How often the files a cell writes are measured against their cap.
+constexpr uint64_t kFilesCheckMs = 100;
 // Messages handled per poll round, so that a flood cannot starve the
 // deadline checks.
 constexpr int kMaxMessagesPerRound = 256;
@@ -534,6 +536,7 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
     kill_at = NowMs() + options_.interrupt_grace_ms;
   };
   std::string dead;
+  uint64_t next_files_check = NowMs() + kFilesCheckMs;
   while (!(cell.idle && cell.replied)) {
     if (auto end = process_.Ended()) {
       dead = "the kernel died: " + *end;
@@ -545,6 +548,14 @@ KernelCellOutcome Client::Execute(const CellInput& input) {
     }
     if (stopping.empty() && NowMs() >= deadline) stop("wall_time");
     if (stopping.empty() && cell.dropped > 0) stop("output");
+    if (options_.files_over_limit && NowMs() >= next_files_check) {
+      next_files_check = NowMs() + kFilesCheckMs;
+      if (options_.files_over_limit()) {
+        stopping = "output";
+        dead = "the kernel was killed: the cell's files passed their cap";
+        break;
+      }
+    }
     if (!cell.bad.empty()) break;
     if (!stopping.empty() && NowMs() >= next_interrupt) interrupt();
     if (kill_at != 0 && NowMs() >= kill_at) {

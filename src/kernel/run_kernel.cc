@@ -278,6 +278,26 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
   }
   KernelOptions kopts = setup.options;
   kopts.cancel = options.cancel;
+  // What a cell may grow: /out and the exchange folder (the kernel can
+  // write files beside its sockets there, on the host's disk), counted
+  // together against the egg's output cap and measured while the cell
+  // runs, as the built-in drivers' runner does for /out.
+  auto files_total = [&]() -> uint64_t {
+    uint64_t out = hatch::OutTotal(options.output_dir);
+    uint64_t exchange = hatch::OutTotal(setup.exchange_host_dir);
+    if (out == hatch::kOutUncountable || exchange == hatch::kOutUncountable ||
+        out > hatch::kOutUncountable - exchange) {
+      return hatch::kOutUncountable;
+    }
+    return out + exchange;
+  };
+  uint64_t out_baseline = 0;
+  if (options.out_max_bytes != 0) {
+    kopts.files_over_limit = [&] {
+      return hatch::OutOverCap(files_total(), out_baseline,
+                               options.out_max_bytes);
+    };
+  }
   std::vector<std::string> extra_env = IpythonShim(setup);
 
   // Files in /out, listed around each cell as the built-in drivers'
@@ -301,7 +321,7 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
     } else if (failed && options.stop_on_error) {
       r.note = "not run: an earlier cell failed";
     } else if (options.out_max_bytes != 0 &&
-               hatch::OutTotal(options.output_dir) == hatch::kOutUncountable) {
+               files_total() == hatch::kOutUncountable) {
       r.note =
           "not run: /out can no longer be counted against the egg's "
           "output limit";
@@ -364,17 +384,14 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
     }
 
     bool fresh = r.fresh_session;
-    uint64_t out_baseline = options.out_max_bytes == 0
-                                ? 0
-                                : hatch::OutTotal(options.output_dir);
+    out_baseline = options.out_max_bytes == 0 ? 0 : files_total();
     KernelCellOutcome out = kernel->Execute(cells[i]);
     r = std::move(out.result);
     hatch::Listing after = hatch::ListOutput(options.output_dir);
     r.files = hatch::ChangedFiles(options.output_dir, listed, after);
     listed = std::move(after);
-    // TODO(security): /out is checked against the cap when the cell
-    // ends, not polled while it runs as with the built-in drivers.
-    if (hatch::OutOverCap(hatch::OutTotal(options.output_dir), out_baseline,
+    if (options.out_max_bytes != 0 &&
+        hatch::OutOverCap(files_total(), out_baseline,
                           options.out_max_bytes) &&
         r.status != CellStatus::kAgentFailed) {
       r.status = CellStatus::kLimit;
