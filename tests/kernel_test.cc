@@ -953,5 +953,42 @@ TEST(KernelHatchCli, FilesPastTheOutputCapStopTheKernelWhileTheCellRuns) {
   fs::remove_all(dir);
 }
 
+TEST(KernelHatchCli, AutoWithAKernelChoosesNamespacesAndSaysSo) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
+  std::string dir = MakeTempDir();
+  WriteText(dir + "/nb.ipynb", kNotebook);
+  fs::create_directories(dir + "/rt");
+  WriteText(dir + "/rt/README", "placeholder runtime\n");
+  std::string err;
+  ASSERT_EQ(RunEgg(dir,
+                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
+                    dir + "/nb.egg"},
+                   &err),
+            0)
+      << err;
+  EXPECT_EQ(RunEgg(dir,
+                   {"hatch", dir + "/nb.egg", "--allow-unsigned",
+                    "--host-runtime", "--kernel", "", "--out-dir",
+                    dir + "/out0"},
+                   &err),
+            2);
+  EXPECT_NE(err.find("--kernel needs"), std::string::npos) << err;
+  int code = RunEgg(dir,
+                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
+                     "--host-runtime", "--kernel", "jupyter", "--isolation",
+                     "auto", "-o", dir + "/results.json", "--out-dir",
+                     dir + "/out"},
+                    &err);
+  EXPECT_EQ(code, 4) << err;  // the third cell raises
+  EXPECT_NE(err.find("using namespaces"), std::string::npos) << err;
+  auto results =
+      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  ASSERT_FALSE(results.is_discarded()) << err;
+  EXPECT_EQ(results["isolation"], "namespaces") << results.dump();
+  EXPECT_EQ(results["cells"][0]["status"], "ok") << results.dump();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace egg

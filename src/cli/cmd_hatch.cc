@@ -273,8 +273,19 @@ Registration reg(40, [](CLI::App& app) {
                   "Run the cells on a Jupyter kernel of the runtime: "
                   "'jupyter' (the notebook's kernel) or a kernelspec name "
                   "(default: egg's own session drivers)");
-  return std::pair<CLI::App*, Runner>(sub, [a] {
+  return std::pair<CLI::App*, Runner>(sub, [a, sub] {
     HatchArgs args = *a;
+    if (sub->count("--kernel") != 0 && args.kernel.empty()) {
+      return Report(Error(Code::kInvalidArgument,
+                          "--kernel needs 'jupyter' or a kernelspec name"));
+    }
+    if (!args.kernel.empty() && args.isolation == "auto") {
+      // A kernel's sockets cross only the namespaces boundary, so auto has
+      // one choice; the person is told rather than refused.
+      Warn("--isolation auto with --kernel: using namespaces, the only "
+           "sandbox a kernel's sockets can cross");
+      args.isolation = "namespaces";
+    }
     if (args.isolation == "none") {
       args.no_sandbox = true;
     } else if (args.isolation != "namespaces" && args.isolation != "gvisor" &&
