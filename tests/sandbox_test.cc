@@ -686,6 +686,30 @@ TEST(SandboxSpecBuilderTest, NoneBackendOnlyThroughWeaken) {
 
 // --- The seccomp filter on its own, outside any namespace ---
 
+// The program compiled into egg at build time is the one the rules give
+// now, instruction for instruction: the sandbox loads the prebuilt one.
+bool SameInstructions(const std::vector<sock_filter>& a,
+                      const std::vector<sock_filter>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].code != b[i].code || a[i].jt != b[i].jt || a[i].jf != b[i].jf ||
+        a[i].k != b[i].k) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST(SeccompFilterTest, PrebuiltProgramIsTheOneTheRulesCompileTo) {
+  const auto* prebuilt = sandbox_internal::PrebuiltSeccompProgram();
+  if (prebuilt == nullptr) GTEST_SKIP() << "cross build: no prebuilt program";
+  auto fresh = sandbox_internal::BuildSeccompProgram();
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  EXPECT_GT(prebuilt->code.size(), 100u);
+  EXPECT_TRUE(SameInstructions(prebuilt->code, fresh->code));
+  EXPECT_TRUE(SameInstructions(prebuilt->ioctl_guard, fresh->ioctl_guard));
+}
+
 // As root, TIOCSTI on one's own pty would work; only the filter stops it,
 // also when the request's high 32 bits are set.
 TEST(SeccompFilterTest, DeniesTiocstiWhateverTheHighBitsAndVsock) {

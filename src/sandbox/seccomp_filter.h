@@ -27,6 +27,12 @@ struct SeccompProgram {
 // prctl(PR_SET_SECCOMP), code then ioctl_guard, without allocating.
 [[nodiscard]] Result<SeccompProgram> BuildSeccompProgram();
 
+// The program BuildSeccompProgram() made when egg was built: the build
+// runs it once (egg_seccomp_gen, src/sandbox/CMakeLists.txt) and compiles
+// its output in, so a sandbox start only copies it. nullptr in a build
+// that could not run the generator (cross-compiling): callers compile.
+const SeccompProgram* PrebuiltSeccompProgram();
+
 }  // namespace egg::sandbox_internal
 
 #endif  // EGG_SANDBOX_SECCOMP_FILTER_H_
