@@ -27,15 +27,18 @@
 # python.py: "<cell> <length>\n" and the code on fd 3, "<cell> <status>\n"
 # on fd 4 once the cell's output is flushed.
 import ast
-import base64
 import builtins
 import io
 import json
 import linecache
 import os
 import sys
-import traceback
 import types
+
+# base64 (images) and traceback (errors) are imported where they are
+# needed: most cells need neither, and every module loaded here delays the
+# first cell. The driver shares its interpreter with the cells, so this
+# changes nothing a cell could do to the driver.
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -253,6 +256,7 @@ def mimebundle(obj):
             if value is None:
                 continue
             if isinstance(value, (bytes, bytearray)):
+                import base64
                 value = base64.b64encode(bytes(value)).decode("ascii")
             if isinstance(value, str) and len(value) > _MAX_MIME_BYTES:
                 continue
@@ -307,6 +311,7 @@ class _Session:
         for number in numbers:
             try:
                 figure = plt.figure(number)
+                import base64
                 buffer = io.BytesIO()
                 figure.savefig(buffer, format="png", bbox_inches="tight")
                 png = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -315,6 +320,7 @@ class _Session:
                                      "text/plain": repr(figure)},
                             "metadata": {}})
             except Exception:
+                import traceback
                 traceback.print_exc()
         try:
             plt.close("all")
@@ -369,7 +375,7 @@ class _Session:
             tb = tb.tb_next if tb is not None else None
             if issubclass(etype, SyntaxError):
                 tb = None  # the frames are the driver's, not the cell's
-            lines = traceback.format_exception(etype, value, tb)
+            lines = _format_exception(etype, value, tb)
             sys.stderr.flush()
             sys.__stderr__.write("".join(lines))
             sys.__stderr__.flush()
@@ -380,6 +386,15 @@ class _Session:
         self._setup_inline()
         self.flush_figures()
         return status
+
+
+def _format_exception(etype, value, tb):
+    # A cell that broke the import system still gets its error reported.
+    try:
+        import traceback
+        return traceback.format_exception(etype, value, tb)
+    except BaseException:
+        return ["%s: %s\n" % (etype.__name__, _safe_str(value))]
 
 
 def _safe_str(value):
