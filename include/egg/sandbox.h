@@ -304,7 +304,8 @@ class Sandbox {
 // namespaces sandbox of this process shares (compiling the seccomp
 // program, about a millisecond and a half), so that it overlaps whatever
 // the caller does before StartSandbox(). StartSandbox() waits for it, or
-// does it itself when this was not called. Never fails.
+// does it itself when this was not called. Never fails. A build that
+// compiled the program in (every native build) has nothing to start.
 void PrepareSandboxSetup();
 
 // What the host offers, for `egg doctor` and for tests that must skip.
