@@ -990,5 +990,51 @@ TEST(KernelHatchCli, AutoWithAKernelChoosesNamespacesAndSaysSo) {
   fs::remove_all(dir);
 }
 
+// The last cell ignores interrupts and runs into the egg's whole wall time:
+// the sandbox is stopped under the kernel. egg must survive that (no
+// SIGPIPE writing to the gone agent), write the results, charge the cell
+// with the wall time and not report an agent failure.
+TEST(KernelHatchCli, CellThatOutlivesTheEggsWallTimeLeavesCompleteResults) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
+  std::string dir = MakeTempDir();
+  WriteText(dir + "/nb.ipynb", R"nb({
+ "nbformat": 4, "nbformat_minor": 5,
+ "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                             "display_name": "Python 3"}},
+ "cells": [
+  {"cell_type": "code", "id": "one", "metadata": {}, "execution_count": 1,
+   "source": "print('one')", "outputs": []},
+  {"cell_type": "code", "id": "stuck", "metadata": {}, "execution_count": 2,
+   "source": "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(100)",
+   "outputs": []}
+ ]})nb");
+  WriteText(dir + "/egg.yaml",
+            "name: stuck\ncreated: 2024-05-01T09:00:00Z\nnotebook: nb.ipynb\n"
+            "runtime: {folder: rt}\nlimits: {wall_time: 2s}\n");
+  fs::create_directories(dir + "/rt");
+  WriteText(dir + "/rt/README", "placeholder runtime\n");
+  std::string err;
+  ASSERT_EQ(RunEgg(dir, {"build", dir + "/egg.yaml", "-o", dir + "/nb.egg"},
+                   &err),
+            0)
+      << err;
+  int code = RunEgg(dir,
+                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
+                     "--host-runtime", "--kernel", "jupyter", "-o",
+                     dir + "/results.json", "--out-dir", dir + "/out"},
+                    &err);
+  EXPECT_EQ(code, 4) << err;
+  auto results =
+      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  ASSERT_FALSE(results.is_discarded()) << err;
+  EXPECT_EQ(results["agent_error"], "") << results.dump();
+  ASSERT_EQ(results["cells"].size(), 2u);
+  EXPECT_EQ(results["cells"][0]["status"], "ok") << results.dump();
+  EXPECT_EQ(results["cells"][1]["status"], "limit") << results.dump();
+  EXPECT_EQ(results["cells"][1]["limit"], "wall_time") << results.dump();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace egg

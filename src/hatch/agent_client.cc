@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,8 +53,13 @@ Status AgentClient::Send(const std::vector<uint8_t>& frame) {
       if (!s) return s;
     }
     if (p.revents & (POLLOUT | POLLERR | POLLHUP)) {
-      ssize_t w = RetryEintr(
-          [&] { return write(fd_, frame.data() + off, frame.size() - off); });
+      // MSG_NOSIGNAL: an agent that is gone (its sandbox stopped at a
+      // limit) is an error here, not a SIGPIPE that kills egg before it
+      // writes the results.
+      ssize_t w = RetryEintr([&] {
+        return send(fd_, frame.data() + off, frame.size() - off,
+                    MSG_NOSIGNAL);
+      });
       if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
       if (w < 0) return Fail(ErrnoError("writing to the agent"));
       off += static_cast<size_t>(w);
