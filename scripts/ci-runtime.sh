@@ -13,7 +13,7 @@
 #   default packages: python3; default cache: $EGG_CI_CACHE or
 #   /var/cache/egg-ci; the egg binary: $EGG_BIN or build/egg.
 # Later notebooks need e.g.: python3-numpy python3-sympy python3-matplotlib
-# r-base-core.
+# r-base-core r-cran-irkernel (the R notebook, its own runtime).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -34,8 +34,7 @@ const std::vector<std::string> kPackages = {
     "python3-ipython"};
 // The R notebook: base R for the R display driver, IRkernel (with its
 // ZeroMQ binding) for the kernel path.
-const std::vector<std::string> kRPackages = {"r-base-core",
-                                             "r-cran-irkernel"};
+const std::vector<std::string> kRPackages = {"r-base-core", "r-cran-irkernel"};
 
 std::string EggBin() {
   const char* bin = getenv("EGG_BIN");
@@ -182,10 +181,10 @@ Hatched BuildAndHatch(const std::string& name, const Suite* suite = nullptr,
   EXPECT_EQ(code, 0) << name << ": build: " << err;
   if (code != 0) return h;
   fs::remove_all(dir + "/out");
-  std::vector<std::string> hatch = {EggBin(), "hatch", egg,
-                                    "--allow-unsigned", "-o",
-                                    dir + "/results.json", "--out-dir",
-                                    dir + "/out"};
+  std::vector<std::string> hatch = {EggBin(),    "hatch",
+                                    egg,         "--allow-unsigned",
+                                    "-o",        dir + "/results.json",
+                                    "--out-dir", dir + "/out"};
   hatch.insert(hatch.end(), extra.begin(), extra.end());
   h.code = RunProgram(suite->home, hatch, &out, &err);
   std::printf("=== %s (exit %d)\n%s", name.c_str(), h.code, err.c_str());

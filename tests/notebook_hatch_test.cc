@@ -209,8 +209,7 @@ TEST(RawReferences, MalformedReferenceFailsTheCell) {
     NotebookRun run =
         RunFromHatch(OneCell("x\n", "", std::string(record) + "\n"), "");
     EXPECT_TRUE(run.cells.at(0).failed) << record;
-    EXPECT_NE(run.cells.at(0).failure.find("egg_raw_bytes"),
-              std::string::npos)
+    EXPECT_NE(run.cells.at(0).failure.find("egg_raw_bytes"), std::string::npos)
         << record << ": " << run.cells.at(0).failure;
   }
 }

@@ -267,8 +267,9 @@ TEST(PrecomputeTest, GrantWithoutPrecomputeIsAUsageError) {
 
 bool HostHasIpykernel() {
   return fs::exists("/usr/share/jupyter/kernels/python3/kernel.json") &&
-         std::system("/usr/bin/python3 -c 'import ipykernel' "
-                     ">/dev/null 2>&1") == 0;
+         std::system(
+             "/usr/bin/python3 -c 'import ipykernel' "
+             ">/dev/null 2>&1") == 0;
 }
 
 const char kShellLineCell[] =
@@ -285,11 +286,11 @@ TEST(PrecomputeTest, KernelPrecomputesWhatOnlyAKernelCanRun) {
   std::string egg = t.path() + "/k.egg";
   std::string out, err;
   // The control: the built-in Python driver fails the cell.
-  EXPECT_EQ(RunEgg(t.path(),
-                   {"build", manifest, "-o", egg, "--precompute",
-                    "--host-runtime"},
-                   &out, &err),
-            4)
+  EXPECT_EQ(
+      RunEgg(t.path(),
+             {"build", manifest, "-o", egg, "--precompute", "--host-runtime"},
+             &out, &err),
+      4)
       << err;
   EXPECT_FALSE(fs::exists(egg));
 

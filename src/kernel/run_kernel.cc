@@ -391,8 +391,7 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
     r.files = hatch::ChangedFiles(options.output_dir, listed, after);
     listed = std::move(after);
     if (options.out_max_bytes != 0 &&
-        hatch::OutOverCap(files_total(), out_baseline,
-                          options.out_max_bytes) &&
+        hatch::OutOverCap(files_total(), out_baseline, options.out_max_bytes) &&
         r.status != CellStatus::kAgentFailed) {
       r.status = CellStatus::kLimit;
       r.limit = "output";

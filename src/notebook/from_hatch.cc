@@ -112,8 +112,8 @@ Result<std::optional<json>> RawReference(const json& record,
   auto name = record.find("name");
   if (record.value("output_type", json()) != "stream" ||
       record.contains("text") || name == record.end() ||
-      (*name != "stdout" && *name != "stderr") ||
-      !n.is_number_unsigned() || n.get<uint64_t>() > kMaxRawBytes) {
+      (*name != "stdout" && *name != "stderr") || !n.is_number_unsigned() ||
+      n.get<uint64_t>() > kMaxRawBytes) {
     return Fail(Code::kInvalidArgument,
                 where + ": '" + kRawBytesField +
                     "' must be a byte count on a stdout or stderr stream "
