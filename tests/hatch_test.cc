@@ -2,9 +2,9 @@
 // (no sandbox), driven through RunCells.
 #include "egg/hatch.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +18,7 @@
 
 #include "common/fd.h"
 #include "egg/notebook.h"
+#include "hatch/out_files.h"
 #include "hatch/out_tree.h"
 #include "hatch/wire.h"
 
@@ -488,8 +489,8 @@ TEST(ResultsTest, DecodeBytesRejectsBadBase64) {
 TEST_F(HatchTest, CellWritingPastTheOutputCapIntoOutIsStopped) {
   RunOptions o = Options(out_.path());
   o.out_max_bytes = 1 << 20;
-  CellInput c = Cell(0, "bash",
-                     "while :; do head -c 262144 /dev/zero >> big; done");
+  CellInput c =
+      Cell(0, "bash", "while :; do head -c 262144 /dev/zero >> big; done");
   c.limits.wall_ms = 120000;
   RunReport report = RunAll({c, Cell(1, "bash", "echo next")}, o);
   ASSERT_EQ(report.cells.size(), 2u);
@@ -533,8 +534,7 @@ class CountingHost : public AgentHost {
   int calls_ = 0;
 };
 
-CellResult RunCountingOne(const std::string& code,
-                          AgentHost::LimitEvents after,
+CellResult RunCountingOne(const std::string& code, AgentHost::LimitEvents after,
                           const std::string& out_dir) {
   auto local = StartLocalAgent(AgentPath());
   EXPECT_TRUE(local.has_value()) << local.error().message();
@@ -612,10 +612,11 @@ ReproReport CompareRaisingCell(const std::string& fresh_error) {
   cell.id = "a";
   cell.language = "python";
   cell.source = "1/0";
-  cell.outputs = nlohmann::json::array({{{"output_type", "error"},
-                                         {"ename", "ZeroDivisionError"},
-                                         {"evalue", "division by zero"},
-                                         {"traceback", nlohmann::json::array()}}});
+  cell.outputs =
+      nlohmann::json::array({{{"output_type", "error"},
+                              {"ename", "ZeroDivisionError"},
+                              {"evalue", "division by zero"},
+                              {"traceback", nlohmann::json::array()}}});
   nb.cells.push_back(cell);
   RunReport report;
   CellResult r;
@@ -630,9 +631,8 @@ ReproReport CompareRaisingCell(const std::string& fresh_error) {
 }
 
 TEST(HatchReproTest, CellThatRaisesTheStoredErrorAgainIsReproduced) {
-  EXPECT_EQ(CompareRaisingCell("ZeroDivisionError: division by zero")
-                .reproduced,
-            1u);
+  EXPECT_EQ(
+      CompareRaisingCell("ZeroDivisionError: division by zero").reproduced, 1u);
   ReproReport other = CompareRaisingCell("NameError: name 'x' is not defined");
   EXPECT_EQ(other.reproduced, 0u);
   ASSERT_EQ(other.cells.size(), 1u);
@@ -656,6 +656,25 @@ mode_t ModeOf(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) return 0177777;
   return st.st_mode & 07777;
+}
+
+TEST(OutFilesTest, BlocksReservedPastTheEndCountAgainstTheCap) {
+  TempDir t;
+  // A file whose size says 0 but which holds 8 MiB of reserved blocks
+  // (FALLOC_FL_KEEP_SIZE), and a sparse file that holds almost nothing:
+  // each counts by the larger of the two.
+  int fd = open((t.path() + "/reserved").c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 8 << 20);
+  close(fd);
+  if (rc != 0) GTEST_SKIP() << "the test folder's file system has no fallocate";
+  fd = open((t.path() + "/sparse").c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 4 << 20), 0);
+  close(fd);
+  uint64_t total = hatch::OutTotal(t.path());
+  EXPECT_GE(total, uint64_t{12} << 20);
+  EXPECT_TRUE(hatch::OutOverCap(total, 0, 10 << 20));
 }
 
 TEST(OutTreeTest, ClearsSetIdStickyAndSharedWriteBitsAtAnyDepth) {
@@ -713,8 +732,7 @@ TEST(OutTreeTest, NeverChangesWhatALinkPointsTo) {
   ASSERT_EQ(symlink(outside.c_str(), (out + "/link").c_str()), 0);
   ASSERT_EQ(mkdir((t.path() + "/outdir").c_str(), 01777), 0);
   ASSERT_EQ(chmod((t.path() + "/outdir").c_str(), 01777), 0);
-  ASSERT_EQ(symlink((t.path() + "/outdir").c_str(), (out + "/dl").c_str()),
-            0);
+  ASSERT_EQ(symlink((t.path() + "/outdir").c_str(), (out + "/dl").c_str()), 0);
   auto stats = hatch::SanitizeOutputTree(out);
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(ModeOf(outside), 04777u);

@@ -20,11 +20,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "egg/hatch.h"
 #include "egg/sandbox.h"
@@ -253,9 +252,9 @@ class IsolationHostileCell : public ::testing::TestWithParam<BackendParam> {
     std::string data = MakeTempDir();
     { std::ofstream(data + "/probes.sh") << script; }
     ::chmod((data + "/probes.sh").c_str(), 0644);
-    ProbeRun all = RunProbe(GetParam(),
-                            {"--out", out_, "--data", data, "--shell"},
-                            {"/data/probes.sh"});
+    ProbeRun all =
+        RunProbe(GetParam(), {"--out", out_, "--data", data, "--shell"},
+                 {"/data/probes.sh"});
     fs::remove_all(data);
     EXPECT_TRUE(all.started) << all.output;
     size_t pos = 0;
@@ -338,8 +337,8 @@ TEST_P(IsolationHostileCell, CannotReadFilesPlantedInRootAndTmp) {
 
 TEST_P(IsolationHostileCell, CannotWriteOutsideScratchAndOut) {
   std::string name = "egg-isolation-escape-" + std::to_string(::getpid());
-  std::vector<std::string> paths = {"/usr/" + name, "/probe/" + name,
-                                    "/" + name, "/dev/" + name,
+  std::vector<std::string> paths = {"/usr/" + name,  "/probe/" + name,
+                                    "/" + name,      "/dev/" + name,
                                     "/proc/" + name, "/tmp/" + name};
   std::vector<std::vector<std::string>> probes;
   for (const std::string& path : paths) probes.push_back({"write", path});
@@ -398,9 +397,9 @@ TEST_P(IsolationHostileCell, CannotSeeHostProcesses) {
 
 TEST_P(IsolationHostileCell, CannotUseDeniedKernelInterfaces) {
   std::vector<std::string> names = {
-      "ptrace", "mount",       "userns", "module", "io_uring",
-      "keyctl", "bpf",         "userfaultfd", "perf", "clone3",
-      "personality", "caps",   "fds"};
+      "ptrace",      "mount", "userns",      "module",   "io_uring",
+      "keyctl",      "bpf",   "userfaultfd", "perf",     "clone3",
+      "personality", "caps",  "fds",         "fallocate"};
   std::vector<std::vector<std::string>> probes;
   for (const std::string& n : names) probes.push_back({n});
   std::vector<ProbeRun> runs = ProbeMany(probes);
@@ -653,13 +652,14 @@ TEST_P(IsolationSameResults, NotebookOutputsMatchTheNamespacesBackend) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, IsolationSameResults,
-    ::testing::Values(BackendParam{"runc", "oci", "runc"},
-                      BackendParam{"crun", "oci", "crun"},
-                      BackendParam{"gvisor", "gvisor", ""},
-                      BackendParam{"vm", "vm", ""}),
-    [](const auto& info) { return std::string(info.param.label); });
+INSTANTIATE_TEST_SUITE_P(Backends, IsolationSameResults,
+                         ::testing::Values(BackendParam{"runc", "oci", "runc"},
+                                           BackendParam{"crun", "oci", "crun"},
+                                           BackendParam{"gvisor", "gvisor", ""},
+                                           BackendParam{"vm", "vm", ""}),
+                         [](const auto& info) {
+                           return std::string(info.param.label);
+                         });
 
 // --- The bundled example, hatched by the CLI on every backend ---
 
@@ -718,11 +718,10 @@ TEST(IsolationExample, HelloGivesTheSameResultsOnEveryBackend) {
   std::string dir = MakeTempDir();
   std::string egg = dir + "/hello.egg";
   std::string err;
-  int built = RunEggCli({"build",
-                         std::string(EGG_SOURCE_DIR) +
-                             "/examples/hello/egg.yaml",
-                         "-o", egg, "--force"},
-                        &err);
+  int built = RunEggCli(
+      {"build", std::string(EGG_SOURCE_DIR) + "/examples/hello/egg.yaml", "-o",
+       egg, "--force"},
+      &err);
   if (built != 0) {
     fs::remove_all(dir);
     GTEST_SKIP() << "cannot build the example (its Debian runtime needs "
@@ -731,10 +730,10 @@ TEST(IsolationExample, HelloGivesTheSameResultsOnEveryBackend) {
   }
   nlohmann::json reference;
   std::vector<std::string> compared;
-  for (BackendParam b : {BackendParam{"namespaces", "namespaces", ""},
-                         BackendParam{"runc", "oci", "runc"},
-                         BackendParam{"gvisor", "gvisor", ""},
-                         BackendParam{"vm", "vm", ""}}) {
+  for (BackendParam b :
+       {BackendParam{"namespaces", "namespaces", ""},
+        BackendParam{"runc", "oci", "runc"},
+        BackendParam{"gvisor", "gvisor", ""}, BackendParam{"vm", "vm", ""}}) {
     BackendProbe probe = ProbeOnce(b);
     if (!probe.works) {
       std::cerr << "skipping " << b.label << ": " << probe.detail << "\n";
@@ -743,10 +742,15 @@ TEST(IsolationExample, HelloGivesTheSameResultsOnEveryBackend) {
     std::string isolation = b.backend;
     if (*b.oci_runtime) isolation += std::string(":") + b.oci_runtime;
     std::string results = dir + "/" + b.label + ".json";
-    std::vector<std::string> args = {
-        "hatch", egg, "--allow-unsigned", "--isolation",
-        *b.oci_runtime ? "oci" : b.backend, "-o", results, "--out-dir",
-        dir + "/out-" + b.label};
+    std::vector<std::string> args = {"hatch",
+                                     egg,
+                                     "--allow-unsigned",
+                                     "--isolation",
+                                     *b.oci_runtime ? "oci" : b.backend,
+                                     "-o",
+                                     results,
+                                     "--out-dir",
+                                     dir + "/out-" + b.label};
     if (*b.oci_runtime) {
       args.push_back("--oci-runtime");
       args.push_back(b.oci_runtime);
@@ -777,8 +781,8 @@ TEST(IsolationExample, HelloGivesTheSameResultsOnEveryBackend) {
     if (reference.is_null()) {
       reference = cells;
     } else {
-      EXPECT_EQ(cells, reference) << b.label << " differs from "
-                                  << compared.front();
+      EXPECT_EQ(cells, reference)
+          << b.label << " differs from " << compared.front();
     }
     compared.push_back(b.label);
   }

@@ -967,19 +967,19 @@ TEST(KernelHatchCli, AutoWithAKernelChoosesNamespacesAndSaysSo) {
                    &err),
             0)
       << err;
-  EXPECT_EQ(RunEgg(dir,
-                   {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                    "--host-runtime", "--kernel", "", "--out-dir",
-                    dir + "/out0"},
-                   &err),
-            2);
+  EXPECT_EQ(
+      RunEgg(dir,
+             {"hatch", dir + "/nb.egg", "--allow-unsigned", "--host-runtime",
+              "--kernel", "", "--out-dir", dir + "/out0"},
+             &err),
+      2);
   EXPECT_NE(err.find("--kernel needs"), std::string::npos) << err;
-  int code = RunEgg(dir,
-                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                     "--host-runtime", "--kernel", "jupyter", "--isolation",
-                     "auto", "-o", dir + "/results.json", "--out-dir",
-                     dir + "/out"},
-                    &err);
+  int code =
+      RunEgg(dir,
+             {"hatch", dir + "/nb.egg", "--allow-unsigned", "--host-runtime",
+              "--kernel", "jupyter", "--isolation", "auto", "-o",
+              dir + "/results.json", "--out-dir", dir + "/out"},
+             &err);
   EXPECT_EQ(code, 4) << err;  // the third cell raises
   EXPECT_NE(err.find("using namespaces"), std::string::npos) << err;
   auto results =
@@ -1015,9 +1015,8 @@ TEST(KernelHatchCli, CellThatOutlivesTheEggsWallTimeLeavesCompleteResults) {
   fs::create_directories(dir + "/rt");
   WriteText(dir + "/rt/README", "placeholder runtime\n");
   std::string err;
-  ASSERT_EQ(RunEgg(dir, {"build", dir + "/egg.yaml", "-o", dir + "/nb.egg"},
-                   &err),
-            0)
+  ASSERT_EQ(
+      RunEgg(dir, {"build", dir + "/egg.yaml", "-o", dir + "/nb.egg"}, &err), 0)
       << err;
   int code = RunEgg(dir,
                     {"hatch", dir + "/nb.egg", "--allow-unsigned",

@@ -337,9 +337,9 @@ TEST_P(HostileCell, CannotSeeHostProcesses) {
 }
 
 TEST_P(HostileCell, CannotUseDeniedKernelInterfaces) {
-  for (const char* probe :
-       {"ptrace", "mount", "userns", "module", "io_uring", "keyctl", "bpf",
-        "userfaultfd", "perf", "clone3", "personality", "caps", "fds"}) {
+  for (const char* probe : {"ptrace", "mount", "userns", "module", "io_uring",
+                            "keyctl", "bpf", "userfaultfd", "perf", "clone3",
+                            "personality", "caps", "fds", "fallocate"}) {
     ProbeRun run = Probe({probe});
     EXPECT_EQ(run.Get("code"), "0") << probe << ": " << run.output;
     EXPECT_TRUE(run.Blocked()) << probe << ": " << run.output;

@@ -194,7 +194,7 @@ int RunHatch(const HatchArgs& a) {
   meta.egg = fs::path(a.egg).filename().string();
   meta.egg_digest = DigestRef(egg->content_root());
   // What really ran (auto's choice), not the word asked for.
-  meta.isolation = a.no_sandbox          ? "none"
+  meta.isolation = a.no_sandbox                ? "none"
                    : report->isolation.empty() ? a.isolation
                                                : report->isolation;
   meta.signers = crypto::ChainReportLines(chain);
@@ -282,8 +282,9 @@ Registration reg(40, [](CLI::App& app) {
     if (!args.kernel.empty() && args.isolation == "auto") {
       // A kernel's sockets cross only the namespaces boundary, so auto has
       // one choice; the person is told rather than refused.
-      Warn("--isolation auto with --kernel: using namespaces, the only "
-           "sandbox a kernel's sockets can cross");
+      Warn(
+          "--isolation auto with --kernel: using namespaces, the only "
+          "sandbox a kernel's sockets can cross");
       args.isolation = "namespaces";
     }
     if (args.isolation == "none") {

@@ -57,8 +57,7 @@ Status AgentClient::Send(const std::vector<uint8_t>& frame) {
       // limit) is an error here, not a SIGPIPE that kills egg before it
       // writes the results.
       ssize_t w = RetryEintr([&] {
-        return send(fd_, frame.data() + off, frame.size() - off,
-                    MSG_NOSIGNAL);
+        return send(fd_, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
       });
       if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
       if (w < 0) return Fail(ErrnoError("writing to the agent"));

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <span>
 
 #include "common/fd.h"
@@ -43,7 +44,7 @@ void ListDir(int dirfd, const std::string& prefix, int depth, Listing* out,
     } else if (S_ISREG(st.st_mode)) {
       (*out)[path] = {static_cast<uint64_t>(st.st_size),
                       st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
-                      st.st_ino};
+                      st.st_ino, static_cast<uint64_t>(st.st_blocks) * 512};
     }
   }
   closedir(d);
@@ -61,10 +62,11 @@ Listing ListOutput(const std::string& dir, bool* too_deep) {
   return out;
 }
 
-// Apparent size of everything listed: a sparse file counts in full, so a
-// cell cannot hide bytes behind a hole. Folders nested past the listing
-// depth, where files would escape the count, and a listing cut at
-// kMaxListedFiles give kOutUncountable.
+// Size of everything listed, each file by the larger of its apparent size
+// (a sparse file counts in full, so a cell cannot hide bytes behind a
+// hole) and its blocks on disk (blocks reserved past the end). Folders nested
+// past the listing depth, where files would escape the count, and a listing cut
+// at kMaxListedFiles give kOutUncountable.
 uint64_t OutTotal(const std::string& dir) {
   if (dir.empty()) return 0;
   bool too_deep = false;
@@ -72,8 +74,9 @@ uint64_t OutTotal(const std::string& dir) {
   if (too_deep || l.size() >= kMaxListedFiles) return kOutUncountable;
   uint64_t total = 0;
   for (const auto& [path, stamp] : l) {
-    total += stamp.size;
-    if (total >= kOutUncountable - stamp.size) return kOutUncountable;
+    uint64_t bytes = std::max(stamp.size, stamp.allocated);
+    if (total >= kOutUncountable - bytes) return kOutUncountable;
+    total += bytes;
   }
   return total;
 }

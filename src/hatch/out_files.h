@@ -20,6 +20,9 @@ struct FileStamp {
   uint64_t size;
   int64_t mtime_ns;
   uint64_t inode;
+  // What the file holds on disk (st_blocks * 512); above `size` when
+  // blocks were reserved past the end.
+  uint64_t allocated = 0;
   bool operator==(const FileStamp&) const = default;
 };
 // Regular files by path relative to the folder ("a/b.txt").
@@ -36,8 +39,9 @@ inline constexpr uint64_t kOutUncountable = UINT64_MAX;
 // goes no further; stops at kMaxListedFiles files.
 Listing ListOutput(const std::string& dir, bool* too_deep = nullptr);
 
-// Apparent size of everything below `dir` (a sparse file counts in
-// full), or kOutUncountable.
+// Bytes of everything below `dir`, each file counted by the larger of
+// its apparent size (a sparse file counts in full) and what it holds on
+// disk (blocks reserved past its end count too), or kOutUncountable.
 uint64_t OutTotal(const std::string& dir);
 
 // Whether a cell that started with `baseline` bytes in /out has passed

@@ -426,8 +426,7 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
       // A cell stopped at a limit may take the sandbox with it (the egg's
       // wall time backstop): that is the limit, already reported, not an
       // agent failure. A later cell that needs the agent finds out itself.
-      if (!process->agent_error().empty() &&
-          r.status != CellStatus::kLimit) {
+      if (!process->agent_error().empty() && r.status != CellStatus::kLimit) {
         agent_error = process->agent_error();
       }
       process.reset();

@@ -79,7 +79,6 @@ constexpr const char* kAllowed[] = {
     "fchownat",
     "truncate",
     "ftruncate",
-    "fallocate",
     "fadvise64",
     "fsync",
     "fdatasync",
@@ -316,6 +315,13 @@ constexpr const char* kAllowed[] = {
     "io_pgetevents",
 };
 
+// Answered EOPNOTSUPP, as a file system without the call would: fallocate
+// reserves gigabytes in one call, faster than the output cap's polling
+// can see, and with FALLOC_FL_KEEP_SIZE it reserves blocks that a file's
+// size does not show. Programs fall back to writing (glibc's
+// posix_fallocate does), which RLIMIT_FSIZE and the polling bound.
+constexpr const char* kDeniedNotSupported[] = {"fallocate"};
+
 // Denied with EPERM, named so that a reader sees the intent. Anything
 // else missing from kAllowed is denied with ENOSYS.
 constexpr const char* kDeniedEperm[] = {
@@ -464,6 +470,12 @@ Result<SeccompProgram> BuildSeccompProgram() {
   for (const char* name : kDeniedEperm) {
     if (std::string_view(name) == "personality") continue;
     if (auto s = Add(ctx, SCMP_ACT_ERRNO(EPERM), name); !s) {
+      return Fail(s.error());
+    }
+  }
+
+  for (const char* name : kDeniedNotSupported) {
+    if (auto s = Add(ctx, SCMP_ACT_ERRNO(EOPNOTSUPP), name); !s) {
       return Fail(s.error());
     }
   }

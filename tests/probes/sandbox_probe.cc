@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/sched.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -411,6 +412,22 @@ int RunOne(const std::string& cmd, const char* arg) {
     char params[120] = {};
     return MustBeDenied("io_uring_setup",
                         syscall(SYS_io_uring_setup, 4, params));
+  }
+  if (cmd == "fallocate") {
+    // Reserving blocks in one call, plain and past the end (KEEP_SIZE),
+    // must be refused in the sandbox's writable places.
+    int fd = open(arg[0] != '\0' ? arg : "/tmp/egg-fallocate-probe",
+                  O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0) return Blocked("open for fallocate", errno);
+    long plain = fallocate(fd, 0, 0, 1 << 20);
+    int plain_errno = errno;
+    long keep = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 1 << 20);
+    int keep_errno = errno;
+    close(fd);
+    printf("fallocate rc=%ld/%s keep_size rc=%ld/%s\n", plain,
+           strerror(plain_errno), keep, strerror(keep_errno));
+    if (plain == 0 || keep == 0) return Escaped("fallocate");
+    return Blocked("fallocate", keep_errno);
   }
   if (cmd == "keyctl") {
     return MustBeDenied("add_key", syscall(SYS_add_key, "user", "egg", "x", 1,
