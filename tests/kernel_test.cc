@@ -816,28 +816,73 @@ const char kNotebook[] = R"nb({
    "source": "raise KeyError('k')", "outputs": []}
  ]})nb";
 
-TEST(KernelHatchCli, HatchWithKernelJupyterRunsTheNotebookOnIpykernel) {
-  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
-  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
-  std::string dir = MakeTempDir();
-  WriteText(dir + "/nb.ipynb", kNotebook);
-  fs::create_directories(dir + "/rt");
-  WriteText(dir + "/rt/README", "placeholder runtime\n");
+// `egg build` of a notebook into an egg with a placeholder runtime, then
+// `egg hatch --host-runtime` of it, in a fresh folder per test.
+class KernelHatchCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    fs::create_directories(dir_ + "/rt");
+    WriteText(dir_ + "/rt/README", "placeholder runtime\n");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Builds nb.egg from `notebook`, or from egg.yaml beside it when
+  // `manifest` is given.
+  void Build(const char* notebook, const char* manifest = nullptr) {
+    WriteText(dir_ + "/nb.ipynb", notebook);
+    std::vector<std::string> args = {"build",     dir_ + "/nb.ipynb",
+                                     "--runtime", dir_ + "/rt",
+                                     "-o",        dir_ + "/nb.egg"};
+    if (manifest != nullptr) {
+      WriteText(dir_ + "/egg.yaml", manifest);
+      args = {"build", dir_ + "/egg.yaml", "-o", dir_ + "/nb.egg"};
+    }
+    std::string err;
+    ASSERT_EQ(RunEgg(dir_, args, &err), 0) << err;
+  }
+
+  // Hatches nb.egg with `extra` flags; results in results.json, files in
+  // `out_dir`.
+  int Hatch(const std::vector<std::string>& extra, std::string* err,
+            const std::string& out_dir = "out") {
+    std::vector<std::string> args = {"hatch",
+                                     dir_ + "/nb.egg",
+                                     "--allow-unsigned",
+                                     "--host-runtime",
+                                     "-o",
+                                     dir_ + "/results.json",
+                                     "--out-dir",
+                                     dir_ + "/" + out_dir};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunEgg(dir_, args, err);
+  }
+
+  nlohmann::json Results() const {
+    return nlohmann::json::parse(ReadFile(dir_ + "/results.json"), nullptr,
+                                 false);
+  }
+
+  std::string dir_;
+};
+
+// What running a kernel needs on this host; a test returns after it.
+#define SKIP_WITHOUT_KERNEL()                                   \
+  do {                                                          \
+    if (!CanSandbox()) {                                        \
+      GTEST_SKIP() << "the host cannot create user namespaces"; \
+    }                                                           \
+    if (!HostHasIpykernel()) {                                  \
+      GTEST_SKIP() << "python3-ipykernel is missing";           \
+    }                                                           \
+  } while (false)
+
+TEST_F(KernelHatchCli, HatchWithKernelJupyterRunsTheNotebookOnIpykernel) {
+  SKIP_WITHOUT_KERNEL();
+  Build(kNotebook);
   std::string err;
-  ASSERT_EQ(RunEgg(dir,
-                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
-                    dir + "/nb.egg"},
-                   &err),
-            0)
-      << err;
-  int code = RunEgg(dir,
-                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                     "--host-runtime", "--kernel", "jupyter", "-o",
-                     dir + "/results.json", "--out-dir", dir + "/out"},
-                    &err);
-  EXPECT_EQ(code, 4) << err;  // the third cell raises
-  auto results =
-      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  EXPECT_EQ(Hatch({"--kernel", "jupyter"}, &err), 4) << err;  // cell 3 raises
+  auto results = Results();
   ASSERT_FALSE(results.is_discarded()) << err;
   const auto& cells = results["cells"];
   ASSERT_EQ(cells.size(), 3u);
@@ -852,52 +897,22 @@ TEST(KernelHatchCli, HatchWithKernelJupyterRunsTheNotebookOnIpykernel) {
     if (c.value("verdict", "") == "reproduced") ++reproduced;
   }
   EXPECT_EQ(reproduced, 2) << repro;
-  fs::remove_all(dir);
 }
 
-TEST(KernelHatchCli, KernelIsRefusedOnBackendsItCannotCross) {
-  std::string dir = MakeTempDir();
-  WriteText(dir + "/nb.ipynb", kNotebook);
-  fs::create_directories(dir + "/rt");
-  WriteText(dir + "/rt/README", "placeholder runtime\n");
+TEST_F(KernelHatchCli, KernelIsRefusedOnBackendsItCannotCross) {
+  Build(kNotebook);
   std::string err;
-  ASSERT_EQ(RunEgg(dir,
-                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
-                    dir + "/nb.egg"},
-                   &err),
-            0)
+  EXPECT_EQ(Hatch({"--kernel", "jupyter", "--isolation", "gvisor"}, &err), 3)
       << err;
-  int code = RunEgg(dir,
-                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                     "--host-runtime", "--kernel", "jupyter", "--isolation",
-                     "gvisor", "--out-dir", dir + "/out"},
-                    &err);
-  EXPECT_EQ(code, 3) << err;
   EXPECT_NE(err.find("--kernel needs"), std::string::npos) << err;
-  fs::remove_all(dir);
 }
 
-TEST(KernelHatchCli, UnknownKernelIsAnErrorBeforeAnythingRuns) {
-  std::string dir = MakeTempDir();
-  WriteText(dir + "/nb.ipynb", kNotebook);
-  fs::create_directories(dir + "/rt");
-  WriteText(dir + "/rt/README", "placeholder runtime\n");
+TEST_F(KernelHatchCli, UnknownKernelIsAnErrorBeforeAnythingRuns) {
+  Build(kNotebook);
   std::string err;
-  ASSERT_EQ(RunEgg(dir,
-                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
-                    dir + "/nb.egg"},
-                   &err),
-            0)
-      << err;
-  int code =
-      RunEgg(dir,
-             {"hatch", dir + "/nb.egg", "--allow-unsigned", "--host-runtime",
-              "--kernel", "no-such-kernel", "--out-dir", dir + "/out"},
-             &err);
-  EXPECT_NE(code, 0);
+  EXPECT_NE(Hatch({"--kernel", "no-such-kernel"}, &err), 0);
   EXPECT_NE(err.find("no Jupyter kernel 'no-such-kernel'"), std::string::npos)
       << err;
-  fs::remove_all(dir);
 }
 
 // Two cells that grow, past the egg's output cap (64 MiB by default), what a
@@ -919,28 +934,12 @@ const char kFillingNotebook[] = R"nb({
    "outputs": []}
  ]})nb";
 
-TEST(KernelHatchCli, FilesPastTheOutputCapStopTheKernelWhileTheCellRuns) {
-  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
-  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
-  std::string dir = MakeTempDir();
-  WriteText(dir + "/nb.ipynb", kFillingNotebook);
-  fs::create_directories(dir + "/rt");
-  WriteText(dir + "/rt/README", "placeholder runtime\n");
+TEST_F(KernelHatchCli, FilesPastTheOutputCapStopTheKernelWhileTheCellRuns) {
+  SKIP_WITHOUT_KERNEL();
+  Build(kFillingNotebook);
   std::string err;
-  ASSERT_EQ(RunEgg(dir,
-                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
-                    dir + "/nb.egg"},
-                   &err),
-            0)
-      << err;
-  int code = RunEgg(dir,
-                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                     "--host-runtime", "--kernel", "jupyter", "-o",
-                     dir + "/results.json", "--out-dir", dir + "/out"},
-                    &err);
-  EXPECT_EQ(code, 4) << err;
-  auto results =
-      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  EXPECT_EQ(Hatch({"--kernel", "jupyter"}, &err), 4) << err;
+  auto results = Results();
   ASSERT_FALSE(results.is_discarded()) << err;
   const auto& cells = results["cells"];
   ASSERT_EQ(cells.size(), 2u);
@@ -948,57 +947,33 @@ TEST(KernelHatchCli, FilesPastTheOutputCapStopTheKernelWhileTheCellRuns) {
     EXPECT_EQ(c["status"], "limit") << c.dump();
     EXPECT_EQ(c["limit"], "output") << c.dump();
   }
-  EXPECT_FALSE(fs::exists(dir + "/out/after-out"));
-  EXPECT_FALSE(fs::exists(dir + "/out/after-exchange"));
-  fs::remove_all(dir);
+  EXPECT_FALSE(fs::exists(dir_ + "/out/after-out"));
+  EXPECT_FALSE(fs::exists(dir_ + "/out/after-exchange"));
 }
 
-TEST(KernelHatchCli, AutoWithAKernelChoosesNamespacesAndSaysSo) {
-  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
-  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
-  std::string dir = MakeTempDir();
-  WriteText(dir + "/nb.ipynb", kNotebook);
-  fs::create_directories(dir + "/rt");
-  WriteText(dir + "/rt/README", "placeholder runtime\n");
+TEST_F(KernelHatchCli, AutoWithAKernelChoosesNamespacesAndSaysSo) {
+  SKIP_WITHOUT_KERNEL();
+  Build(kNotebook);
   std::string err;
-  ASSERT_EQ(RunEgg(dir,
-                   {"build", dir + "/nb.ipynb", "--runtime", dir + "/rt", "-o",
-                    dir + "/nb.egg"},
-                   &err),
-            0)
-      << err;
-  EXPECT_EQ(
-      RunEgg(dir,
-             {"hatch", dir + "/nb.egg", "--allow-unsigned", "--host-runtime",
-              "--kernel", "", "--out-dir", dir + "/out0"},
-             &err),
-      2);
+  EXPECT_EQ(Hatch({"--kernel", ""}, &err, "out0"), 2);
   EXPECT_NE(err.find("--kernel needs"), std::string::npos) << err;
-  int code =
-      RunEgg(dir,
-             {"hatch", dir + "/nb.egg", "--allow-unsigned", "--host-runtime",
-              "--kernel", "jupyter", "--isolation", "auto", "-o",
-              dir + "/results.json", "--out-dir", dir + "/out"},
-             &err);
-  EXPECT_EQ(code, 4) << err;  // the third cell raises
+  // The third cell raises.
+  EXPECT_EQ(Hatch({"--kernel", "jupyter", "--isolation", "auto"}, &err), 4)
+      << err;
   EXPECT_NE(err.find("using namespaces"), std::string::npos) << err;
-  auto results =
-      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  auto results = Results();
   ASSERT_FALSE(results.is_discarded()) << err;
   EXPECT_EQ(results["isolation"], "namespaces") << results.dump();
   EXPECT_EQ(results["cells"][0]["status"], "ok") << results.dump();
-  fs::remove_all(dir);
 }
 
 // The last cell ignores interrupts and runs into the egg's whole wall time:
 // the sandbox is stopped under the kernel. egg must survive that (no
 // SIGPIPE writing to the gone agent), write the results, charge the cell
 // with the wall time and not report an agent failure.
-TEST(KernelHatchCli, CellThatOutlivesTheEggsWallTimeLeavesCompleteResults) {
-  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
-  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
-  std::string dir = MakeTempDir();
-  WriteText(dir + "/nb.ipynb", R"nb({
+TEST_F(KernelHatchCli, CellThatOutlivesTheEggsWallTimeLeavesCompleteResults) {
+  SKIP_WITHOUT_KERNEL();
+  Build(R"nb({
  "nbformat": 4, "nbformat_minor": 5,
  "metadata": {"kernelspec": {"name": "python3", "language": "python",
                              "display_name": "Python 3"}},
@@ -1008,31 +983,18 @@ TEST(KernelHatchCli, CellThatOutlivesTheEggsWallTimeLeavesCompleteResults) {
   {"cell_type": "code", "id": "stuck", "metadata": {}, "execution_count": 2,
    "source": "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(100)",
    "outputs": []}
- ]})nb");
-  WriteText(dir + "/egg.yaml",
-            "name: stuck\ncreated: 2024-05-01T09:00:00Z\nnotebook: nb.ipynb\n"
-            "runtime: {folder: rt}\nlimits: {wall_time: 2s}\n");
-  fs::create_directories(dir + "/rt");
-  WriteText(dir + "/rt/README", "placeholder runtime\n");
+ ]})nb",
+        "name: stuck\ncreated: 2024-05-01T09:00:00Z\nnotebook: nb.ipynb\n"
+        "runtime: {folder: rt}\nlimits: {wall_time: 2s}\n");
   std::string err;
-  ASSERT_EQ(
-      RunEgg(dir, {"build", dir + "/egg.yaml", "-o", dir + "/nb.egg"}, &err), 0)
-      << err;
-  int code = RunEgg(dir,
-                    {"hatch", dir + "/nb.egg", "--allow-unsigned",
-                     "--host-runtime", "--kernel", "jupyter", "-o",
-                     dir + "/results.json", "--out-dir", dir + "/out"},
-                    &err);
-  EXPECT_EQ(code, 4) << err;
-  auto results =
-      nlohmann::json::parse(ReadFile(dir + "/results.json"), nullptr, false);
+  EXPECT_EQ(Hatch({"--kernel", "jupyter"}, &err), 4) << err;
+  auto results = Results();
   ASSERT_FALSE(results.is_discarded()) << err;
   EXPECT_EQ(results["agent_error"], "") << results.dump();
   ASSERT_EQ(results["cells"].size(), 2u);
   EXPECT_EQ(results["cells"][0]["status"], "ok") << results.dump();
   EXPECT_EQ(results["cells"][1]["status"], "limit") << results.dump();
   EXPECT_EQ(results["cells"][1]["limit"], "wall_time") << results.dump();
-  fs::remove_all(dir);
 }
 
 }  // namespace
