@@ -15,9 +15,9 @@ echo "== key (kept in $work)"
 [[ -f $work/demo_key ]] || "$egg" keygen -o "$work/demo_key" --comment demo
 printf 'demo %s\n' "$(cat "$work/demo_key.pub")" > "$work/allowed_signers"
 
-echo "== build"
+echo "== build (--precompute runs the cells in the sandbox and stores their outputs)"
 "$egg" build examples/hello/egg.yaml -o "$work/hello.egg" \
-  --sign "$work/demo_key" --force
+  --sign "$work/demo_key" --force --precompute
 
 echo "== verify"
 "$egg" verify "$work/hello.egg" --trusted "$work/allowed_signers" \
@@ -26,6 +26,7 @@ echo "== verify"
 echo "== info"
 "$egg" info "$work/hello.egg"
 
-echo "== hatch"
+echo "== hatch (fresh outputs compared with the stored ones)"
+rm -rf "$work/hello.out"
 "$egg" hatch "$work/hello.egg" --trusted "$work/allowed_signers" \
   -o "$work/hello.results.json"

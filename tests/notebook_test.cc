@@ -596,6 +596,27 @@ TEST(Compare, ReportCountsReproducedCells) {
   EXPECT_EQ(report.Find("c1")->verdict, CellVerdict::kFailed);
 }
 
+TEST(Compare, ReportWithNothingStoredSaysSoInOneLine) {
+  auto ipynb = MinimalIpynb();
+  for (auto& c : ipynb["cells"]) {
+    if (c["cell_type"] == "code") c["outputs"] = json::array();
+  }
+  auto nb = ParseJson(ipynb);
+  ASSERT_TRUE(nb);
+  NotebookRun run;
+  CellRun cell;
+  cell.id = "c1";
+  cell.ran = true;
+  cell.outputs = json::array({Stream("fresh text\n")});
+  run.cells.push_back(cell);
+  ReproReport report = CompareNotebook(nb->notebook, run, CompareOptions{});
+  EXPECT_EQ(report.Find("c1")->verdict, CellVerdict::kNoStored);
+  std::string text = FormatReport(report);
+  EXPECT_EQ(text,
+            "no stored outputs to compare with (egg build --precompute "
+            "stores them)\n");
+}
+
 TEST(Compare, SurvivesUnnormalisedHostileOutputs) {
   CompareOptions opt;
   std::vector<json> a = {{{"output_type", 7}},

@@ -568,15 +568,28 @@ ReproReport CompareNotebook(const Notebook& notebook, const NotebookRun& run,
 }
 
 std::string FormatReport(const ReproReport& report) {
+  size_t stored = 0;
+  for (const auto& cell : report.cells) {
+    if (cell.verdict != CellVerdict::kNotCode &&
+        cell.verdict != CellVerdict::kNoStored) {
+      ++stored;
+    }
+  }
+  if (stored == 0) {
+    return "no stored outputs to compare with (egg build --precompute "
+           "stores them)\n";
+  }
   std::string out;
   for (const auto& cell : report.cells) {
     if (cell.verdict == CellVerdict::kNotCode ||
         cell.verdict == CellVerdict::kReproduced) {
       continue;
     }
+    // A cell with nothing stored has nothing to differ from: its fresh
+    // output is in the results, not repeated here.
     out += "cell " + std::to_string(cell.index + 1) + " (id " +
            EscapeForTerminal(cell.id) + "): " + CellVerdictName(cell.verdict) +
-           "\n" + cell.diff;
+           "\n" + (cell.verdict == CellVerdict::kNoStored ? "" : cell.diff);
   }
   out += "reproduced " + std::to_string(report.reproduced) + " of " +
          std::to_string(report.code_cells) + " code cells\n";
