@@ -26,19 +26,22 @@
 # Run as a program it is a complete session driver with the protocol of
 # python.py: "<cell> <length>\n" and the code on fd 3, "<cell> <status>\n"
 # on fd 4 once the cell's output is flushed.
-import ast
+import _ast
 import builtins
 import io
-import json
 import linecache
 import os
 import sys
 import types
 
-# base64 (images) and traceback (errors) are imported where they are
-# needed: most cells need neither, and every module loaded here delays the
-# first cell. The driver shares its interpreter with the cells, so this
-# changes nothing a cell could do to the driver.
+# base64 (images), traceback (errors) and json (records other than
+# streams) are imported where they are needed: most cells need none of
+# them, and every module loaded here delays the first cell. The parser's
+# node classes come from the built-in _ast module, which ast.parse itself
+# calls through compile(); the pure-Python ast module adds only helpers
+# the driver does not use. The driver shares its interpreter with the
+# cells, so deferring an import changes nothing a cell could do to the
+# driver.
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -98,9 +101,13 @@ class _Sink:
                 # real stream: the record says how many of its bytes
                 # belong here, so each byte counts once against the
                 # cell's output cap.
-                self._write({"output_type": "stream",
-                             "name": self.stream_name,
-                             "egg_raw_bytes": sum(self.stream_text)})
+                # Written by hand, not through json: the name is one of
+                # the driver's own two ("stdout", "stderr") and the
+                # count an int, so the line is the one json.dumps gives.
+                self._write_line(
+                    '{"output_type": "stream", "name": "%s", '
+                    '"egg_raw_bytes": %d}' % (self.stream_name,
+                                              sum(self.stream_text)))
             else:
                 self._write({"output_type": "stream",
                              "name": self.stream_name,
@@ -112,8 +119,16 @@ class _Sink:
         if self.file is None:
             return
         try:
+            # A cell that broke the import system loses its rich
+            # records, not its run: the hatcher reports what it received.
+            import json
             line = json.dumps(record, ensure_ascii=True, default=str)
-        except (TypeError, ValueError):
+        except Exception:
+            return
+        self._write_line(line)
+
+    def _write_line(self, line):
+        if self.file is None:
             return
         try:
             self.file.write(line + "\n")
@@ -351,11 +366,12 @@ class _Session:
                                      source.splitlines(True), filename)
         status = 0
         try:
-            tree = ast.parse(source, filename, "exec")
+            # What ast.parse(source, filename, "exec") does.
+            tree = compile(source, filename, "exec", _ast.PyCF_ONLY_AST)
             last = None
-            if (tree.body and isinstance(tree.body[-1], ast.Expr)
+            if (tree.body and isinstance(tree.body[-1], _ast.Expr)
                     and not _ends_with_semicolon(source)):
-                last = ast.Interactive(body=[tree.body.pop()])
+                last = _ast.Interactive(body=[tree.body.pop()])
             exec(compile(tree, filename, "exec", dont_inherit=True),
                  self.namespace)
             if last is not None:
