@@ -28,8 +28,8 @@
 # on fd 4 once the cell's output is flushed.
 import _ast
 import builtins
+import importlib.machinery
 import io
-import linecache
 import os
 import sys
 import types
@@ -39,7 +39,11 @@ import types
 # them, and every module loaded here delays the first cell. The parser's
 # node classes come from the built-in _ast module, which ast.parse itself
 # calls through compile(); the pure-Python ast module adds only helpers
-# the driver does not use. The driver shares its interpreter with the
+# the driver does not use. linecache (which loads tokenize and re, about
+# 3 ms) is imported by whatever first needs a cell's lines (traceback,
+# warnings, the cell itself), and _CellSources puts every cell's source
+# into its cache at that moment, so tracebacks and warnings show the
+# cells' lines as before. The driver shares its interpreter with the
 # cells, so deferring an import changes nothing a cell could do to the
 # driver.
 
@@ -173,6 +177,76 @@ class _Sink:
 
 
 _sink = _Sink()
+
+
+class _CellSources:
+    """Keeps each cell's source for linecache, which is imported late.
+
+    While linecache is not loaded, a one-shot finder first on
+    sys.meta_path loads it through the normal path finder and fills its
+    cache with the sources kept so far; once it is loaded, sources go
+    straight into its cache."""
+
+    def __init__(self):
+        self._entries = {}
+        self._waiting = False
+
+    def add(self, filename, source):
+        entry = (len(source), None, source.splitlines(True), filename)
+        self._entries[filename] = entry
+        module = sys.modules.get("linecache")
+        if module is not None:
+            try:
+                module.cache[filename] = entry
+            except Exception:
+                pass
+        elif not self._waiting:
+            try:
+                sys.meta_path.insert(0, self)
+                self._waiting = True
+            except Exception:
+                # A cell replaced the import system: its tracebacks may
+                # lack source lines, as a fresh linecache would.
+                pass
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "linecache":
+            return None
+        self._remove()
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _FillingLoader(spec.loader, self._entries)
+        return spec
+
+    def _remove(self):
+        self._waiting = False
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+
+class _FillingLoader:
+    """Runs linecache's own loader, then fills its cache."""
+
+    def __init__(self, inner, entries):
+        self._inner = inner
+        self._entries = entries
+
+    def __getattr__(self, name):
+        # get_source, is_package ...: linecache's own loader answers.
+        return getattr(self._inner, name)
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        self._inner.exec_module(module)
+        module.cache.update(self._entries)
+
+
+_sources = _CellSources()
 
 
 class _Tee(io.TextIOBase):
@@ -362,8 +436,7 @@ class _Session:
         filename = "<cell %d>" % cell
         source = code_bytes.decode("utf-8", errors="surrogateescape")
         source = _translate_magics(source)
-        linecache.cache[filename] = (len(source), None,
-                                     source.splitlines(True), filename)
+        _sources.add(filename, source)
         status = 0
         try:
             # What ast.parse(source, filename, "exec") does.
