@@ -136,6 +136,35 @@ TEST_F(HatchTest, PythonTracebackNamesTheCell) {
   EXPECT_EQ(err.find("python.py"), std::string::npos) << err;
 }
 
+// The display driver loads linecache only when something needs a cell's
+// lines; tracebacks printed by the cell itself, the driver's own error
+// report and warnings must still quote the cells' source.
+TEST_F(HatchTest, PythonDisplayDriverQuotesCellLinesWhereverTheyAreAsked) {
+  RunOptions o = Options(out_.path());
+  o.setup.rich_display = true;
+  auto r = RunAll(
+      {Cell(0, "python", "import warnings\nwarnings.warn('w_marker')\n"),
+       Cell(1, "python", "def f():\n    return 1 / 0  # f_marker\n"),
+       Cell(2, "python",
+            "import traceback\ntry:\n    f()  # try_marker\n"
+            "except Exception:\n    traceback.print_exc()\n"),
+       Cell(3, "python", "f()  # call_marker\n")},
+      o);
+  ASSERT_EQ(r.cells.size(), 4u);
+  EXPECT_EQ(r.cells[0].status, CellStatus::kOk);
+  EXPECT_NE(r.cells[0].stderr_data.bytes.find("warnings.warn('w_marker')"),
+            std::string::npos)
+      << r.cells[0].stderr_data.bytes;
+  const std::string& printed = r.cells[2].stderr_data.bytes;
+  EXPECT_EQ(r.cells[2].status, CellStatus::kOk);
+  EXPECT_NE(printed.find("f()  # try_marker"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("# f_marker"), std::string::npos) << printed;
+  const std::string& raised = r.cells[3].stderr_data.bytes;
+  EXPECT_EQ(r.cells[3].status, CellStatus::kError);
+  EXPECT_NE(raised.find("f()  # call_marker"), std::string::npos) << raised;
+  EXPECT_NE(raised.find("# f_marker"), std::string::npos) << raised;
+}
+
 TEST_F(HatchTest, RawOutputBytesRoundTripThroughResultsJson) {
   // Invalid UTF-8, NUL, a terminal escape and a title-setting sequence.
   const char raw_bytes[] =
