@@ -142,14 +142,14 @@ TEST_F(HatchTest, PythonTracebackNamesTheCell) {
 TEST_F(HatchTest, PythonDisplayDriverQuotesCellLinesWhereverTheyAreAsked) {
   RunOptions o = Options(out_.path());
   o.setup.rich_display = true;
-  auto r = RunAll(
-      {Cell(0, "python", "import warnings\nwarnings.warn('w_marker')\n"),
-       Cell(1, "python", "def f():\n    return 1 / 0  # f_marker\n"),
-       Cell(2, "python",
-            "import traceback\ntry:\n    f()  # try_marker\n"
-            "except Exception:\n    traceback.print_exc()\n"),
-       Cell(3, "python", "f()  # call_marker\n")},
-      o);
+  auto r =
+      RunAll({Cell(0, "python", "import warnings\nwarnings.warn('w_marker')\n"),
+              Cell(1, "python", "def f():\n    return 1 / 0  # f_marker\n"),
+              Cell(2, "python",
+                   "import traceback\ntry:\n    f()  # try_marker\n"
+                   "except Exception:\n    traceback.print_exc()\n"),
+              Cell(3, "python", "f()  # call_marker\n")},
+             o);
   ASSERT_EQ(r.cells.size(), 4u);
   EXPECT_EQ(r.cells[0].status, CellStatus::kOk);
   EXPECT_NE(r.cells[0].stderr_data.bytes.find("warnings.warn('w_marker')"),
