@@ -137,6 +137,34 @@ TEST_F(CryptoCli, SignKeepsContentRootAndVerifiesAsTrusted) {
   EXPECT_NE(out.find("(trusted)"), std::string::npos);
 }
 
+// sign reports the new entry with the trust root verify uses: the
+// default allowed_signers under $XDG_CONFIG_HOME, or --trusted.
+TEST_F(CryptoCli, SignReportsTheKeyTrustedAsVerifyDoes) {
+  std::string pub = Keygen("alice");
+  ASSERT_EQ(mkdir(Path("config").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(Path("config/egg").c_str(), 0755), 0);
+  Trust("config/egg/allowed_signers", "alice@example.org", pub);
+  std::string out;
+  ASSERT_EQ(Egg("sign '" + Path("a.egg") + "' --key '" + Path("alice") + "'",
+                &out),
+            0)
+      << Stderr();
+  EXPECT_NE(out.find("(trusted)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("untrusted"), std::string::npos) << out;
+  std::string verified;
+  ASSERT_EQ(Egg("verify '" + Path("a.egg") + "'", &verified), 0) << Stderr();
+  EXPECT_NE(verified.find("(trusted)"), std::string::npos) << verified;
+
+  // --trusted names another file, as for verify.
+  Trust("other", "bob@example.org", Keygen("bob"));
+  ASSERT_EQ(Egg("sign '" + Path("a.egg") + "' --key '" + Path("bob") +
+                    "' --trusted '" + Path("other") + "'",
+                &out),
+            0)
+      << Stderr();
+  EXPECT_NE(out.find("(trusted)"), std::string::npos) << out;
+}
+
 TEST_F(CryptoCli, SignToOutputLeavesTheOriginalUnsigned) {
   Keygen("k");
   ASSERT_EQ(Egg("sign '" + Path("a.egg") + "' --key '" + Path("k") +

@@ -594,6 +594,42 @@ TEST(HatchCliTest, MistypedGrantIsAUsageErrorAndRunsNothing) {
   }
 }
 
+// Numeric flags take plain whole numbers in range: a negative or
+// overflowing value is a one-line usage error, never a wrapped "no cap".
+TEST(HatchCliTest, NegativeOrOverflowingNumericFlagIsAUsageError) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: plain\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n    code: echo hi\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/plain.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::vector<std::vector<std::string>> runs;
+  for (const char* v : {"-1", "99999999999999999999", "1e3", "", "0x10"}) {
+    runs.push_back({"export", egg, "--to", "md", "-o", t.path() + "/x.md",
+                    "--max-output-bytes", v});
+    runs.push_back({"verify", egg, "--export-entry", v, "--signature",
+                    t.path() + "/sig"});
+    runs.push_back({"runtime", "debian", "--source-date-epoch", v, "bash"});
+  }
+  for (const auto& args : runs) {
+    std::string err;
+    std::string shown;
+    for (const auto& a : args) shown += a + " ";
+    EXPECT_EQ(RunEgg(args, &err), 2) << shown << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+  EXPECT_FALSE(fs::exists(t.path() + "/x.md"));
+  std::string err;
+  EXPECT_EQ(RunEgg({"export", egg, "--to", "md", "-o", t.path() + "/x.md",
+                    "--max-output-bytes", "4096"},
+                   &err),
+            0)
+      << err;
+}
+
 TEST(HatchCliTest, NextHatchRemovesADeadHatchsFolderAndKeepsALiveOnes) {
   TempDir t;
   fs::create_directories(t.path() + "/rt");

@@ -617,6 +617,68 @@ TEST(Compare, ReportWithNothingStoredSaysSoInOneLine) {
             "stores them)\n");
 }
 
+// A match that needed normalising says so: a stored address or timing
+// that differs from the fresh one is still "reproduced" by default, but
+// the report names what was normalised away, and strict options see the
+// difference.
+TEST(Compare, ReproducedAfterNormalisingSaysWhatWasNormalised) {
+  auto nb = ParseJson(MinimalIpynb());
+  ASSERT_TRUE(nb);
+  nb->notebook.cells[1].outputs =
+      json::array({Stream("at 0x0123456789ab took 12 s\n")});
+  NotebookRun run;
+  CellRun cell;
+  cell.id = "c1";
+  cell.ran = true;
+  cell.outputs = json::array({Stream("at 0xffffffffffff took 0 s\n")});
+  run.cells.push_back(cell);
+
+  ReproReport report = CompareNotebook(nb->notebook, run, CompareOptions{});
+  ASSERT_EQ(report.reproduced, 1u);
+  EXPECT_EQ(report.reproduced_after_normalising, 1u);
+  const CellReport* c1 = report.Find("c1");
+  ASSERT_NE(c1, nullptr);
+  EXPECT_EQ(c1->normalised,
+            (std::vector<std::string>{"addresses", "timings"}));
+  EXPECT_EQ(CellVerdictText(*c1),
+            "reproduced (after normalising: addresses, timings)");
+  std::string text = FormatReport(report);
+  EXPECT_NE(text.find("cell 2 (id c1): reproduced (after normalising: "
+                      "addresses, timings)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("reproduced 1 of 1 code cells (1 after normalising"),
+            std::string::npos)
+      << text;
+  json j = ReportToJson(report);
+  EXPECT_EQ(j["reproduced_after_normalising"], 1);
+  EXPECT_EQ(j["cells"][0]["verdict"], "reproduced");
+  EXPECT_EQ(j["cells"][0]["normalised"], json({"addresses", "timings"}));
+
+  ExportOptions opt;
+  opt.report = &report;
+  auto html = ExportNotebook(nb->notebook, ExportFormat::kHtml, opt);
+  ASSERT_TRUE(html);
+  EXPECT_NE(html->find("reproduced (after normalising: addresses, timings)"),
+            std::string::npos);
+  auto md = ExportNotebook(nb->notebook, ExportFormat::kMarkdown, opt);
+  ASSERT_TRUE(md);
+  EXPECT_NE(md->find("reproduced (after normalising: addresses, timings)"),
+            std::string::npos);
+
+  // Strict: the difference shows.
+  report = CompareNotebook(nb->notebook, run, StrictCompareOptions());
+  EXPECT_EQ(report.reproduced, 0u);
+  EXPECT_EQ(report.Find("c1")->verdict, CellVerdict::kDiffers);
+
+  // An exact match needed nothing and says nothing more.
+  run.cells[0].outputs = nb->notebook.cells[1].outputs;
+  report = CompareNotebook(nb->notebook, run, CompareOptions{});
+  EXPECT_TRUE(report.Find("c1")->normalised.empty());
+  EXPECT_EQ(CellVerdictText(*report.Find("c1")), "reproduced");
+  EXPECT_EQ(FormatReport(report), "reproduced 1 of 1 code cells\n");
+}
+
 TEST(Compare, SurvivesUnnormalisedHostileOutputs) {
   CompareOptions opt;
   std::vector<json> a = {{{"output_type", 7}},
@@ -816,6 +878,49 @@ TEST(ExportHtml, HostileScriptDoesNotRunInChromium) {
   EXPECT_NE(dom.find("<h1>Hostile</h1>"), std::string::npos);
   EXPECT_EQ(dom.find("PWNED"), std::string::npos) << dom;
   EXPECT_EQ(dom.find("id=\"owned\""), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// SVG attachments of a markdown cell, as text (nbformat's form) or base64,
+// are shown as <img> data: URIs, never as inline SVG that could run.
+Notebook SvgAttachmentNotebook() {
+  const std::string svg =
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" "
+      "height=\"10\"><script>document.title='P'+'WNED'</script><rect "
+      "width=\"10\" height=\"10\" fill=\"red\"/></svg>";
+  json nb = MinimalIpynb();
+  nb["cells"][0]["source"] = "![t](attachment:t.svg) ![b](attachment:b.svg)";
+  nb["cells"][0]["attachments"] = {
+      {"t.svg", {{"image/svg+xml", svg}}},
+      {"b.svg", {{"image/svg+xml", EncodeBase64(svg)}}}};
+  auto parsed = ParseJson(nb);
+  EXPECT_TRUE(parsed);
+  return parsed ? parsed->notebook : Notebook{};
+}
+
+TEST(ExportHtml, InlinesSvgAttachmentsAsImageDataUris) {
+  std::string html = Export(SvgAttachmentNotebook(), ExportFormat::kHtml);
+  size_t first = html.find("<img src=\"data:image/svg+xml;base64,");
+  ASSERT_NE(first, std::string::npos) << html;
+  EXPECT_NE(html.find("<img src=\"data:image/svg+xml;base64,", first + 1),
+            std::string::npos)
+      << html;
+  EXPECT_EQ(html.find("attachment:"), std::string::npos) << html;
+  EXPECT_EQ(html.find("<svg"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+}
+
+TEST(ExportHtml, SvgAttachmentShowsButDoesNotRunInChromium) {
+  if (!Have("chromium")) GTEST_SKIP() << "chromium is not installed";
+  std::string dir = TempDir();
+  std::string page = dir + "/svg.html";
+  WriteFile(page, Export(SvgAttachmentNotebook(), ExportFormat::kHtml));
+  std::string dom;
+  ASSERT_TRUE(DumpDom(page, &dom));
+  EXPECT_NE(dom.find("<img src=\"data:image/svg+xml;base64,"),
+            std::string::npos)
+      << dom;
+  EXPECT_EQ(dom.find("PWNED"), std::string::npos) << dom;
   fs::remove_all(dir);
 }
 

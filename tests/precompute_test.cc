@@ -234,6 +234,52 @@ TEST(PrecomputeTest, KeepGoingStoresTheFailingCellsOutputs) {
       << nb;
 }
 
+// A cell that meets the memory limit ends the sandbox, as in hatch; with
+// --keep-going that is the cell's failure, stored like any other, and
+// the egg is written (later cells did not run and store nothing).
+TEST(PrecomputeTest, KeepGoingStoresAMemoryLimitedCellsFailure) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (geteuid() != 0) GTEST_SKIP() << "memory cgroups need root here";
+  TempDir t;
+  std::string manifest = WriteManifest(
+      t.path(), "limits: {memory: 128MiB}\n",
+      "  - language: bash\n    code: echo before-the-hog\n"
+      "  - language: python\n    code: x = bytearray(1500 << 20)\n"
+      "  - language: bash\n    code: echo after-the-hog\n");
+  std::string egg = t.path() + "/hog.egg";
+  std::string out, err;
+  ASSERT_EQ(RunEgg(t.path(),
+                   {"build", manifest, "-o", egg, "--precompute",
+                    "--host-runtime", "--keep-going"},
+                   &out, &err),
+            0)
+      << err;
+  std::string ipynb = t.path() + "/hog.ipynb";
+  ASSERT_EQ(RunEgg(t.path(), {"export", egg, "--to", "ipynb", "-o", ipynb},
+                   &out, &err),
+            0)
+      << err;
+  auto nb = nlohmann::json::parse(ReadFile(ipynb));
+  EXPECT_NE(StoredText(nb).find("before-the-hog"), std::string::npos);
+  ASSERT_EQ(nb["cells"][1]["outputs"].size(), 1u) << nb;
+  const auto& error = nb["cells"][1]["outputs"][0];
+  EXPECT_EQ(error["output_type"], "error") << nb;
+  EXPECT_NE(error["evalue"].get<std::string>().find("memory"),
+            std::string::npos)
+      << nb;
+  EXPECT_TRUE(nb["cells"][2]["outputs"].empty()) << nb;
+
+  // Without --keep-going the same failure stops the build: exit 4.
+  std::string strict = t.path() + "/strict.egg";
+  EXPECT_EQ(RunEgg(t.path(),
+                   {"build", manifest, "-o", strict, "--precompute",
+                    "--host-runtime"},
+                   &out, &err),
+            4)
+      << err;
+  EXPECT_FALSE(fs::exists(strict));
+}
+
 TEST(PrecomputeTest, UngrantedPermissionExitsFiveAndWritesNothing) {
   TempDir t;
   std::string manifest =

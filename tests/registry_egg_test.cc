@@ -256,6 +256,46 @@ TEST_F(EggRegistryTest, TamperedPackIsRefusedAndLeavesNoEgg) {
   auto verified = store.Verify();
   ASSERT_TRUE(verified);
   EXPECT_TRUE(verified->problems.empty());
+  // Nothing of the refused egg stays in the store.
+  auto listed = store.List();
+  ASSERT_TRUE(listed) << listed.error().message();
+  EXPECT_TRUE(listed->empty()) << listed->size() << " objects left";
+}
+
+// A pack damaged at its end: the frames before the damage check out and
+// were added to the store as they arrived; the refused pull removes them
+// again (a store that had them before keeps them: see the test above).
+TEST_F(EggRegistryTest, RefusedPullLeavesNoChunkInTheStore) {
+  TempDir work;
+  std::string egg_path = MakeEgg(work.path(), "tail", 12, 13);
+  auto pushed = PushEgg(egg_path, Ref("lab/tail:v1"), {});
+  ASSERT_TRUE(pushed) << pushed.error().message();
+  auto client = RegistryClient::Create(Ref("lab/tail:v1"), {});
+  ASSERT_TRUE(client);
+  auto manifest = (*client)->FetchManifest("lab/tail", "v1");
+  ASSERT_TRUE(manifest);
+  auto doc = nlohmann::json::parse(manifest->bytes);
+  int damaged = 0;
+  for (const auto& layer : doc["layers"]) {
+    if (layer["mediaType"] != kEggPackType) continue;
+    auto d = ParseDigest(layer["digest"].get<std::string>());
+    std::fstream f(BlobPath(*d),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f) << BlobPath(*d);
+    f.seekp(layer["size"].get<int64_t>() - 3);
+    f.put('\x5a');
+    ++damaged;
+  }
+  ASSERT_GT(damaged, 0);
+
+  Store store = OpenStore(work.path() + "/store");
+  std::string out = work.path() + "/pulled.egg";
+  auto pulled = PullEgg(Ref("lab/tail:v1"), out, false, store, {});
+  ASSERT_FALSE(pulled);
+  EXPECT_FALSE(fs::exists(out));
+  auto listed = store.List();
+  ASSERT_TRUE(listed) << listed.error().message();
+  EXPECT_TRUE(listed->empty()) << listed->size() << " objects left";
 }
 
 TEST_F(EggRegistryTest, RefusesArtifactThatIsNotAnEgg) {

@@ -172,12 +172,25 @@ struct CellReport {
   std::string id;
   CellVerdict verdict = CellVerdict::kNotRun;
   std::string diff;
+  // For a reproduced cell: the normalisations it needed to match, in a
+  // fixed order ("addresses", "timings", "floats"); empty when the texts
+  // matched without them. A real difference can hide behind these.
+  std::vector<std::string> normalised;
 };
+
+// The verdict as shown to a person: "reproduced (after normalising:
+// addresses, timings)" when normalisation was needed, else the name.
+std::string CellVerdictText(const CellReport& report);
+
+// Options that normalise nothing away: addresses, timings and float
+// tolerance off (`--strict`).
+CompareOptions StrictCompareOptions();
 
 struct ReproReport {
   std::vector<CellReport> cells;
   size_t code_cells = 0;
   size_t reproduced = 0;
+  size_t reproduced_after_normalising = 0;  // of `reproduced`
   const CellReport* Find(std::string_view id) const;
 };
 

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -37,6 +38,28 @@ void Warn(const std::string& message);
 bool StderrIsTerminal();
 // True when colour may be used on stderr (terminal and no NO_COLOR).
 bool UseColor();
+
+// Validates a whole number 0..max given as plain decimal digits, before
+// CLI11 converts it: a sign, a fraction or a number past `max` (which
+// CLI11 would wrap round or saturate) is a usage error naming the flag.
+inline CLI::Validator WholeNumber(uint64_t max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        bool digits = !text.empty() && text.size() <= 20;
+        for (char c : text) digits = digits && c >= '0' && c <= '9';
+        uint64_t value = 0;
+        for (char c : digits ? text : std::string()) {
+          uint64_t d = static_cast<uint64_t>(c - '0');
+          if (d > max || value > (max - d) / 10) return "must be at most " +
+                                             std::to_string(max);
+          value = value * 10 + d;
+        }
+        if (!digits) return "must be a whole number from 0 to " +
+                            std::to_string(max);
+        return {};
+      },
+      "UINT<=" + std::to_string(max));
+}
 
 // A one-line progress display on a terminal for work that takes over a
 // second; silent otherwise. Update() is cheap and rate-limited.

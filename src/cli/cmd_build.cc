@@ -314,6 +314,18 @@ void AddExitStatus(const CellResult& result, CellRun& run) {
                          {"traceback", nlohmann::json::array()}});
 }
 
+// True when the run ended because the last cell that ran met a limit
+// that stops the whole sandbox (memory, CPU): that is the cell's failure,
+// recorded in its outputs, not an unusable sandbox.
+bool EndedByACellsLimit(const RunReport& report) {
+  const CellResult* last = nullptr;
+  for (const CellResult& c : report.cells) {
+    if (c.status != CellStatus::kNotRun) last = &c;
+  }
+  return last != nullptr && last->status == CellStatus::kLimit &&
+         (last->limit == "memory" || last->limit == "cpu");
+}
+
 // Runs the cells of the egg at `unrun` (written beside the output) as
 // hatch does and replaces the stored outputs of every code cell in
 // `notebook` with the fresh ones. `out_dir` is the /out to create.
@@ -342,7 +354,7 @@ int Precompute(const std::string& unrun, const std::string& out_dir,
     Report(Error(Code::kIo, "precompute interrupted; nothing was written"));
     return kExitInterrupted;
   }
-  if (!report->agent_error.empty()) {
+  if (!report->agent_error.empty() && !EndedByACellsLimit(*report)) {
     Report(Error(Code::kSandboxSetup, report->agent_error));
     return kExitCellFailed;
   }

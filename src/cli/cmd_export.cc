@@ -22,6 +22,7 @@ struct ExportArgs {
   std::string out;
   std::string results;
   bool report = false;
+  bool strict = false;
   bool force = false;
   size_t max_output_bytes = 1u << 20;
 };
@@ -60,7 +61,8 @@ int Run(const ExportArgs& a) {
     auto parsed = ParseRunResults(*text);
     if (!parsed) return Report(parsed.error().Wrap(a.results));
     run = std::move(*parsed);
-    report = CompareNotebook(*notebook, *run, CompareOptions{});
+    report = CompareNotebook(
+        *notebook, *run, a.strict ? StrictCompareOptions() : CompareOptions{});
   } else if (a.report) {
     return Report(
         Error(Code::kInvalidArgument, "--report needs --results RESULTS.json"));
@@ -103,8 +105,12 @@ Registration reg(75, [](CLI::App& app) {
                 "Print the reproducibility report on stderr; exit 4 if a "
                 "cell did not reproduce (needs --results)");
   cmd->add_flag("--force", a->force, "Replace an existing output file");
+  cmd->add_flag("--strict", a->strict,
+                "With --results: compare exactly (no address, timing or "
+                "float normalisation)");
   cmd->add_option("--max-output-bytes", a->max_output_bytes,
-                  "Cut HTML/Markdown outputs over this size (default 1 MiB)");
+                  "Cut HTML/Markdown outputs over this size (default 1 MiB)")
+      ->check(WholeNumber(uint64_t{1} << 40));
   return std::make_pair(cmd, Runner([a] { return Run(*a); }));
 });
 

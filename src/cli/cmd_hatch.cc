@@ -39,6 +39,7 @@ struct HatchArgs {
   bool keep_going = false;
   bool stop_on_error = false;
   bool json = false;
+  bool strict = false;  // compare without normalising anything away
   std::string kernel;  // "" built-in drivers; "jupyter" or a kernelspec
 };
 
@@ -189,7 +190,9 @@ int RunHatch(const HatchArgs& a) {
 
   // 4. Compare with stored outputs, write results, say how it went.
   NotebookRun fresh = RunFromHatch(*report, "");
-  ReproReport repro = CompareNotebook(*notebook, fresh, CompareOptions{});
+  ReproReport repro = CompareNotebook(
+      *notebook, fresh,
+      a.strict ? StrictCompareOptions() : CompareOptions{});
   ResultsMeta meta;
   meta.egg = fs::path(a.egg).filename().string();
   meta.egg_digest = DigestRef(egg->content_root());
@@ -258,6 +261,9 @@ Registration reg(40, [](CLI::App& app) {
   sub->add_option("--grant", a->grants,
                   "Grant a permission without asking: network, "
                   "host-path:PATH, device:PATH, limits");
+  sub->add_flag("--strict", a->strict,
+                "Compare outputs exactly: no address, timing or float "
+                "normalisation");
   sub->add_flag("--allow-unsigned", a->allow_unsigned,
                 "Run an unsigned or untrusted egg without asking");
   sub->add_option("--trusted", a->trusted, "OpenSSH allowed_signers file");

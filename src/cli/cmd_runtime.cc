@@ -254,7 +254,8 @@ Registration reg(60, [](CLI::App& app) {
                      "Mirror URI (default: mmdebstrap's)");
   debian->add_option("--source-date-epoch", a->epoch,
                      "SOURCE_DATE_EPOCH (default: the suite's release "
-                     "date)");
+                     "date)")
+      ->check(WholeNumber(253402300799));  // 9999-12-31T23:59:59Z
 
   auto* ls = cmd->add_subcommand("ls", "List stored runtimes");
   auto* show = cmd->add_subcommand("show", "Show a runtime's metadata");

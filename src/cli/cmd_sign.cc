@@ -1,5 +1,6 @@
 // egg sign: appends an entry to an egg's signature chain.
 #include <cstdio>
+#include <ctime>
 #include <memory>
 
 #include "cli/cli.h"
@@ -22,6 +23,7 @@ struct SignArgs {
   std::string pubkey;      // ... for this public key
   std::string import_sig;  // armoured SSHSIG made elsewhere
   std::string signed_bytes;
+  std::string trusted;  // allowed_signers for the closing report
 };
 
 std::span<const uint8_t> AsBytes(const std::string& s) {
@@ -65,6 +67,11 @@ int RunSign(const SignArgs& a) {
     return Report(Error(Code::kInvalidArgument,
                         "--import-signature needs --signed-bytes"));
   }
+
+  // The same trust root as `egg verify`, loaded before anything is
+  // written so that a broken file stops the command early.
+  auto trust = crypto::LoadTrust(a.trusted);
+  if (!trust) return Report(trust.error());
 
   // Open once; the content is checked before anyone endorses it.
   auto egg = EggFile::Open(a.egg, a.skip_content_check
@@ -139,8 +146,10 @@ int RunSign(const SignArgs& a) {
   if (auto s = Publish(*egg, *chain, out, overwrite); !s) {
     return Report(s.error());
   }
-  auto report = crypto::VerifyChain(root, crypto::EncodeChain(*chain),
-                                    nullptr, 0);
+  const crypto::AllowedSigners* trust_ptr = *trust ? &**trust : nullptr;
+  auto report =
+      crypto::VerifyChain(root, crypto::EncodeChain(*chain), trust_ptr,
+                          static_cast<int64_t>(std::time(nullptr)));
   const auto& lines = crypto::ChainReportLines(report);
   std::fprintf(stderr, "egg: signed '%s' (content root %s)\n", out.c_str(),
                DigestRef(root).c_str());
@@ -173,6 +182,9 @@ Registration reg(31, [](CLI::App& app) {
                   "--signed-bytes");
   sub->add_option("--signed-bytes", a->signed_bytes,
                   "The statement file the imported signature covers");
+  sub->add_option("--trusted", a->trusted,
+                  "OpenSSH allowed_signers file for the report (default "
+                  "$XDG_CONFIG_HOME/egg/allowed_signers if it exists)");
   return std::pair<CLI::App*, Runner>(sub, [a] { return RunSign(*a); });
 });
 

@@ -163,7 +163,7 @@ Registration reg(30, [](CLI::App& app) {
   sub->add_flag("--json", a->json, "Machine-readable output");
   sub->add_option("--export-entry", a->export_entry,
                   "Export chain entry N for ssh-keygen -Y verify")
-      ->check(CLI::NonNegativeNumber);
+      ->check(WholeNumber(INT32_MAX));
   sub->add_option("--signed-bytes", a->signed_bytes,
                   "With --export-entry: write the signed statement here");
   sub->add_option("--signature", a->signature,

@@ -36,6 +36,8 @@ constexpr int kPollMs = 100;
 // How long a sandbox that stopped itself on a limit may take to be seen
 // as ended.
 constexpr uint64_t kSandboxEndWaitMs = 2000;
+// How long the agent may take to kill a stopped session's tree.
+constexpr uint64_t kSessionStopWaitMs = 10000;
 
 uint64_t NowMs() {
   timespec ts;
@@ -93,6 +95,7 @@ class Runner {
   void BlameLimitEvents(const AgentHost::LimitEvents& before,
                         const LanguageSession& lang, LiveSession& session,
                         CellResult* r);
+  void WaitSessionEnded(uint32_t id);
   void RunOne(const CellInput& cell, const LanguageSession& lang,
               CellResult* result);
   // Handles a frame that is not about the running cell. False if it breaks
@@ -468,6 +471,29 @@ void Runner::BlameLimitEvents(const AgentHost::LimitEvents& before,
     }
     session.alive = false;
     session.died_before = true;
+    WaitSessionEnded(session.id);
+  }
+}
+
+// Forks a dying fork bomb makes while the agent kills its tree are
+// counted too: the next cell's counts start only once the tree is gone.
+// Frames about anything else are handled as usual; a closed channel is
+// left for the next read to report.
+void Runner::WaitSessionEnded(uint32_t id) {
+  uint64_t until = NowMs() + kSessionStopWaitMs;
+  while (NowMs() < until) {
+    auto frame = client_.Next(kPollMs);
+    if (!frame) return;
+    if (!*frame) continue;
+    const AgentFrame& f = **frame;
+    wire::SessionEnded m;
+    bool ended = f.type == wire::Type::kSessionEnded &&
+                 wire::Decode(f.payload, &m) && m.session == id;
+    if (!HandleAside(f)) {
+      AgentFailed("agent sent an unexpected or malformed frame");
+      return;
+    }
+    if (ended) return;
   }
 }
 

@@ -522,6 +522,54 @@ const char* CellVerdictName(CellVerdict verdict) {
   return "differs";
 }
 
+std::string CellVerdictText(const CellReport& report) {
+  std::string text = CellVerdictName(report.verdict);
+  if (report.verdict != CellVerdict::kReproduced || report.normalised.empty()) {
+    return text;
+  }
+  text += " (after normalising: ";
+  for (size_t i = 0; i < report.normalised.size(); ++i) {
+    text += (i == 0 ? "" : ", ") + report.normalised[i];
+  }
+  return text + ")";
+}
+
+CompareOptions StrictCompareOptions() {
+  CompareOptions options;
+  options.ignore_addresses = false;
+  options.ignore_timings = false;
+  options.float_relative_tolerance = 0;
+  return options;
+}
+
+namespace {
+
+// Which of the options' normalisations a match depended on: each is
+// turned off in turn, and the outputs compared again.
+std::vector<std::string> NormalisationsNeeded(const json& stored,
+                                              const json& fresh,
+                                              const CompareOptions& options) {
+  std::vector<std::string> needed;
+  auto needs = [&](const char* name, auto turn_off) {
+    CompareOptions without = options;
+    turn_off(without);
+    if (!CompareOutputs(stored, fresh, without).equal) needed.push_back(name);
+  };
+  if (options.ignore_addresses) {
+    needs("addresses", [](CompareOptions& o) { o.ignore_addresses = false; });
+  }
+  if (options.ignore_timings) {
+    needs("timings", [](CompareOptions& o) { o.ignore_timings = false; });
+  }
+  if (options.float_relative_tolerance > 0) {
+    needs("floats",
+          [](CompareOptions& o) { o.float_relative_tolerance = 0; });
+  }
+  return needed;
+}
+
+}  // namespace
+
 const CellReport* ReproReport::Find(std::string_view id) const {
   for (const auto& cell : cells) {
     if (cell.id == id) return &cell;
@@ -554,6 +602,9 @@ ReproReport CompareNotebook(const Notebook& notebook, const NotebookRun& run,
       if (cmp.equal) {
         r.verdict = CellVerdict::kReproduced;
         ++report.reproduced;
+        r.normalised =
+            NormalisationsNeeded(cell.outputs, fresh->outputs, options);
+        if (!r.normalised.empty()) ++report.reproduced_after_normalising;
       } else if (Items(cell.outputs, options).empty()) {
         r.verdict = CellVerdict::kNoStored;
         r.diff = cmp.diff;
@@ -580,20 +631,35 @@ std::string FormatReport(const ReproReport& report) {
            "stores them)\n";
   }
   std::string out;
+  std::vector<std::string> kinds;  // every normalisation any cell needed
   for (const auto& cell : report.cells) {
+    for (const std::string& k : cell.normalised) {
+      if (std::find(kinds.begin(), kinds.end(), k) == kinds.end()) {
+        kinds.push_back(k);
+      }
+    }
     if (cell.verdict == CellVerdict::kNotCode ||
-        cell.verdict == CellVerdict::kReproduced) {
+        (cell.verdict == CellVerdict::kReproduced &&
+         cell.normalised.empty())) {
       continue;
     }
     // A cell with nothing stored has nothing to differ from: its fresh
     // output is in the results, not repeated here.
     out += "cell " + std::to_string(cell.index + 1) + " (id " +
-           EscapeForTerminal(cell.id) + "): " + CellVerdictName(cell.verdict) +
-           "\n" + (cell.verdict == CellVerdict::kNoStored ? "" : cell.diff);
+           EscapeForTerminal(cell.id) + "): " + CellVerdictText(cell) + "\n" +
+           (cell.verdict == CellVerdict::kNoStored ? "" : cell.diff);
   }
   out += "reproduced " + std::to_string(report.reproduced) + " of " +
-         std::to_string(report.code_cells) + " code cells\n";
-  return out;
+         std::to_string(report.code_cells) + " code cells";
+  if (report.reproduced_after_normalising > 0) {
+    out += " (" + std::to_string(report.reproduced_after_normalising) +
+           " after normalising: ";
+    for (size_t i = 0; i < kinds.size(); ++i) {
+      out += (i == 0 ? "" : ", ") + kinds[i];
+    }
+    out += "; --strict compares without)";
+  }
+  return out + "\n";
 }
 
 json ReportToJson(const ReproReport& report) {
@@ -604,10 +670,16 @@ json ReportToJson(const ReproReport& report) {
               {"id", cell.id},
               {"verdict", CellVerdictName(cell.verdict)}};
     if (!cell.diff.empty()) c["diff"] = cell.diff;
+    if (!cell.normalised.empty()) {
+      c["normalised"] = cell.normalised;
+      c["verdict_text"] = CellVerdictText(cell);
+    }
     cells.push_back(std::move(c));
   }
   return {{"code_cells", report.code_cells},
           {"reproduced", report.reproduced},
+          {"reproduced_after_normalising",
+           report.reproduced_after_normalising},
           {"cells", std::move(cells)}};
 }
 

@@ -222,6 +222,57 @@ std::string InlineAttachments(std::string source, const json& attachments) {
   return source;
 }
 
+// " (N after normalising)" for a summary line, or "".
+std::string AfterNormalising(const ReproReport& report) {
+  if (report.reproduced_after_normalising == 0) return "";
+  return " (" + std::to_string(report.reproduced_after_normalising) +
+         " after normalising)";
+}
+
+// The src attribute cmark writes for an image link to `url` (escaped as
+// cmark escapes it), or "" if it writes none.
+std::string RenderedImageSrc(const std::string& url) {
+  std::string html = RenderMarkdown("![](" + url + ")");
+  size_t a = html.find("src=\"");
+  if (a == std::string::npos) return "";
+  a += 5;
+  size_t b = html.find('"', a);
+  return b == std::string::npos ? "" : html.substr(a, b - a);
+}
+
+// SVG attachments, put in after rendering: cmark drops data: links other
+// than raster images, so the src of the <img> it wrote for
+// "attachment:NAME" becomes a base64 data: URI. An SVG shown through <img>
+// cannot run script or load anything (and the page's policy allows only
+// data: images). nbformat keeps SVG as text; base64 is accepted too.
+std::string InlineSvgAttachments(std::string html, const json& attachments) {
+  for (const auto& [name, bundle] : attachments.items()) {
+    if (!bundle.is_object()) continue;
+    auto it = bundle.find("image/svg+xml");
+    if (it == bundle.end()) continue;
+    std::string text = StringOf(*it);
+    size_t first = text.find_first_not_of(" \t\r\n");
+    std::string svg;
+    if (first != std::string::npos && text[first] == '<') {
+      svg = text;
+    } else {
+      auto bytes = DecodeBase64(text);
+      if (!bytes) continue;
+      svg = std::move(*bytes);
+    }
+    std::string src = RenderedImageSrc("attachment:" + name);
+    if (src.rfind("attachment:", 0) != 0) continue;
+    std::string from = "src=\"" + src + "\"";
+    std::string to =
+        "src=\"data:image/svg+xml;base64," + EncodeBase64(svg) + "\"";
+    for (size_t pos = html.find(from); pos != std::string::npos;
+         pos = html.find(from, pos + to.size())) {
+      html.replace(pos, from.size(), to);
+    }
+  }
+  return html;
+}
+
 std::string ToHtml(const Notebook& nb, const ExportOptions& opt) {
   std::string out =
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
@@ -237,7 +288,8 @@ std::string ToHtml(const Notebook& nb, const ExportOptions& opt) {
   if (opt.report != nullptr) {
     out += "<p class=\"summary\">reproduced " +
            std::to_string(opt.report->reproduced) + " of " +
-           std::to_string(opt.report->code_cells) + " code cells</p>\n";
+           std::to_string(opt.report->code_cells) + " code cells" +
+           AfterNormalising(*opt.report) + "</p>\n";
   }
   out += "</header>\n<main>\n";
   for (size_t i = 0; i < nb.cells.size(); ++i) {
@@ -245,7 +297,9 @@ std::string ToHtml(const Notebook& nb, const ExportOptions& opt) {
     std::string id = EscapeHtml(cell.id);
     if (cell.type == CellType::kMarkdown) {
       out += "<section class=\"cell markdown\" id=\"cell-" + id + "\">\n" +
-             RenderMarkdown(InlineAttachments(cell.source, cell.attachments)) +
+             InlineSvgAttachments(
+                 RenderMarkdown(InlineAttachments(cell.source, cell.attachments)),
+                 cell.attachments) +
              "</section>\n";
       continue;
     }
@@ -257,12 +311,14 @@ std::string ToHtml(const Notebook& nb, const ExportOptions& opt) {
     const CellReport* report = ReportFor(cell, opt);
     std::string verdict =
         report != nullptr ? CellVerdictName(report->verdict) : "stored";
+    std::string verdict_text =
+        report != nullptr ? CellVerdictText(*report) : verdict;
     out += "<section class=\"cell code " + verdict + "\" id=\"cell-" + id +
            "\">\n<div class=\"badge\">cell " + std::to_string(i + 1) +
            " &middot; " + EscapeHtml(cell.language) +
            " &middot; <span "
            "class=\"verdict\">" +
-           verdict + "</span></div>\n" + "<pre class=\"source\"><code>" +
+           EscapeHtml(verdict_text) + "</span></div>\n" + "<pre class=\"source\"><code>" +
            HighlightCode(cell.source, cell.language) + "</code></pre>\n" +
            HtmlOutputs(OutputsFor(cell, opt), opt.max_output_bytes);
     if (report != nullptr && !report->diff.empty()) {
@@ -341,7 +397,8 @@ std::string ToMarkdown(const Notebook& nb, const ExportOptions& opt) {
   std::string out = "# " + TerminalText(opt.title) + "\n\n";
   if (opt.report != nullptr) {
     out += "reproduced " + std::to_string(opt.report->reproduced) + " of " +
-           std::to_string(opt.report->code_cells) + " code cells\n\n";
+           std::to_string(opt.report->code_cells) + " code cells" +
+           AfterNormalising(*opt.report) + "\n\n";
   }
   for (size_t i = 0; i < nb.cells.size(); ++i) {
     const auto& cell = nb.cells[i];
@@ -357,7 +414,7 @@ std::string ToMarkdown(const Notebook& nb, const ExportOptions& opt) {
     out += "<!-- cell " + std::to_string(i + 1) + " id " +
            TerminalText(cell.id) +
            (report != nullptr
-                ? std::string(": ") + CellVerdictName(report->verdict)
+                ? std::string(": ") + CellVerdictText(*report)
                 : std::string()) +
            " -->\n";
     out += MdBlock(TerminalText(cell.language), TerminalText(cell.source));

@@ -477,6 +477,35 @@ Result<EggPushResult> PushEgg(const std::string& egg_path, const Reference& ref,
   return result;
 }
 
+namespace {
+
+// What a pull added to the store, removed again unless the pull
+// succeeded: a refused egg leaves nothing behind (objects the store held
+// before are never touched). Workers add chunks concurrently.
+class PullCleanup {
+ public:
+  explicit PullCleanup(Store& store) : store_(store) {}
+  ~PullCleanup() {
+    if (committed_) return;
+    for (const auto& [kind, d] : added_) {
+      static_cast<void>(store_.Remove(kind, d));
+    }
+  }
+  void Added(ObjectKind kind, const Digest& d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    added_.emplace_back(kind, d);
+  }
+  void Commit() { committed_ = true; }
+
+ private:
+  Store& store_;
+  std::mutex mu_;
+  std::vector<std::pair<ObjectKind, Digest>> added_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
 Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
                               bool overwrite, Store& store,
                               const EggTransferOptions& options) {
@@ -569,6 +598,7 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
     return Fail(Code::kCorruption, "egg config: a chunk is in no pack");
   }
 
+  PullCleanup cleanup(store);
   EggPullResult result;
   result.content_root = egg->content_root();
   result.manifest = manifest->digest;
@@ -624,6 +654,7 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
     if (!store.Has(ObjectKind::kChunk, e.raw)) {
       auto st = store.PutFrame(ObjectKind::kChunk, e.raw, job.frame);
       if (!st) return st;
+      cleanup.Added(ObjectKind::kChunk, e.raw);
     }
     if (auto st = PwriteAll(fd, job.frame, blocks + e.offset); !st) {
       return st;
@@ -683,9 +714,11 @@ Result<EggPullResult> PullEgg(const Reference& ref, const std::string& out_path,
         !st) {
       return Fail(st.error());
     }
+    cleanup.Added(ObjectKind::kTree, t.section.digest);
   }
 
   if (auto st = file->Commit(); !st) return Fail(st.error());
+  cleanup.Commit();
   result.bytes_fetched = c.stats().bytes_fetched;
   return result;
 }

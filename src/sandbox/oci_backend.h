@@ -103,6 +103,9 @@ class ContainerCgroup {
   // Usage reached the memory limit at least once (v1 memory.failcnt).
   bool MemoryLimitHit() const;
   bool PidsMaxReached() const;
+  // Forks refused by the process limit so far, in this group and the
+  // runtime's child (0 where the host cannot tell).
+  uint64_t PidsMaxEvents() const;
   [[nodiscard]] Status SetMemory(uint64_t bytes) const;
   [[nodiscard]] Status SetPids(uint64_t count) const;
 

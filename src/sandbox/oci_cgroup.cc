@@ -205,6 +205,12 @@ bool ContainerCgroup::MemoryLimitHit() const {
   return limit > 0 && MemoryPeak() + (2u << 20) >= limit;
 }
 
+uint64_t ContainerCgroup::PidsMaxEvents() const {
+  if (pids_.empty()) return 0;
+  return ReadKey(pids_ + "/pids.events", "max") +
+         ReadKey(pids_ + "/c/pids.events", "max");
+}
+
 bool ContainerCgroup::PidsMaxReached() const {
   if (pids_.empty()) return false;
   // v1 counts a refused fork in the forking task's group (the runtime's

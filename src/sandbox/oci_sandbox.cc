@@ -334,6 +334,13 @@ class OciSandbox final : public Sandbox {
     return u;
   }
 
+  // Counted while the runtime's child group exists, so that the hatcher
+  // can charge an OOM kill or a refused fork to the cell that caused it.
+  LimitEvents GetLimitEvents() override {
+    if (outcome_) return {};
+    return {cgroup_.OomKills(), cgroup_.PidsMaxEvents()};
+  }
+
   Status SetLimits(const Limits& limits) override {
     if (outcome_) {
       return Fail(Code::kInvalidArgument, "the sandbox has ended");
