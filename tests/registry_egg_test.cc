@@ -267,7 +267,7 @@ TEST_F(EggRegistryTest, TamperedPackIsRefusedAndLeavesNoEgg) {
 // again (a store that had them before keeps them: see the test above).
 TEST_F(EggRegistryTest, RefusedPullLeavesNoChunkInTheStore) {
   TempDir work;
-  std::string egg_path = MakeEgg(work.path(), "tail", 12, 13);
+  std::string egg_path = MakeEgg(work.path(), "tail", 40, 42);
   auto pushed = PushEgg(egg_path, Ref("lab/tail:v1"), {});
   ASSERT_TRUE(pushed) << pushed.error().message();
   auto client = RegistryClient::Create(Ref("lab/tail:v1"), {});
