@@ -145,9 +145,9 @@ TEST_F(CryptoCli, SignReportsTheKeyTrustedAsVerifyDoes) {
   ASSERT_EQ(mkdir(Path("config/egg").c_str(), 0755), 0);
   Trust("config/egg/allowed_signers", "alice@example.org", pub);
   std::string out;
-  ASSERT_EQ(Egg("sign '" + Path("a.egg") + "' --key '" + Path("alice") + "'",
-                &out),
-            0)
+  ASSERT_EQ(
+      Egg("sign '" + Path("a.egg") + "' --key '" + Path("alice") + "'", &out),
+      0)
       << Stderr();
   EXPECT_NE(out.find("(trusted)"), std::string::npos) << out;
   EXPECT_EQ(out.find("untrusted"), std::string::npos) << out;

@@ -610,8 +610,8 @@ TEST(HatchCliTest, NegativeOrOverflowingNumericFlagIsAUsageError) {
   for (const char* v : {"-1", "99999999999999999999", "1e3", "", "0x10"}) {
     runs.push_back({"export", egg, "--to", "md", "-o", t.path() + "/x.md",
                     "--max-output-bytes", v});
-    runs.push_back({"verify", egg, "--export-entry", v, "--signature",
-                    t.path() + "/sig"});
+    runs.push_back(
+        {"verify", egg, "--export-entry", v, "--signature", t.path() + "/sig"});
     runs.push_back({"runtime", "debian", "--source-date-epoch", v, "bash"});
   }
   for (const auto& args : runs) {

@@ -638,8 +638,7 @@ TEST(Compare, ReproducedAfterNormalisingSaysWhatWasNormalised) {
   EXPECT_EQ(report.reproduced_after_normalising, 1u);
   const CellReport* c1 = report.Find("c1");
   ASSERT_NE(c1, nullptr);
-  EXPECT_EQ(c1->normalised,
-            (std::vector<std::string>{"addresses", "timings"}));
+  EXPECT_EQ(c1->normalised, (std::vector<std::string>{"addresses", "timings"}));
   EXPECT_EQ(CellVerdictText(*c1),
             "reproduced (after normalising: addresses, timings)");
   std::string text = FormatReport(report);

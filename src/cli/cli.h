@@ -5,7 +5,6 @@
 #define EGG_CLI_CLI_H_
 
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -50,12 +49,14 @@ inline CLI::Validator WholeNumber(uint64_t max) {
         uint64_t value = 0;
         for (char c : digits ? text : std::string()) {
           uint64_t d = static_cast<uint64_t>(c - '0');
-          if (d > max || value > (max - d) / 10) return "must be at most " +
-                                             std::to_string(max);
+          if (d > max || value > (max - d) / 10) {
+            return "must be at most " + std::to_string(max);
+          }
           value = value * 10 + d;
         }
-        if (!digits) return "must be a whole number from 0 to " +
-                            std::to_string(max);
+        if (!digits) {
+          return "must be a whole number from 0 to " + std::to_string(max);
+        }
         return {};
       },
       "UINT<=" + std::to_string(max));

@@ -191,8 +191,7 @@ int RunHatch(const HatchArgs& a) {
   // 4. Compare with stored outputs, write results, say how it went.
   NotebookRun fresh = RunFromHatch(*report, "");
   ReproReport repro = CompareNotebook(
-      *notebook, fresh,
-      a.strict ? StrictCompareOptions() : CompareOptions{});
+      *notebook, fresh, a.strict ? StrictCompareOptions() : CompareOptions{});
   ResultsMeta meta;
   meta.egg = fs::path(a.egg).filename().string();
   meta.egg_digest = DigestRef(egg->content_root());

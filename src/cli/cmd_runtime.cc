@@ -252,9 +252,10 @@ Registration reg(60, [](CLI::App& app) {
                      "Architecture (default: the host's)");
   debian->add_option("--mirror", a->debian.mirror,
                      "Mirror URI (default: mmdebstrap's)");
-  debian->add_option("--source-date-epoch", a->epoch,
-                     "SOURCE_DATE_EPOCH (default: the suite's release "
-                     "date)")
+  debian
+      ->add_option("--source-date-epoch", a->epoch,
+                   "SOURCE_DATE_EPOCH (default: the suite's release "
+                   "date)")
       ->check(WholeNumber(253402300799));  // 9999-12-31T23:59:59Z
 
   auto* ls = cmd->add_subcommand("ls", "List stored runtimes");

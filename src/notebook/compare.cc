@@ -562,8 +562,7 @@ std::vector<std::string> NormalisationsNeeded(const json& stored,
     needs("timings", [](CompareOptions& o) { o.ignore_timings = false; });
   }
   if (options.float_relative_tolerance > 0) {
-    needs("floats",
-          [](CompareOptions& o) { o.float_relative_tolerance = 0; });
+    needs("floats", [](CompareOptions& o) { o.float_relative_tolerance = 0; });
   }
   return needed;
 }
@@ -639,8 +638,7 @@ std::string FormatReport(const ReproReport& report) {
       }
     }
     if (cell.verdict == CellVerdict::kNotCode ||
-        (cell.verdict == CellVerdict::kReproduced &&
-         cell.normalised.empty())) {
+        (cell.verdict == CellVerdict::kReproduced && cell.normalised.empty())) {
       continue;
     }
     // A cell with nothing stored has nothing to differ from: its fresh
@@ -678,8 +676,7 @@ json ReportToJson(const ReproReport& report) {
   }
   return {{"code_cells", report.code_cells},
           {"reproduced", report.reproduced},
-          {"reproduced_after_normalising",
-           report.reproduced_after_normalising},
+          {"reproduced_after_normalising", report.reproduced_after_normalising},
           {"cells", std::move(cells)}};
 }
 

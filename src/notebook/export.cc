@@ -296,11 +296,12 @@ std::string ToHtml(const Notebook& nb, const ExportOptions& opt) {
     const auto& cell = nb.cells[i];
     std::string id = EscapeHtml(cell.id);
     if (cell.type == CellType::kMarkdown) {
-      out += "<section class=\"cell markdown\" id=\"cell-" + id + "\">\n" +
-             InlineSvgAttachments(
-                 RenderMarkdown(InlineAttachments(cell.source, cell.attachments)),
-                 cell.attachments) +
-             "</section>\n";
+      out +=
+          "<section class=\"cell markdown\" id=\"cell-" + id + "\">\n" +
+          InlineSvgAttachments(
+              RenderMarkdown(InlineAttachments(cell.source, cell.attachments)),
+              cell.attachments) +
+          "</section>\n";
       continue;
     }
     if (cell.type == CellType::kRaw) {
@@ -318,7 +319,8 @@ std::string ToHtml(const Notebook& nb, const ExportOptions& opt) {
            " &middot; " + EscapeHtml(cell.language) +
            " &middot; <span "
            "class=\"verdict\">" +
-           EscapeHtml(verdict_text) + "</span></div>\n" + "<pre class=\"source\"><code>" +
+           EscapeHtml(verdict_text) + "</span></div>\n" +
+           "<pre class=\"source\"><code>" +
            HighlightCode(cell.source, cell.language) + "</code></pre>\n" +
            HtmlOutputs(OutputsFor(cell, opt), opt.max_output_bytes);
     if (report != nullptr && !report->diff.empty()) {
@@ -413,9 +415,8 @@ std::string ToMarkdown(const Notebook& nb, const ExportOptions& opt) {
     const CellReport* report = ReportFor(cell, opt);
     out += "<!-- cell " + std::to_string(i + 1) + " id " +
            TerminalText(cell.id) +
-           (report != nullptr
-                ? std::string(": ") + CellVerdictText(*report)
-                : std::string()) +
+           (report != nullptr ? std::string(": ") + CellVerdictText(*report)
+                              : std::string()) +
            " -->\n";
     out += MdBlock(TerminalText(cell.language), TerminalText(cell.source));
     out += MdOutputs(OutputsFor(cell, opt), opt.max_output_bytes);
