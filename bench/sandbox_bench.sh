@@ -74,3 +74,25 @@ for ((k = 0; k < ${#names[@]}; k++)); do
     END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
           printf "%-34s %10d %10d\n", name, m, v[1] }'
 done
+
+# egg hatch starts each session from its own running process, so a session
+# costs it the sandbox alone, without loading a program; bwrap's rows
+# above are what a bwrap session costs, exec included. These rows run the
+# sessions one after another inside one runner process (--repeat).
+in_process() {
+  local name=$1; shift
+  local line
+  line=$("$@" --probe-dir "$probes" --repeat "$runs" -- exit 0 2>/dev/null |
+         tail -n 1)
+  if [[ $line == PER_SESSION_US* ]]; then
+    set -- $line
+    printf '%-34s %10d %10d\n' "$name" "$2" "$3"
+  else
+    printf '%-34s %10s\n' "$name" "FAILED"
+  fi
+}
+in_process "egg namespaces, in-process" "$runner"
+if [[ -n ${as_user:-} ]]; then
+  # shellcheck disable=SC2086
+  in_process "egg namespaces, in-process, unpriv" $as_user "$runner"
+fi

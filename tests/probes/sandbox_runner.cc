@@ -8,14 +8,19 @@
 // usage: sandbox_runner --probe-dir D [--out O] [--data A] [--none]
 //          [--stdin] [--memory B] [--processes N] [--cpu-ms N]
 //          [--wall-ms N] [--scratch B] [--backend NAME]
-//          [--oci-runtime runc|crun] [--shell] -- ARGS...
+//          [--oci-runtime runc|crun] [--shell] [--repeat N] -- ARGS...
 // With --shell, ARGS is one sh script in the sandbox, run as /bin/sh
 // ARGS (the probe is /probe/egg_sandbox_probe there): several probes in
 // one sandbox. A file, not -c: the script's text must not be in a
 // command line the probes can read.
+// With --repeat N (for bench/sandbox_bench.sh), the sandbox is built,
+// started and waited for N times in this one process, as egg hatch does
+// for each session, and the last line is "PER_SESSION_US median min".
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -25,6 +30,7 @@
 int main(int argc, char** argv) {
   std::string probe_dir, out, data, backend, oci_runtime;
   bool none = false, pass_stdin = false, shell = false;
+  unsigned long repeat = 0;
   egg::Limits limits;
   limits.wall_ms = 20000;
   std::vector<std::string> args;
@@ -61,35 +67,68 @@ int main(int argc, char** argv) {
       backend = next();
     else if (a == "--oci-runtime")
       oci_runtime = next();
+    else if (a == "--repeat")
+      repeat = std::stoul(next());
     else
       return 2;
   }
 
-  egg::SandboxSpecBuilder b;
   if (none) {
-    b.WeakenToNoSandbox();
     args.insert(args.begin(), probe_dir + "/egg_sandbox_probe");
+  } else if (shell) {
+    args.insert(args.begin(), "/bin/sh");
   } else {
-    b.RuntimeRootPart("/usr", "/usr")
-        .RuntimeRootPart("/usr/bin", "/bin")
-        .RuntimeRootPart("/usr/lib", "/lib");
-    if (access("/usr/lib64", F_OK) == 0) {
-      b.RuntimeRootPart("/usr/lib64", "/lib64");
-    }
-    b.ReadOnly(probe_dir, "/probe");
-    if (!data.empty()) b.ReadOnly(data, "/data");
-    if (shell) {
-      args.insert(args.begin(), "/bin/sh");
-    } else {
-      args.insert(args.begin(), "/probe/egg_sandbox_probe");
-    }
+    args.insert(args.begin(), "/probe/egg_sandbox_probe");
   }
-  if (!backend.empty()) b.Backend(backend);
-  if (!oci_runtime.empty()) b.OciRuntime(oci_runtime);
-  if (!out.empty()) b.Output(out);
-  b.SetLimits(limits).Command(args).Stdout(1).Stderr(2);
-  if (pass_stdin) b.Stdin(0);
-  auto spec = std::move(b).Build();
+  auto make_spec = [&] {
+    egg::SandboxSpecBuilder b;
+    if (none) {
+      b.WeakenToNoSandbox();
+    } else {
+      b.RuntimeRootPart("/usr", "/usr")
+          .RuntimeRootPart("/usr/bin", "/bin")
+          .RuntimeRootPart("/usr/lib", "/lib");
+      if (access("/usr/lib64", F_OK) == 0) {
+        b.RuntimeRootPart("/usr/lib64", "/lib64");
+      }
+      b.ReadOnly(probe_dir, "/probe");
+      if (!data.empty()) b.ReadOnly(data, "/data");
+    }
+    if (!backend.empty()) b.Backend(backend);
+    if (!oci_runtime.empty()) b.OciRuntime(oci_runtime);
+    if (!out.empty()) b.Output(out);
+    b.SetLimits(limits).Command(args).Stdout(1).Stderr(2);
+    if (pass_stdin) b.Stdin(0);
+    return std::move(b).Build();
+  };
+  if (repeat > 0) {
+    std::vector<long long> us;
+    for (unsigned long i = 0; i < repeat; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      auto spec = make_spec();
+      if (!spec) {
+        printf("ERROR %s\n", spec.error().message().c_str());
+        return 3;
+      }
+      auto box = egg::StartSandbox(*spec);
+      if (!box) {
+        printf("ERROR %s\n", box.error().message().c_str());
+        return 3;
+      }
+      if (auto o = (*box)->Wait(); !o) {
+        printf("ERROR %s\n", o.error().message().c_str());
+        return 3;
+      }
+      box->reset();
+      us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - start)
+                       .count());
+    }
+    std::sort(us.begin(), us.end());
+    printf("PER_SESSION_US %lld %lld\n", us[us.size() / 2], us[0]);
+    return 0;
+  }
+  auto spec = make_spec();
   if (!spec) {
     printf("ERROR %s %s\n", egg::CodeName(spec.error().code()),
            spec.error().message().c_str());
