@@ -49,10 +49,13 @@ Result<Outcome> RunTrue(SandboxBackend backend, std::string_view oci_runtime) {
   return (*box)->Wait();
 }
 
-// The boot id (so the cache dies with the boot) and what is installed.
+// The boot id (so the cache dies with the boot), the user (what works for
+// root, e.g. gVisor, may not work for another user, who must not take
+// root's answers) and what is installed.
 std::string CacheKey() {
   std::string key =
       ReadFileToString("/proc/sys/kernel/random/boot_id", 64).value_or("");
+  key += " uid:" + std::to_string(::geteuid());
   for (const char* p : {"/usr/bin/runsc", "/usr/sbin/runc", "/usr/bin/crun",
                         "/usr/bin/qemu-system-x86_64"}) {
     struct stat st;
