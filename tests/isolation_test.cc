@@ -658,11 +658,12 @@ TEST_P(IsolationSameResults, NotebookOutputsMatchTheNamespacesBackend) {
 // a fresh session; the hog's cell is `limit (memory)`, which ends the run.
 TEST_P(IsolationSameResults, LimitsAreChargedToTheCellThatMetThem) {
   const BackendParam& b = GetParam();
-  // TODO(security): under gVisor a fork bomb fills the host pids cgroup
-  // that also holds the Sentry's own threads, and the Sentry dies (Go's
-  // exit status 2): the run ends as agent_failed. The guest needs its own
-  // task limit (RLIMIT_NPROC holds inside runsc) with host headroom, and
-  // a way to see its refusals. The vm backend is covered elsewhere.
+  // TODO(security): under gVisor a fork bomb's processes are the Sentry's
+  // goroutines; only the Sentry's own threads count against the host pids
+  // cgroup, and when they meet it the Sentry dies at once (Go's exit
+  // status 2), usually before egg has seen the refusal: the run ends as
+  // agent_failed. The guest needs its own task limit (RLIMIT_NPROC holds
+  // inside runsc) with host headroom, and a way to see its refusals.
   if (IsGvisor(b)) GTEST_SKIP() << "gVisor: a fork bomb still kills the Sentry";
   if (IsVm(b)) GTEST_SKIP() << "the vm backend's limits are not covered here";
   BackendProbe probe = ProbeOnce(b);
@@ -701,7 +702,7 @@ TEST_P(IsolationSameResults, LimitsAreChargedToTheCellThatMetThem) {
   ASSERT_EQ(report->cells.size(), 4u);
   const auto& c = report->cells;
   EXPECT_EQ(std::string(CellStatusName(c[0].status)), "limit") << c[0].note;
-  EXPECT_EQ(c[0].limit, "processes");
+  EXPECT_EQ(c[0].limit, "processes") << c[0].note;
   EXPECT_EQ(std::string(CellStatusName(c[1].status)), "ok") << c[1].note;
   EXPECT_EQ(c[1].stdout_data.bytes, "after bomb\n");
   EXPECT_EQ(std::string(CellStatusName(c[2].status)), "limit") << c[2].note;

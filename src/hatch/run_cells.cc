@@ -320,13 +320,26 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
     if (!frame) {
       std::string what = frame.error().message();
       if (auto end = WaitEnded(kSandboxEndWaitMs)) {
+        AgentHost::LimitEvents now = host_.LimitEventCounts();
         if (!end->limit.empty()) {
           r->status = CellStatus::kLimit;
           r->limit = end->limit;
+          what = end->reason;
+        } else if (now.oom_kills > events_before.oom_kills ||
+                   now.pids_max > events_before.pids_max) {
+          // The sandbox itself died while this cell met a limit (gVisor's
+          // Sentry shares the task limit with the cell's processes, and a
+          // fork bomb takes it down): the limit stopped the sandbox, and
+          // the run ends with that reason.
+          r->status = CellStatus::kLimit;
+          r->limit =
+              now.oom_kills > events_before.oom_kills ? "memory" : "processes";
+          what = "the sandbox ended when the cell met its " + r->limit +
+                 " limit (" + end->reason + ")";
         } else {
           r->status = CellStatus::kAgentFailed;
+          what = end->reason;
         }
-        what = end->reason;
       } else {
         r->status = CellStatus::kAgentFailed;
       }
@@ -525,8 +538,9 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
     } else if (options_.out_max_bytes != 0 &&
                OutTotal(options_.output_dir) == kOutUncountable) {
       // Files in /out can no longer be counted: nothing more runs.
-      r.note = "not run: /out can no longer be counted against the egg's "
-               "output limit";
+      r.note =
+          "not run: /out can no longer be counted against the egg's "
+          "output limit";
     } else {
       RunOne(cells[i], langs[i], &r);
       if (r.status == CellStatus::kLimit && agent_error_.empty() &&

@@ -306,6 +306,7 @@ class OciSandbox final : public Sandbox {
 
   Result<std::optional<Outcome>> Poll() override {
     if (outcome_) return outcome_;
+    SampleLimitEvents();
     pollfd p{status_.get(), POLLIN, 0};
     if (RetryEintr([&] { return ::poll(&p, 1, 0); }) > 0) {
       Finish();
@@ -336,9 +337,21 @@ class OciSandbox final : public Sandbox {
 
   // Counted while the runtime's child group exists, so that the hatcher
   // can charge an OOM kill or a refused fork to the cell that caused it.
+  // The highest counts seen are kept: when a limit takes the sandbox down
+  // (a fork bomb kills gVisor's Sentry, which shares the task limit), the
+  // child group goes with it, and the hatcher still learns which limit
+  // was met.
   LimitEvents GetLimitEvents() override {
-    if (outcome_) return {};
-    return {cgroup_.OomKills(), cgroup_.PidsMaxEvents()};
+    SampleLimitEvents();
+    return seen_events_;
+  }
+
+  void SampleLimitEvents() {
+    if (outcome_) return;
+    seen_events_.oom_kills =
+        std::max(seen_events_.oom_kills, cgroup_.OomKills());
+    seen_events_.pids_max =
+        std::max(seen_events_.pids_max, cgroup_.PidsMaxEvents());
   }
 
   Status SetLimits(const Limits& limits) override {
@@ -415,6 +428,7 @@ class OciSandbox final : public Sandbox {
   }
 
   void Finish() {
+    SampleLimitEvents();
     int32_t report[2] = {1, SIGKILL};
     ssize_t n = RetryEintr(
         [&] { return ::read(status_.get(), report, sizeof(report)); });
@@ -498,6 +512,7 @@ class OciSandbox final : public Sandbox {
   bool pids_hit_ = false;
   std::optional<LimitKind> reason_;
   std::optional<Outcome> outcome_;
+  LimitEvents seen_events_;
 };
 
 // Which host fd the runtime gets at each number, and where egg-init moves
