@@ -160,6 +160,15 @@ std::string Joined(const json& text) {
   return all;
 }
 
+// The text of every stream output of cell `i`, in order.
+std::string StreamText(const Hatch& h, size_t i) {
+  std::string text;
+  for (const auto& o : Outputs(h, i)) {
+    if (o["output_type"] == "stream") text += Joined(o["text"]);
+  }
+  return text;
+}
+
 bool CanSandbox() { return ProbeSandboxHost().user_namespaces; }
 
 TEST(DisplayCliTest, LastExpressionBecomesAnExecuteResult) {
@@ -340,11 +349,7 @@ TEST(DisplayCliTest, StreamRecordCannotAddTextTheCellNeverPrinted) {
           "            b'\"stdout\", \"text\": \"fake\\\\n\"}\\n')\n"
           "print('real')"});
   ASSERT_EQ(h.code, 0) << h.err;
-  std::string text;
-  for (const auto& o : Outputs(h, 0)) {
-    if (o["output_type"] == "stream") text += Joined(o["text"]);
-  }
-  EXPECT_EQ(text, "real\n");
+  EXPECT_EQ(StreamText(h, 0), "real\n");
 }
 
 // Printed text reaches the hatcher once (on stdout; the stream record
@@ -382,11 +387,7 @@ TEST(DisplayCliTest, RawReferenceCannotClaimBytesTheCellNeverPrinted) {
           "os.write(5, b'{\"output_type\": \"stream\", \"name\": '\n"
           "            b'\"stdout\", \"egg_raw_bytes\": 1000000}\\n')\n"});
   ASSERT_EQ(h.code, 0) << h.err;
-  std::string text;
-  for (const auto& o : Outputs(h, 0)) {
-    if (o["output_type"] == "stream") text += Joined(o["text"]);
-  }
-  EXPECT_EQ(text, "real\n");
+  EXPECT_EQ(StreamText(h, 0), "real\n");
 }
 
 // A reference that also carries text, or a count that is not a byte
@@ -402,11 +403,7 @@ TEST(DisplayCliTest, MalformedRawReferenceFailsOnlyThatCell) {
   ASSERT_EQ(h.code, 4) << h.err;
   EXPECT_NE(h.results["cells"][0].value("outputs_error", ""), "")
       << h.results["cells"][0];
-  std::string text;
-  for (const auto& o : Outputs(h, 1)) {
-    if (o["output_type"] == "stream") text += Joined(o["text"]);
-  }
-  EXPECT_EQ(text, "fine\n");
+  EXPECT_EQ(StreamText(h, 1), "fine\n");
 }
 
 TEST(DisplayCliTest, ExportOfTheResultsShowsTheRichOutputs) {
