@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "egg/registry.h"
 
@@ -44,6 +45,10 @@ nlohmann::json DescriptorJson(std::string_view type, const Digest& digest,
 Result<Descriptor> ParseDescriptor(const nlohmann::json& j,
                                    std::string_view type,
                                    const std::string& what);
+// The pack layers of a manifest: every layer after the first, each an egg
+// pack no larger than kPackMaxBytes; `what` prefixes errors ("manifest").
+Result<std::vector<Descriptor>> ParsePackLayers(const nlohmann::json& layers,
+                                                const std::string& what);
 
 }  // namespace egg::registry_internal
 

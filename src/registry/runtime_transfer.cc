@@ -36,6 +36,7 @@ namespace {
 using nlohmann::json;
 using registry_internal::DescriptorJson;
 using registry_internal::ParseDescriptor;
+using registry_internal::ParsePackLayers;
 
 constexpr int kRuntimeConfigFormat = 1;
 constexpr std::string_view kRuntimeRootDomain = "egg-runtime-root-v1\n";
@@ -110,17 +111,9 @@ Status ParseRuntimeManifest(const std::string& bytes, RuntimeRecipe& r) {
     return Fail(Code::kCorruption, "runtime tree larger than the cap");
   }
   r.tree = *tree;
-  for (size_t i = 1; i < layers.size(); ++i) {
-    auto pack =
-        ParseDescriptor(layers[i], kEggPackType, "layer " + std::to_string(i));
-    if (!pack) return Fail(pack.error());
-    if (pack->size > kPackMaxBytes) {
-      return Fail(Code::kCorruption, "runtime manifest: pack " +
-                                         std::to_string(i) +
-                                         " larger than the pack cap");
-    }
-    r.pack_layers.push_back(*pack);
-  }
+  auto packs = ParsePackLayers(layers, "runtime manifest");
+  if (!packs) return Fail(packs.error());
+  r.pack_layers = std::move(*packs);
   return {};
 }
 

@@ -34,6 +34,7 @@ namespace {
 using nlohmann::json;
 using registry_internal::DescriptorJson;
 using registry_internal::ParseDescriptor;
+using registry_internal::ParsePackLayers;
 
 constexpr int kConfigVersion = 1;
 constexpr std::string_view kTreeAnnotation = "vnd.egg.tree";
@@ -298,16 +299,9 @@ Status ParseManifest(const std::string& bytes, Recipe& recipe) {
   auto head = ParseDescriptor(layers[0], kEggHeadType, "layer 0");
   if (!head) return Fail(head.error());
   recipe.head = *head;
-  for (size_t i = 1; i < layers.size(); ++i) {
-    auto pack =
-        ParseDescriptor(layers[i], kEggPackType, "layer " + std::to_string(i));
-    if (!pack) return Fail(pack.error());
-    if (pack->size > kPackMaxBytes) {
-      return Fail(Code::kCorruption, "manifest: pack " + std::to_string(i) +
-                                         " larger than the pack cap");
-    }
-    recipe.pack_layers.push_back(*pack);
-  }
+  auto packs = ParsePackLayers(layers, "manifest");
+  if (!packs) return Fail(packs.error());
+  recipe.pack_layers = std::move(*packs);
   return {};
 }
 
@@ -755,6 +749,22 @@ Result<Descriptor> ParseDescriptor(const nlohmann::json& j,
     return Fail(Code::kCorruption, "manifest: " + what + " digest malformed");
   }
   return Descriptor{std::string(type), *parsed, j["size"].get<uint64_t>()};
+}
+
+Result<std::vector<Descriptor>> ParsePackLayers(const nlohmann::json& layers,
+                                                const std::string& what) {
+  std::vector<Descriptor> packs;
+  for (size_t i = 1; i < layers.size(); ++i) {
+    auto pack =
+        ParseDescriptor(layers[i], kEggPackType, "layer " + std::to_string(i));
+    if (!pack) return Fail(pack.error());
+    if (pack->size > kPackMaxBytes) {
+      return Fail(Code::kCorruption, what + ": pack " + std::to_string(i) +
+                                         " larger than the pack cap");
+    }
+    packs.push_back(*pack);
+  }
+  return packs;
 }
 
 }  // namespace registry_internal
