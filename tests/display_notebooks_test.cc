@@ -18,10 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_util.h"
 #include "egg/sandbox.h"
 
 namespace egg {
 namespace {
+
+using egg_test::EggBin;
+using egg_test::ReadFile;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -36,20 +40,8 @@ const std::vector<std::string> kPackages = {
 // ZeroMQ binding) for the kernel path.
 const std::vector<std::string> kRPackages = {"r-base-core", "r-cran-irkernel"};
 
-std::string EggBin() {
-  const char* bin = getenv("EGG_BIN");
-  return bin ? bin : std::string(EGG_BINARY_DIR) + "/egg";
-}
-
 std::string NotebookDir() {
   return std::string(EGG_SOURCE_DIR) + "/../shared/notebooks";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Runs argv with stdin /dev/null, no terminal and the store under

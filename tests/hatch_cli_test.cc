@@ -15,12 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_util.h"
 #include "egg/egg.h"
 #include "egg/manifest.h"
 #include "egg/sandbox.h"
 
 namespace egg {
 namespace {
+
+using egg_test::EggBin;
+using egg_test::ReadFile;
 
 namespace fs = std::filesystem;
 
@@ -36,18 +40,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::string EggBin() {
-  const char* bin = getenv("EGG_BIN");
-  return bin ? bin : std::string(EGG_BINARY_DIR) + "/egg";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Writes an egg from a parsed manifest, with a tiny folder as its runtime
 // (the tests hatch with --host-runtime).
@@ -269,14 +261,14 @@ TEST(HatchCliTest, MemoryLimitEndsTheRunAndNamesItForLaterCells) {
   TempDir t;
   nlohmann::json doc;
   std::string err;
-  int code = HatchYaml(
-      t,
-      "name: mem\nruntime: {folder: rt}\nlimits: {memory: 128MiB}\n"
-      "cells:\n"
-      "  - language: python\n    code: x = bytearray(1500 << 20)\n"
-      "  - language: python\n    code: print('after')\n"
-      "  - language: bash\n    code: echo after\n",
-      &doc, &err);
+  int code =
+      HatchYaml(t,
+                "name: mem\nruntime: {folder: rt}\nlimits: {memory: 128MiB}\n"
+                "cells:\n"
+                "  - language: python\n    code: x = bytearray(1500 << 20)\n"
+                "  - language: python\n    code: print('after')\n"
+                "  - language: bash\n    code: echo after\n",
+                &doc, &err);
   EXPECT_EQ(code, 4) << err;
   ASSERT_FALSE(doc.is_discarded()) << err;
   EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
@@ -418,9 +410,9 @@ TEST(HatchCliTest, OutputFilesKeepNoSetIdOrWorldWriteBitsOnTheHost) {
   WriteTestEgg(*m, t.path(), egg);
   std::string out = t.path() + "/out";
   std::string err;
-  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
-                     "--out-dir", out},
-                    &err);
+  int code = RunEgg(
+      {"hatch", egg, "--host-runtime", "--allow-unsigned", "--out-dir", out},
+      &err);
   ASSERT_EQ(code, 0) << err;
   auto doc = nlohmann::json::parse(ReadFile(t.path() + "/setid.results.json"));
   // Inside, the cell did set the bits.
@@ -489,8 +481,8 @@ TEST(HatchCliTest, SecondHatchReusesTheRuntimeMaterialisedInTheStore) {
   WriteTestEgg(*m, t.path(), egg);
   std::string store = t.path() + "/store";
   std::string err;
-  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
-                    "--store", store, "--out-dir", t.path() + "/out1"},
+  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
+                    store, "--out-dir", t.path() + "/out1"},
                    &err),
             0)
       << err;
@@ -498,8 +490,8 @@ TEST(HatchCliTest, SecondHatchReusesTheRuntimeMaterialisedInTheStore) {
   ino_t first = MaterialisedMarkerInode(store);
   ASSERT_NE(first, 0u);
 
-  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
-                    "--store", store, "--out-dir", t.path() + "/out2"},
+  ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
+                    store, "--out-dir", t.path() + "/out2"},
                    &err),
             0)
       << err;
@@ -654,10 +646,10 @@ TEST(HatchCliTest, NextHatchRemovesADeadHatchsFolderAndKeepsALiveOnes) {
   }
 
   std::string err;
-  int code = RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
-                     "--store", t.path() + "/store", "--out-dir",
-                     t.path() + "/out"},
-                    &err);
+  int code =
+      RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
+              t.path() + "/store", "--out-dir", t.path() + "/out"},
+             &err);
   bool stale_left = fs::exists(stale);
   bool live_left = fs::exists(live);
   fs::remove_all(stale);

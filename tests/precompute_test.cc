@@ -15,10 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_util.h"
 #include "egg/sandbox.h"
 
 namespace egg {
 namespace {
+
+using egg_test::EggBin;
+using egg_test::ReadFile;
 
 namespace fs = std::filesystem;
 
@@ -34,18 +38,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::string EggBin() {
-  const char* bin = getenv("EGG_BIN");
-  return bin ? bin : std::string(EGG_BINARY_DIR) + "/egg";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Runs egg with no controlling terminal, stdin /dev/null and the store in
 // `home`/cache; returns the exit code, stdout in *out, stderr in *err.
