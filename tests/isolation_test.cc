@@ -27,6 +27,7 @@
 
 #include "egg/hatch.h"
 #include "egg/sandbox.h"
+#include "host_test_util.h"
 
 namespace egg {
 namespace {
@@ -318,8 +319,8 @@ TEST_P(IsolationHostileCell, HostDevNullKeepsItsOwnerAndMode) {
 }
 
 TEST_P(IsolationHostileCell, CannotReadFilesPlantedInRootAndTmp) {
-  std::string secret_root =
-      "/root/egg-isolation-secret-" + std::to_string(::getpid());
+  std::string secret_root = egg_test::RootHome() + "/egg-isolation-secret-" +
+                            std::to_string(::getpid());
   std::string secret_tmp =
       "/tmp/egg-isolation-secret-" + std::to_string(::getpid());
   { std::ofstream(secret_root) << "secret"; }

@@ -30,6 +30,7 @@
 #include "common/fd.h"
 #include "egg/sandbox.h"
 #include "guest/vm_plan.h"
+#include "host_test_util.h"
 #include "sandbox/vm_initramfs.h"
 #include "sandbox/vm_root.h"
 #include "sandbox/vm_share.h"
@@ -320,7 +321,8 @@ TEST_F(VmBoot, NormalCellReadsDataAndWritesOut) {
 }
 
 TEST_F(VmBoot, CellCannotReadHostFilesOrReachHostLoopback) {
-  std::string secret = "/root/egg-vm-secret-" + std::to_string(::getpid());
+  std::string secret =
+      egg_test::RootHome() + "/egg-vm-secret-" + std::to_string(::getpid());
   { std::ofstream(secret) << "secret"; }
   int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "host_test_util.h"
 #include "sandbox/seccomp_filter.h"
 
 namespace egg {
@@ -266,8 +267,8 @@ TEST_P(HostileCell, NormalProgramReadsDataAndWritesOut) {
 }
 
 TEST_P(HostileCell, CannotReadFilesPlantedInRootAndTmp) {
-  std::string secret_root =
-      "/root/egg-sandbox-secret-" + std::to_string(::getpid());
+  std::string secret_root = egg_test::RootHome() + "/egg-sandbox-secret-" +
+                            std::to_string(::getpid());
   std::string secret_tmp =
       "/tmp/egg-sandbox-secret-" + std::to_string(::getpid());
   { std::ofstream(secret_root) << "secret"; }
