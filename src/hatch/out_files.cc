@@ -71,9 +71,13 @@ uint64_t OutTotal(const std::string& dir) {
   if (dir.empty()) return 0;
   bool too_deep = false;
   Listing l = ListOutput(dir, &too_deep);
-  if (too_deep || l.size() >= kMaxListedFiles) return kOutUncountable;
+  return ListingTotal(l, too_deep);
+}
+
+uint64_t ListingTotal(const Listing& listing, bool too_deep) {
+  if (too_deep || listing.size() >= kMaxListedFiles) return kOutUncountable;
   uint64_t total = 0;
-  for (const auto& [path, stamp] : l) {
+  for (const auto& [path, stamp] : listing) {
     uint64_t bytes = std::max(stamp.size, stamp.allocated);
     if (total >= kOutUncountable - bytes) return kOutUncountable;
     total += bytes;

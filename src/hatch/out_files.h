@@ -44,6 +44,10 @@ Listing ListOutput(const std::string& dir, bool* too_deep = nullptr);
 // disk (blocks reserved past its end count too), or kOutUncountable.
 uint64_t OutTotal(const std::string& dir);
 
+// OutTotal of a listing already made by ListOutput (`too_deep` as it
+// set it), so that one walk of /out serves both the cap and the report.
+uint64_t ListingTotal(const Listing& listing, bool too_deep);
+
 // Whether a cell that started with `baseline` bytes in /out has passed
 // `cap` (0: no cap): over the cap and grown, or uncountable.
 bool OutOverCap(uint64_t total, uint64_t baseline, uint64_t cap);

@@ -26,6 +26,7 @@ using hatch::AgentFrame;
 using hatch::ChangedFiles;
 using hatch::kOutUncountable;
 using hatch::Listing;
+using hatch::ListingTotal;
 using hatch::ListOutput;
 using hatch::OutOverCap;
 using hatch::OutTotal;
@@ -96,8 +97,17 @@ class Runner {
                         const LanguageSession& lang, LiveSession& session,
                         CellResult* r);
   void WaitSessionEnded(uint32_t id);
+  // Runs one cell. `out_baseline` is /out's total before it; *out_over
+  // is set if /out passed the egg's cap while it ran, *reported if the
+  // agent reported the cell done.
   void RunOne(const CellInput& cell, const LanguageSession& lang,
+              uint64_t out_baseline, bool* out_over, bool* reported,
               CellResult* result);
+  // After a cell the agent reported done: the cap check on /out, from
+  // the listing `after` that also reports the cell's files.
+  void CheckOutAfterCell(const Listing& after, bool after_deep,
+                         uint64_t out_baseline, bool out_over,
+                         const CellInput& cell, CellResult* r);
   // Handles a frame that is not about the running cell. False if it breaks
   // the protocol.
   bool HandleAside(const AgentFrame& f);
@@ -235,6 +245,7 @@ void Runner::KeepDisplay(CellResult* r, const std::string& data, uint64_t cap) {
 }
 
 void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
+                    uint64_t out_baseline, bool* out_over, bool* reported,
                     CellResult* r) {
   Limits limits = MergeLimits(cell.limits, DefaultCellLimits());
   std::string key = Lower(cell.language);
@@ -281,18 +292,16 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   uint64_t hard_deadline = started + *limits.wall_ms + options_.grace_ms;
 
   // /out is polled while the cell runs; past the egg's output cap the
-  // session is stopped and the cell reported with the output limit.
-  const uint64_t out_baseline =
-      options_.out_max_bytes == 0 ? 0 : OutTotal(options_.output_dir);
-  bool out_over = false;
+  // session is stopped and the cell reported with the output limit (the
+  // check once the cell is done is CheckOutAfterCell's).
   uint64_t next_out_check = NowMs() + kPollMs;
   auto check_out = [&] {
-    if (out_over || options_.out_max_bytes == 0 ||
+    if (*out_over || options_.out_max_bytes == 0 ||
         !OutOverCap(OutTotal(options_.output_dir), out_baseline,
                     options_.out_max_bytes)) {
       return;
     }
-    out_over = true;
+    *out_over = true;
     (void)client_.Send(wire::EncodeStopSession(session.id));
   };
   while (true) {
@@ -428,14 +437,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
         }
       }
       BlameLimitEvents(events_before, lang, session, r);
-      check_out();
-      if (out_over && r->status != CellStatus::kAgentFailed) {
-        r->status = CellStatus::kLimit;
-        r->limit = "output";
-        r->note = "the cell's files in /out passed the egg's output limit";
-        session.alive = false;
-        session.died_before = true;
-      }
+      *reported = true;
       return;
     }
     if (f.type == wire::Type::kError) {
@@ -455,6 +457,25 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
     }
   }
   r->duration_ms = NowMs() - started;
+}
+
+void Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
+                               uint64_t out_baseline, bool out_over,
+                               const CellInput& cell, CellResult* r) {
+  if (options_.out_max_bytes == 0) return;
+  LiveSession& session = sessions_[Lower(cell.language)];
+  if (!out_over && OutOverCap(ListingTotal(after, after_deep), out_baseline,
+                              options_.out_max_bytes)) {
+    out_over = true;
+    (void)client_.Send(wire::EncodeStopSession(session.id));
+  }
+  if (out_over && r->status != CellStatus::kAgentFailed) {
+    r->status = CellStatus::kLimit;
+    r->limit = "output";
+    r->note = "the cell's files in /out passed the egg's output limit";
+    session.alive = false;
+    session.died_before = true;
+  }
 }
 
 // The OOM killer takes one process (often the interpreter, which then
@@ -524,7 +545,10 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
     AgentFailed("agent handshake failed: " + st.error().message());
   }
   TraceStep("cells: agent said hello");
-  Listing before = ListOutput(options_.output_dir);
+  // One walk of /out per cell serves the cell's report, the cap check
+  // after it and the next cell's baseline.
+  bool before_deep = false;
+  Listing before = ListOutput(options_.output_dir, &before_deep);
   bool failed = false;
   for (size_t i = 0; i < cells.size(); ++i) {
     CellResult& r = report.cells[i];
@@ -536,13 +560,16 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
     } else if (failed && options_.stop_on_error) {
       r.note = "not run: an earlier cell failed";
     } else if (options_.out_max_bytes != 0 &&
-               OutTotal(options_.output_dir) == kOutUncountable) {
+               ListingTotal(before, before_deep) == kOutUncountable) {
       // Files in /out can no longer be counted: nothing more runs.
       r.note =
           "not run: /out can no longer be counted against the egg's "
           "output limit";
     } else {
-      RunOne(cells[i], langs[i], &r);
+      const uint64_t out_baseline = ListingTotal(before, before_deep);
+      bool out_over = false;
+      bool done = false;
+      RunOne(cells[i], langs[i], out_baseline, &out_over, &done, &r);
       if (r.status == CellStatus::kLimit && agent_error_.empty() &&
           (r.limit == "memory" || r.limit == "cpu")) {
         // The sandbox stops itself on these, a moment after the cell was
@@ -553,9 +580,15 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
         AgentFailed("reading the output back: " + st.error().message());
       }
       TraceStep("cells: cell done");
-      Listing after = ListOutput(options_.output_dir);
+      bool after_deep = false;
+      Listing after = ListOutput(options_.output_dir, &after_deep);
+      if (done) {
+        CheckOutAfterCell(after, after_deep, out_baseline, out_over, cells[i],
+                          &r);
+      }
       r.files = ChangedFiles(options_.output_dir, before, after);
       before = std::move(after);
+      before_deep = after_deep;
       if (r.status != CellStatus::kOk) failed = true;
     }
     if (options_.on_cell) options_.on_cell(r);
