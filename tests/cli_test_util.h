@@ -28,19 +28,34 @@ inline std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Runs egg with no terminal, stdin /dev/null and the store under `home`;
-// returns the exit code, stderr in *err.
-inline int RunEgg(const std::string& home,
-                  const std::vector<std::string>& args, std::string* err) {
-  std::string err_path = home + "/stderr";
+// What one run of egg gave.
+struct EggRun {
+  int code = -1;  // the exit code, or 128 + the signal that ended it
+  std::string out;
+  std::string err;
+};
+
+// Runs egg ARGS with no controlling terminal and stdin /dev/null; stdout
+// and stderr go through files in `dir`. With a `cache_home`, egg's store
+// lives under it (XDG_CACHE_HOME); SOURCE_DATE_EPOCH is never inherited.
+inline EggRun RunEggCapture(const std::string& dir,
+                            const std::vector<std::string>& args,
+                            const std::string& cache_home) {
+  std::string out_path = dir + "/stdout";
+  std::string err_path = dir + "/stderr";
   pid_t pid = fork();
   if (pid == 0) {
     setsid();
-    setenv("XDG_CACHE_HOME", (home + "/cache").c_str(), 1);
+    if (!cache_home.empty()) {
+      setenv("XDG_CACHE_HOME", (cache_home + "/cache").c_str(), 1);
+    }
+    unsetenv("SOURCE_DATE_EPOCH");
     int devnull = open("/dev/null", O_RDWR);
+    int ofd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (devnull < 0 || ofd < 0 || efd < 0) _exit(126);
     dup2(devnull, 0);
-    dup2(devnull, 1);
+    dup2(ofd, 1);
     dup2(efd, 2);
     std::vector<std::string> all = {EggBin()};
     all.insert(all.end(), args.begin(), args.end());
@@ -50,10 +65,22 @@ inline int RunEgg(const std::string& home,
     execv(argv[0], argv.data());
     _exit(127);
   }
+  EggRun run;
   int ws = 0;
-  waitpid(pid, &ws, 0);
-  *err = ReadFile(err_path);
-  return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  if (pid < 0 || waitpid(pid, &ws, 0) != pid) return run;
+  run.code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  run.out = ReadFile(out_path);
+  run.err = ReadFile(err_path);
+  return run;
+}
+
+// RunEggCapture with the store under `home`; the exit code, stderr in
+// *err.
+inline int RunEgg(const std::string& home,
+                  const std::vector<std::string>& args, std::string* err) {
+  EggRun run = RunEggCapture(home, args, home);
+  *err = run.err;
+  return run.code;
 }
 
 }  // namespace egg_test

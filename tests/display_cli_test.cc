@@ -18,6 +18,7 @@
 
 #include "cli_test_util.h"
 #include "egg/sandbox.h"
+#include "temp_dir.h"
 
 namespace egg {
 namespace {
@@ -29,18 +30,7 @@ using egg_test::RunEgg;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/egg-display-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using egg_test::TempDir;
 
 bool HostHas(const std::string& program) {
   std::string cmd = "command -v " + program + " >/dev/null 2>&1";

@@ -19,24 +19,6 @@
 
 namespace egg::testing {
 
-TempDir::TempDir() {
-  char templ[] = "/tmp/egg-format-test-XXXXXX";
-  if (::mkdtemp(templ) == nullptr) throw std::runtime_error("mkdtemp");
-  path_ = templ;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  // Extracted trees may hold read-only folders; make them writable first.
-  for (auto it = std::filesystem::recursive_directory_iterator(path_, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); ++it) {
-    if (it->is_directory(ec) && !it->is_symlink(ec)) {
-      ::chmod(it->path().c_str(), 0755);
-    }
-  }
-  std::filesystem::remove_all(path_, ec);
-}
-
 void WriteText(const std::string& path, std::string_view data, int mode) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;

@@ -10,20 +10,11 @@
 #include <vector>
 
 #include "egg/egg.h"
+#include "temp_dir.h"
 
 namespace egg::testing {
 
-// A folder under /tmp removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using egg_test::TempDir;
 
 void WriteText(const std::string& path, std::string_view data,
                int mode = 0644);

@@ -19,6 +19,7 @@
 #include "egg/egg.h"
 #include "egg/manifest.h"
 #include "egg/sandbox.h"
+#include "temp_dir.h"
 
 namespace egg {
 namespace {
@@ -28,18 +29,7 @@ using egg_test::ReadFile;
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/egg-hatch-cli-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using egg_test::TempDir;
 
 // Writes an egg from a parsed manifest, with a tiny folder as its runtime
 // (the tests hatch with --host-runtime).
@@ -70,32 +60,13 @@ void WriteTestEgg(Manifest m, const std::string& work, const std::string& out) {
   ASSERT_TRUE(w.has_value()) << w.error().message();
 }
 
-// Runs egg with no controlling terminal and stdin /dev/null; returns the
-// exit code, stderr in *err.
+// Runs egg with no controlling terminal, stdin /dev/null and the user's
+// own store; returns the exit code, stderr in *err.
 int RunEgg(const std::vector<std::string>& args, std::string* err) {
-  std::string err_path =
-      "/tmp/egg-hatch-cli-stderr-" + std::to_string(getpid());
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    int devnull = open("/dev/null", O_RDWR);
-    int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    dup2(efd, 2);
-    std::vector<std::string> all = {EggBin()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int ws = 0;
-  waitpid(pid, &ws, 0);
-  *err = ReadFile(err_path);
-  unlink(err_path.c_str());
-  return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  TempDir io("egg-hatch-cli-io");
+  egg_test::EggRun run = egg_test::RunEggCapture(io.path(), args, "");
+  *err = run.err;
+  return run.code;
 }
 
 Result<Manifest> ManifestFromYaml(const std::string& yaml,

@@ -21,6 +21,7 @@
 #include "hatch/out_files.h"
 #include "hatch/out_tree.h"
 #include "hatch/wire.h"
+#include "temp_dir.h"
 
 namespace egg {
 namespace {
@@ -33,18 +34,7 @@ bool HaveProgram(const std::string& name) {
   return system(cmd.c_str()) == 0;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/egg-hatch-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using egg_test::TempDir;
 
 CellInput Cell(uint32_t index, const std::string& language,
                const std::string& code) {

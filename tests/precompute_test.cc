@@ -17,6 +17,7 @@
 
 #include "cli_test_util.h"
 #include "egg/sandbox.h"
+#include "temp_dir.h"
 
 namespace egg {
 namespace {
@@ -26,49 +27,16 @@ using egg_test::ReadFile;
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/egg-precompute-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using egg_test::TempDir;
 
 // Runs egg with no controlling terminal, stdin /dev/null and the store in
 // `home`/cache; returns the exit code, stdout in *out, stderr in *err.
 int RunEgg(const std::string& home, const std::vector<std::string>& args,
            std::string* out, std::string* err) {
-  std::string out_path = home + "/stdout";
-  std::string err_path = home + "/stderr";
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    setenv("XDG_CACHE_HOME", (home + "/cache").c_str(), 1);
-    unsetenv("SOURCE_DATE_EPOCH");
-    int devnull = open("/dev/null", O_RDWR);
-    int ofd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(devnull, 0);
-    dup2(ofd, 1);
-    dup2(efd, 2);
-    std::vector<std::string> all = {EggBin()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int ws = 0;
-  waitpid(pid, &ws, 0);
-  *out = ReadFile(out_path);
-  *err = ReadFile(err_path);
-  return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  egg_test::EggRun run = egg_test::RunEggCapture(home, args, home);
+  *out = run.out;
+  *err = run.err;
+  return run.code;
 }
 
 // A folder with egg.yaml (the given cells) and a tiny runtime folder.

@@ -388,45 +388,19 @@ TEST_F(HostileServerTest, RefusesHttpsRegistryWithoutTls) {
 
 // ------------------------------------------------------------ real registry
 
-class DockerRegistryTest : public ::testing::Test {
+class DockerRegistryTest : public testing::DockerRegistrySuite {
  protected:
-  static void SetUpTestSuite() {
-    if (::access(testing::kDockerRegistry, X_OK) != 0) return;
-    dir_ = new TempDir();
-    server_ = new ChildServer();
-    if (!testing::StartDockerRegistry(*server_, dir_->path())) {
-      delete server_;
-      server_ = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (::access(testing::kDockerRegistry, X_OK) != 0) {
-      GTEST_SKIP() << "docker-registry is not installed (scripts/deps.sh)";
-    }
-    ASSERT_NE(server_, nullptr) << "docker-registry did not start";
-  }
   std::unique_ptr<RegistryClient> Client(ClientOptions options = {}) {
     Reference ref;
     ref.host = "127.0.0.1";
-    ref.port = static_cast<uint16_t>(server_->port());
+    ref.port = static_cast<uint16_t>(registry_port());
     ref.repository = "x";
     ref.tag = "t";
     auto client = RegistryClient::Create(ref, options);
     EXPECT_TRUE(client);
     return std::move(*client);
   }
-  static TempDir* dir_;
-  static ChildServer* server_;
 };
-
-TempDir* DockerRegistryTest::dir_ = nullptr;
-ChildServer* DockerRegistryTest::server_ = nullptr;
 
 TEST_F(DockerRegistryTest, PushesAndFetchesBlobMonolithic) {
   auto client = Client();

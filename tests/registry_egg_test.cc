@@ -59,32 +59,11 @@ std::string MakeEgg(const std::string& dir, const std::string& name,
   return out;
 }
 
-class EggRegistryTest : public ::testing::Test {
+class EggRegistryTest : public testing::DockerRegistrySuite {
  protected:
-  static void SetUpTestSuite() {
-    if (::access(testing::kDockerRegistry, X_OK) != 0) return;
-    dir_ = new TempDir();
-    server_ = new ChildServer();
-    if (!testing::StartDockerRegistry(*server_, dir_->path())) {
-      delete server_;
-      server_ = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (::access(testing::kDockerRegistry, X_OK) != 0) {
-      GTEST_SKIP() << "docker-registry is not installed (scripts/deps.sh)";
-    }
-    ASSERT_NE(server_, nullptr) << "docker-registry did not start";
-  }
 
   Reference Ref(const std::string& repo_tag) {
-    auto ref = ParseReference("127.0.0.1:" + std::to_string(server_->port()) +
+    auto ref = ParseReference("127.0.0.1:" + std::to_string(registry_port()) +
                               "/" + repo_tag);
     EXPECT_TRUE(ref) << ref.error().message();
     return *ref;
@@ -99,17 +78,10 @@ class EggRegistryTest : public ::testing::Test {
   }
 
   static std::string BlobPath(const Digest& d) {
-    std::string hex = DigestHex(d);
-    return dir_->path() + "/data/docker/registry/v2/blobs/sha256/" +
-           hex.substr(0, 2) + "/" + hex + "/data";
+    return DockerRegistrySuite::BlobPath(DigestHex(d));
   }
 
-  static TempDir* dir_;
-  static ChildServer* server_;
 };
-
-TempDir* EggRegistryTest::dir_ = nullptr;
-ChildServer* EggRegistryTest::server_ = nullptr;
 
 TEST_F(EggRegistryTest, PulledEggIsByteIdenticalAndVerifies) {
   TempDir work;
@@ -352,7 +324,7 @@ TEST_F(EggRegistryTest, CliPushPrintsPinAndPullRoundTrips) {
   }
   TempDir work;
   std::string egg_path = MakeEgg(work.path(), "cli", 12, 13);
-  std::string host = "127.0.0.1:" + std::to_string(server_->port());
+  std::string host = "127.0.0.1:" + std::to_string(registry_port());
   std::string pin;
   ASSERT_EQ(RunEgg("push '" + egg_path + "' " + host + "/lab/cli:v1", &pin), 0);
   while (!pin.empty() && pin.back() == '\n') pin.pop_back();

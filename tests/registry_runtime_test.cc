@@ -70,28 +70,11 @@ std::string MakeRuntimeFolder(const std::string& dir, uint64_t seed, bool extra,
   return root;
 }
 
-class RuntimeRegistryTest : public ::testing::Test {
+class RuntimeRegistryTest : public testing::DockerRegistrySuite {
  protected:
-  static void SetUpTestSuite() {
-    if (::access(testing::kDockerRegistry, X_OK) != 0) return;
-    dir_ = new TempDir();
-    server_ = new ChildServer();
-    if (!testing::StartDockerRegistry(*server_, dir_->path())) {
-      delete server_;
-      server_ = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
   void SetUp() override {
-    if (::access(testing::kDockerRegistry, X_OK) != 0) {
-      GTEST_SKIP() << "docker-registry is not installed (scripts/deps.sh)";
-    }
-    ASSERT_NE(server_, nullptr) << "docker-registry did not start";
+    DockerRegistrySuite::SetUp();
+    if (!Ready()) return;
     auto key = crypto::SecretKey::Generate();
     ASSERT_TRUE(key);
     auto other = crypto::SecretKey::Generate();
@@ -105,7 +88,7 @@ class RuntimeRegistryTest : public ::testing::Test {
   }
 
   std::string Host() const {
-    return "127.0.0.1:" + std::to_string(server_->port());
+    return "127.0.0.1:" + std::to_string(registry_port());
   }
 
   Reference Ref(const std::string& repo_tag) {
@@ -146,22 +129,15 @@ class RuntimeRegistryTest : public ::testing::Test {
   }
 
   static std::string BlobPath(const Digest& d) {
-    std::string hex = DigestHex(d);
-    return dir_->path() + "/data/docker/registry/v2/blobs/sha256/" +
-           hex.substr(0, 2) + "/" + hex + "/data";
+    return DockerRegistrySuite::BlobPath(DigestHex(d));
   }
 
-  static TempDir* dir_;
-  static ChildServer* server_;
   TempDir work_;
   std::string trusted_key_;
   std::string signers_path_;
   std::unique_ptr<crypto::Signer> signer_;
   std::unique_ptr<crypto::Signer> stranger_;
 };
-
-TempDir* RuntimeRegistryTest::dir_ = nullptr;
-ChildServer* RuntimeRegistryTest::server_ = nullptr;
 
 TEST_F(RuntimeRegistryTest, SignedRuntimeFetchesIntoAnEmptyStoreIntact) {
   Store a = OpenStore(work_.path() + "/a");

@@ -22,28 +22,13 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "temp_dir.h"
+
 namespace egg::testing {
 
-// A temporary folder under /tmp, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/egg-registry-test-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::string cmd = "rm -rf '" + path_ + "'";
-      int rc = std::system(cmd.c_str());
-      (void)rc;
-    }
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using egg_test::TempDir;
 
 inline int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -171,6 +156,46 @@ inline bool StartDockerRegistry(ChildServer& server, const std::string& dir) {
   }
   return false;
 }
+
+// A test suite with one docker-registry for all its tests, started on
+// 127.0.0.1 before the first and stopped after the last; each test skips
+// when docker-registry is not installed.
+class DockerRegistrySuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::access(kDockerRegistry, X_OK) != 0) return;
+    dir_ = new TempDir("egg-registry-test");
+    server_ = new ChildServer();
+    if (!StartDockerRegistry(*server_, dir_->path())) {
+      delete server_;
+      server_ = nullptr;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (::access(kDockerRegistry, X_OK) != 0) {
+      GTEST_SKIP() << "docker-registry is not installed (scripts/deps.sh)";
+    }
+    ASSERT_NE(server_, nullptr) << "docker-registry did not start";
+  }
+  // True when SetUp let the test go on (a derived SetUp calls it first).
+  bool Ready() const { return !IsSkipped() && !HasFatalFailure(); }
+  static int registry_port() { return server_->port(); }
+  // Where the registry keeps the blob `hex`, to damage it in a test.
+  static std::string BlobPath(const std::string& hex) {
+    return dir_->path() + "/data/docker/registry/v2/blobs/sha256/" +
+           hex.substr(0, 2) + "/" + hex + "/data";
+  }
+
+ private:
+  static inline TempDir* dir_ = nullptr;
+  static inline ChildServer* server_ = nullptr;
+};
 
 // The misbehaving registry; its port is read from its first line.
 inline bool StartHostileServer(ChildServer& server, const std::string& dir) {
