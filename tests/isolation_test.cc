@@ -221,6 +221,7 @@ class IsolationHostileCell : public ::testing::TestWithParam<BackendParam> {
     EXPECT_EQ(HostProcessesNamed("eggprobebg"), 0);
     EXPECT_EQ(HostProcessesNamed("egg_sandbox_pro"), 0);
     EXPECT_EQ(MountsNamed("egg-scratch"), "");
+    EXPECT_EQ(MountsNamed("egg-sentry-log"), "");
     EXPECT_EQ(LeftoverRunDirs(), 0);
     EXPECT_EQ(LeftoverContainerCgroups(), 0);
   }
@@ -559,12 +560,14 @@ TEST_P(IsolationHostileCell, NothingSurvivesSigkillOfTheHatchingProcess) {
     clean = HostProcessesNamed("egg_sandbox_pro") == 0 &&
             HostProcessesNamed("runsc") == 0 && LeftoverRunDirs() == 0 &&
             MountsNamed("egg-scratch").empty() &&
+            MountsNamed("egg-sentry-log").empty() &&
             LeftoverContainerCgroups() == 0;
     if (!clean) ::usleep(10000);
   }
   EXPECT_TRUE(clean) << "left: probes " << HostProcessesNamed("egg_sandbox_pro")
                      << ", run folders " << LeftoverRunDirs() << ", mounts "
-                     << MountsNamed("egg-scratch") << ", cgroups "
+                     << MountsNamed("egg-scratch")
+                     << MountsNamed("egg-sentry-log") << ", cgroups "
                      << LeftoverContainerCgroups();
 }
 
@@ -655,17 +658,11 @@ TEST_P(IsolationSameResults, NotebookOutputsMatchTheNamespacesBackend) {
 
 // A fork bomb and a memory hog, each in its own cell: every backend
 // charges each limit to the cell that met it, as the namespaces backend
-// does. The bomb's cell is `limit (processes)` and the next cell runs in
+// does (gVisor through the guest's own task limit, whose refusals egg
+// reads from the Sentry's log). The bomb's cell is `limit (processes)` and the next cell runs in
 // a fresh session; the hog's cell is `limit (memory)`, which ends the run.
 TEST_P(IsolationSameResults, LimitsAreChargedToTheCellThatMetThem) {
   const BackendParam& b = GetParam();
-  // TODO(security): under gVisor a fork bomb's processes are the Sentry's
-  // goroutines; only the Sentry's own threads count against the host pids
-  // cgroup, and when they meet it the Sentry dies at once (Go's exit
-  // status 2), usually before egg has seen the refusal: the run ends as
-  // agent_failed. The guest needs its own task limit (RLIMIT_NPROC holds
-  // inside runsc) with host headroom, and a way to see its refusals.
-  if (IsGvisor(b)) GTEST_SKIP() << "gVisor: a fork bomb still kills the Sentry";
   if (IsVm(b)) GTEST_SKIP() << "the vm backend's limits are not covered here";
   BackendProbe probe = ProbeOnce(b);
   if (!probe.works) GTEST_SKIP() << b.label << ": " << probe.detail;
@@ -709,6 +706,11 @@ TEST_P(IsolationSameResults, LimitsAreChargedToTheCellThatMetThem) {
   EXPECT_EQ(std::string(CellStatusName(c[2].status)), "limit") << c[2].note;
   EXPECT_EQ(c[2].limit, "memory");
   EXPECT_EQ(std::string(CellStatusName(c[3].status)), "not_run") << c[3].note;
+  // Nothing of the run is left (the supervisor unmounts after the
+  // runtime has ended).
+  EXPECT_EQ(MountsNamed("egg-scratch"), "");
+  EXPECT_EQ(MountsNamed("egg-sentry-log"), "");
+  EXPECT_EQ(LeftoverContainerCgroups(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, IsolationSameResults,

@@ -216,6 +216,14 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
          {"soft", *spec.limits().output_bytes + 1}}}},
       {"noNewPrivileges", true},
   };
+  if (plan.gvisor) {
+    // The guest's own task limit: the Sentry refuses the fork (EAGAIN)
+    // long before its host tasks meet the host group's limit, which
+    // would end the Sentry itself (see StartOciSandbox).
+    process["rlimits"].push_back({{"type", "RLIMIT_NPROC"},
+                                  {"hard", *spec.limits().processes},
+                                  {"soft", *spec.limits().processes}});
+  }
 
   json namespaces = json::array();
   for (const char* ns : {"pid", "ipc", "uts", "mount"}) {

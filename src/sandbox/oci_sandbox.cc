@@ -32,6 +32,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <string_view>
 
 #include "common/atomic_file.h"
 #include "common/fd.h"
@@ -51,8 +52,100 @@ using Clock = std::chrono::steady_clock;
 constexpr int kStartDeadlineMs = 60000;
 // After `delete --force`, how long the runtime may take to exit.
 constexpr int kDeleteGraceMs = 5000;
-// Host tasks of gVisor itself, added to the process limit.
+// Under gVisor the process limit is the guest's RLIMIT_NPROC (see
+// WriteBundle); the host group only keeps the Sentry from taking the
+// host down, and must never be met first: meeting it kills the Sentry.
+// On the ptrace platform every guest address space is a host stub
+// process with up to one thread per Sentry thread that ran it (a fork
+// bomb held at 48 guest tasks peaked at 701 host tasks here), plus the
+// Sentry's and the gofer's own threads.
+constexpr uint64_t kGvisorHostTasksPerTask = 24;
 constexpr uint64_t kGvisorTaskOverhead = 256;
+// The Sentry's log (runsc --debug-log) is written to a tmpfs of this
+// size in the run folder; what egg has read is punched out of it.
+constexpr uint64_t kSentryLogBytes = 16u << 20;
+
+// The host group's task limit for a sandbox of `processes` tasks.
+uint64_t HostTaskLimit(bool gvisor, uint64_t processes) {
+  if (!gvisor) return processes;
+  uint64_t most = 1u << 24;  // far above MaximumLimits().processes
+  return std::min(processes, most) * kGvisorHostTasksPerTask +
+         kGvisorTaskOverhead;
+}
+
+// A line of the Sentry's strace (runsc --strace) that reports a fork
+// refused with EAGAIN: the guest's RLIMIT_NPROC was met. The command name
+// in the line is the cell's to choose, so a cell can at most make its own
+// cell look as if it met the limit.
+bool IsRefusedFork(std::string_view line) {
+  size_t at = line.find("strace.go:");
+  if (at == std::string_view::npos) return false;
+  if (line.find(" errno=11 (", at) == std::string_view::npos) return false;
+  for (const char* call : {" X clone(", " X clone3(", " X fork(", " X vfork("}) {
+    if (line.find(call, at) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// Counts the forks the Sentry refused, from its log (`boot.log` in the
+// log folder), reading on from where it last stopped. The bytes read are
+// punched out of the file, so its tmpfs holds only what is unread; if the
+// tmpfs fills (more than kSentryLogBytes unread) the Sentry drops lines
+// and refusals in them are not counted.
+class SentryLog {
+ public:
+  explicit SentryLog(std::string path) : path_(std::move(path)) {}
+
+  uint64_t Refused() {
+    Read();
+    return refused_;
+  }
+
+ private:
+  void Read() {
+    if (path_.empty()) return;
+    if (!fd_.valid()) {
+      int fd = ::open(path_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return;  // the Sentry has not started yet
+      fd_ = UniqueFd(fd);
+    }
+    char buf[1 << 16];
+    for (int i = 0; i < 256; ++i) {
+      ssize_t n = RetryEintr(
+          [&] { return ::pread(fd_.get(), buf, sizeof(buf), offset_); });
+      if (n <= 0) break;
+      offset_ += static_cast<uint64_t>(n);
+      Scan(std::string_view(buf, static_cast<size_t>(n)));
+    }
+    uint64_t done = offset_ & ~uint64_t{4095};
+    if (done > 0) {
+      (void)::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        0, static_cast<off_t>(done));
+    }
+  }
+
+  void Scan(std::string_view bytes) {
+    size_t pos = 0;
+    while (pos < bytes.size()) {
+      size_t nl = bytes.find('\n', pos);
+      if (nl == std::string_view::npos) {
+        // Lines of interest are short; a longer one is dropped.
+        if (partial_.size() < 8192) partial_.append(bytes.substr(pos));
+        return;
+      }
+      partial_.append(bytes.substr(pos, nl - pos));
+      if (IsRefusedFork(partial_)) ++refused_;
+      partial_.clear();
+      pos = nl + 1;
+    }
+  }
+
+  std::string path_;
+  UniqueFd fd_;
+  uint64_t offset_ = 0;
+  std::string partial_;
+  uint64_t refused_ = 0;
+};
 
 uint64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -82,6 +175,7 @@ struct SupervisorPlan {
   int status = -1;           // write end: two int32 (kind, value)
   std::string hide_cgroup2;  // crun: unmount in the runtime's namespace
   std::string scratch;       // detach at the end
+  std::string sentry_log;    // gVisor: the log tmpfs, detach at the end
   std::vector<std::string> cgroup_dirs;  // children first, then P
 };
 
@@ -137,6 +231,7 @@ void RunQuietly(const SupervisorPlan& p, const Argv& argv, bool hide) {
 void CleanUp(const SupervisorPlan& p, bool egg_gone) {
   RunQuietly(p, p.del, true);
   ::umount2(p.scratch.c_str(), MNT_DETACH);
+  if (!p.sentry_log.empty()) ::umount2(p.sentry_log.c_str(), MNT_DETACH);
   for (const std::string& dir : p.cgroup_dirs) ::rmdir(dir.c_str());
   if (egg_gone) RunQuietly(p, p.rm, false);
 }
@@ -271,7 +366,7 @@ class OciSandbox final : public Sandbox {
  public:
   OciSandbox(pid_t supervisor, UniqueFd pidfd, UniqueFd ctl, UniqueFd status,
              std::string dir, UniqueFd scratch, ContainerCgroup cgroup,
-             const Limits& limits, uint64_t pids_overhead)
+             const Limits& limits, bool gvisor, std::string sentry_log)
       : supervisor_(supervisor),
         pidfd_(std::move(pidfd)),
         ctl_(std::move(ctl)),
@@ -280,7 +375,8 @@ class OciSandbox final : public Sandbox {
         scratch_(std::move(scratch)),
         cgroup_(std::move(cgroup)),
         spec_limits_(limits),
-        pids_overhead_(pids_overhead) {
+        gvisor_(gvisor),
+        sentry_log_(std::move(sentry_log)) {
     deadline_ns_ = NowNs() + *limits.wall_ms * 1000000ull;
     cpu_budget_ns_ = *limits.cpu_ms * 1000000ull;
   }
@@ -338,9 +434,10 @@ class OciSandbox final : public Sandbox {
   // Counted while the runtime's child group exists, so that the hatcher
   // can charge an OOM kill or a refused fork to the cell that caused it.
   // The highest counts seen are kept: when a limit takes the sandbox down
-  // (a fork bomb kills gVisor's Sentry, which shares the task limit), the
+  // (gVisor's Sentry dies if its host tasks meet the host limit), the
   // child group goes with it, and the hatcher still learns which limit
-  // was met.
+  // was met. Under gVisor the forks the guest refused (its RLIMIT_NPROC,
+  // read from the Sentry's log) are added.
   LimitEvents GetLimitEvents() override {
     SampleLimitEvents();
     return seen_events_;
@@ -350,8 +447,9 @@ class OciSandbox final : public Sandbox {
     if (outcome_) return;
     seen_events_.oom_kills =
         std::max(seen_events_.oom_kills, cgroup_.OomKills());
-    seen_events_.pids_max =
-        std::max(seen_events_.pids_max, cgroup_.PidsMaxEvents());
+    seen_host_pids_ = std::max(seen_host_pids_, cgroup_.PidsMaxEvents());
+    guest_refused_ = sentry_log_.Refused();
+    seen_events_.pids_max = seen_host_pids_ + guest_refused_;
   }
 
   Status SetLimits(const Limits& limits) override {
@@ -373,7 +471,11 @@ class OciSandbox final : public Sandbox {
       if (auto s = cgroup_.SetMemory(*limits.memory_bytes); !s) return s;
     }
     if (limits.processes && cgroup_.has_pids()) {
-      if (auto s = cgroup_.SetPids(*limits.processes + pids_overhead_); !s) {
+      // TODO(security): under gVisor a cell limit below the sandbox's is
+      // only the host's (scaled) limit; the guest keeps the sandbox's
+      // RLIMIT_NPROC, which cannot be changed from outside.
+      if (auto s = cgroup_.SetPids(HostTaskLimit(gvisor_, *limits.processes));
+          !s) {
         return s;
       }
     }
@@ -402,7 +504,9 @@ class OciSandbox final : public Sandbox {
 
   void Enforce() {
     // Sampled while the runtime's child group exists (see PidsMaxReached).
-    if (!pids_hit_) pids_hit_ = cgroup_.PidsMaxReached();
+    if (!pids_hit_) {
+      pids_hit_ = guest_refused_ > 0 || cgroup_.PidsMaxReached();
+    }
     if (reason_) return;
     if (NowNs() >= deadline_ns_) return Stop(LimitKind::kWall);
     uint64_t cpu = cgroup_.CpuNs();
@@ -453,7 +557,8 @@ class OciSandbox final : public Sandbox {
     o.usage.cpu_ms = cgroup_.CpuNs() / 1000000;
     o.usage.memory_peak_bytes = cgroup_.MemoryPeak();
     o.usage.scratch_used_bytes = ScratchUsed();
-    o.processes_limit_hit = pids_hit_ || cgroup_.PidsMaxReached();
+    o.processes_limit_hit =
+        pids_hit_ || guest_refused_ > 0 || cgroup_.PidsMaxReached();
     o.scratch_full = ScratchFull();
     bool failed = !o.exited || o.exit_code != 0;
     if (reason_) {
@@ -503,7 +608,10 @@ class OciSandbox final : public Sandbox {
   UniqueFd scratch_;
   ContainerCgroup cgroup_;
   Limits spec_limits_;
-  uint64_t pids_overhead_;
+  bool gvisor_;
+  SentryLog sentry_log_;
+  uint64_t seen_host_pids_ = 0;
+  uint64_t guest_refused_ = 0;
   uint64_t deadline_ns_ = 0;
   uint64_t cpu_base_ns_ = 0;
   uint64_t cpu_budget_ns_ = 0;
@@ -802,6 +910,21 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   auto scratch_fd = OpenFile(scratch, O_RDONLY | O_DIRECTORY);
   if (!scratch_fd) return Fail(scratch_fd.error());
 
+  // gVisor: the Sentry's log, where its strace of the fork calls shows
+  // the forks the guest's task limit refused (SentryLog).
+  std::string sentry_log;
+  if (gvisor) {
+    sentry_log = dir + "/sentry";
+    std::string log_opts = "size=" + std::to_string(kSentryLogBytes) +
+                           ",nr_inodes=64,mode=0700";
+    if (::mkdir(sentry_log.c_str(), 0700) != 0 ||
+        ::mount("egg-sentry-log", sentry_log.c_str(), "tmpfs",
+                MS_NOSUID | MS_NODEV | MS_NOEXEC, log_opts.c_str()) != 0) {
+      return Fail(
+          ErrnoError("mounting the Sentry's log tmpfs at '" + sentry_log + "'"));
+    }
+  }
+
   // Seccomp: the namespaces backend's own programs, loaded by egg-init.
   auto program = BuildSeccompProgram();
   if (!program) return Fail(program.error());
@@ -833,11 +956,9 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
     LogWarning("no memory cgroup: the " + runtime_name +
                " sandbox has no memory limit");
   }
-  // gVisor's Sentry and gofer threads (and, on the ptrace platform, one
-  // stub per address space) are host tasks in the group too.
-  uint64_t pids_overhead = gvisor ? kGvisorTaskOverhead : 0;
   if (cgroup.has_pids()) {
-    if (auto s = cgroup.SetPids(*limits.processes + pids_overhead); !s) {
+    if (auto s = cgroup.SetPids(HostTaskLimit(gvisor, *limits.processes));
+        !s) {
       return Fail(s.error());
     }
   } else {
@@ -897,6 +1018,9 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
     plan.run.args.push_back("--platform=ptrace");
     plan.run.args.push_back(spec.network() ? "--network=host"
                                            : "--network=none");
+    plan.run.args.push_back("--debug-log=" + sentry_log + "/%COMMAND%.log");
+    plan.run.args.push_back("--strace");
+    plan.run.args.push_back("--strace-syscalls=clone,clone3,fork,vfork");
   }
   plan.run.args.insert(plan.run.args.end(),
                        {"run", "--bundle", dir + "/bundle"});
@@ -917,6 +1041,7 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   plan.status = status_w.get();
   if (runtime_name == "crun") plan.hide_cgroup2 = HybridCgroup2Mount();
   plan.scratch = scratch;
+  plan.sentry_log = sentry_log;
   for (const std::string& d : cgroup.dirs()) {
     plan.cgroup_dirs.push_back(d + "/c");
     plan.cgroup_dirs.push_back(d);
@@ -934,7 +1059,8 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
 
   auto sandbox = std::make_unique<OciSandbox>(
       pid, std::move(pidfd), std::move(ctl_w), std::move(status_r), dir,
-      std::move(*scratch_fd), std::move(cgroup), limits, pids_overhead);
+      std::move(*scratch_fd), std::move(cgroup), limits, gvisor,
+      gvisor ? sentry_log + "/boot.log" : "");
   if (fds->ready_slot >= 0) {
     if (auto s =
             AwaitReady(ready_r.get(), sandbox->status_fd(), dir, runtime_name);
