@@ -155,6 +155,32 @@ TEST_F(HatchTest, PythonDisplayDriverQuotesCellLinesWhereverTheyAreAsked) {
   EXPECT_NE(raised.find("# f_marker"), std::string::npos) << raised;
 }
 
+// The display driver runs from the bytecode egg's build puts in
+// drivers/__pycache__ (python_session.py), a checked-hash .pyc: once the
+// source beside it differs, the source is compiled and the old bytecode
+// never runs.
+TEST_F(HatchTest, DisplayDriverBytecodeThatNoLongerMatchesItsSourceIsNotRun) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(DriversDir() + "/__pycache__")) {
+    GTEST_SKIP() << "no python3 at build time: the driver has no bytecode";
+  }
+  TempDir drivers;
+  fs::copy(DriversDir(), drivers.path(), fs::copy_options::recursive);
+  {
+    std::ofstream f(drivers.path() + "/python_display.py", std::ios::app);
+    f << "\n_EDIT_MARK = 'the_edited_source_ran'\n";
+  }
+  RunOptions o = Options(out_.path());
+  o.setup.drivers_dir = drivers.path();
+  o.setup.rich_display = true;
+  auto r = RunAll(
+      {Cell(0, "python", "print(display.__globals__.get('_EDIT_MARK'))")}, o);
+  ASSERT_EQ(r.cells.size(), 1u);
+  EXPECT_EQ(r.cells[0].status, CellStatus::kOk)
+      << r.cells[0].stderr_data.bytes;
+  EXPECT_EQ(r.cells[0].stdout_data.bytes, "the_edited_source_ran\n");
+}
+
 TEST_F(HatchTest, RawOutputBytesRoundTripThroughResultsJson) {
   // Invalid UTF-8, NUL, a terminal escape and a title-setting sequence.
   const char raw_bytes[] =

@@ -15,7 +15,7 @@ Result<LanguageSession> SessionForLanguage(const std::string& language,
   if (lang == "python" || lang == "python3" || lang == "py") {
     if (setup.rich_display) {
       return LanguageSession{false,
-                             {"python3", "-u", d + "/python_display.py"},
+                             {"python3", "-u", d + "/python_session.py"},
                              "",
                              {"EGG_DISPLAY_FD=5"}};
     }
