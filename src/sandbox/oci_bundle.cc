@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,6 +184,31 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
     }
     mounts.push_back(BindMount(b.host, b.target, b.writable));
   }
+  // Granted devices (runc and crun; StartOciSandbox refuses them for
+  // gVisor): each host node is bound at its own path, as the namespaces
+  // backend does, and allowed in the device cgroup, which otherwise
+  // denies everything but the runtime's standard nodes. The node's own
+  // mode still applies to the sandbox's unprivileged user.
+  json device_rules = json::array();
+  for (const std::string& device : spec.devices()) {
+    struct stat st;
+    if (::stat(device.c_str(), &st) != 0) {
+      return Fail(ErrnoError("reading device '" + device + "'"));
+    }
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+      return Fail(Code::kInvalidArgument,
+                  "'" + device + "' is not a device node");
+    }
+    mounts.push_back({{"destination", device},
+                      {"type", "bind"},
+                      {"source", device},
+                      {"options", {"bind", "rw", "nosuid", "noexec"}}});
+    device_rules.push_back({{"allow", true},
+                            {"type", S_ISCHR(st.st_mode) ? "c" : "b"},
+                            {"major", static_cast<int64_t>(major(st.st_rdev))},
+                            {"minor", static_cast<int64_t>(minor(st.st_rdev))},
+                            {"access", "rw"}});
+  }
 
   // The process: egg-init first, as uid/gid 1000 with no capabilities.
   std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
@@ -238,6 +264,9 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
       {"maskedPaths", kMaskedPaths},
       {"readonlyPaths", kReadonlyPaths},
   };
+  if (!device_rules.empty()) {
+    linux["resources"] = {{"devices", device_rules}};
+  }
   if (!plan.gvisor) {
     // gVisor is its own user namespace: the Sentry runs as nobody.
     linux["namespaces"].push_back({{"type", "user"}});

@@ -862,10 +862,10 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
                 std::string(SandboxBackendName(spec.backend())) +
                     " backend: egg must run as root to use " + runtime_name);
   }
-  if (!spec.devices().empty()) {
+  if (gvisor && !spec.devices().empty()) {
     return Fail(Code::kNotSupported,
-                std::string(SandboxBackendName(spec.backend())) +
-                    " backend: granted devices are not supported yet");
+                "gvisor backend: granted devices are not supported: gVisor's "
+                "own kernel serves /dev and passes no host device through");
   }
   auto runtime = FindHostProgram(runtime_name, runtime_name);
   if (!runtime) return Fail(runtime.error());
