@@ -76,8 +76,8 @@ inline EggRun RunEggCapture(const std::string& dir,
 
 // RunEggCapture with the store under `home`; the exit code, stderr in
 // *err.
-inline int RunEgg(const std::string& home,
-                  const std::vector<std::string>& args, std::string* err) {
+inline int RunEgg(const std::string& home, const std::vector<std::string>& args,
+                  std::string* err) {
   EggRun run = RunEggCapture(home, args, home);
   *err = run.err;
   return run.code;

@@ -941,8 +941,9 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   if (!spec.output().empty()) {
     unsigned owner = gvisor ? 1000 : kOciNobody;
     if (auto s = ChownFolder(spec.output(), owner, owner); !s) {
-      return Fail(s.error().Wrap("giving the output folder to the sandbox "
-                                 "user"));
+      return Fail(
+          s.error().Wrap("giving the output folder to the sandbox "
+                         "user"));
     }
   }
 
@@ -980,8 +981,8 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   // with one shared offset and O_APPEND, reads always meet its end (EOF,
   // as /dev/null gives) and writes land in it, bounded by RLIMIT_FSIZE
   // inside the container and removed with the run folder.
-  auto devnull = OpenFile(dir + "/stdio",
-                          O_RDWR | O_CREAT | O_EXCL | O_APPEND, 0600);
+  auto devnull =
+      OpenFile(dir + "/stdio", O_RDWR | O_CREAT | O_EXCL | O_APPEND, 0600);
   if (!devnull) return Fail(devnull.error());
 
   auto fds = PlanFds(spec, gvisor, ready_w.get(), devnull->get());
