@@ -54,9 +54,9 @@ uint64_t ParseU64(std::string_view text) {
   return v;
 }
 
-// "key value" line lookup in files like memory.events or cpu.stat.
-uint64_t KeyedValue(const std::string& path, std::string_view key) {
-  std::istringstream in(ReadSmall(path));
+// "key value" line lookup in text like memory.events or cpu.stat.
+uint64_t KeyedValue(const std::string& text, std::string_view key) {
+  std::istringstream in(text);
   std::string k;
   uint64_t v;
   while (in >> k >> v) {
@@ -236,7 +236,8 @@ CgroupSet::CgroupSet(CgroupSet&& o) noexcept
       made_(std::move(o.made_)),
       self_join_fds_(std::exchange(o.self_join_fds_, {})),
       memory_set_(std::exchange(o.memory_set_, 0)),
-      pids_set_(std::exchange(o.pids_set_, 0)) {
+      pids_set_(std::exchange(o.pids_set_, 0)),
+      counters_(std::exchange(o.counters_, {})) {
   o.memory_ = {};
   o.pids_ = {};
   o.cpu_ = {};
@@ -253,6 +254,7 @@ CgroupSet& CgroupSet::operator=(CgroupSet&& o) noexcept {
     self_join_fds_ = std::exchange(o.self_join_fds_, {});
     memory_set_ = std::exchange(o.memory_set_, 0);
     pids_set_ = std::exchange(o.pids_set_, 0);
+    counters_ = std::exchange(o.counters_, {});
   }
   return *this;
 }
@@ -385,10 +387,29 @@ Status CgroupSet::AddProcess(pid_t pid, bool except_self_joined) {
   return {};
 }
 
+std::string CgroupSet::ReadCounter(const std::string& path) const {
+  UniqueFd& fd = counters_[path];
+  if (!fd.valid()) fd.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.valid()) {
+    // cgroupfs regenerates a file's text when it is read from offset 0.
+    char buf[4096];
+    ssize_t n =
+        RetryEintr([&] { return ::pread(fd.get(), buf, sizeof(buf), 0); });
+    if (n >= 0 && static_cast<size_t>(n) < sizeof(buf)) {
+      return std::string(buf, static_cast<size_t>(n));
+    }
+    fd.Reset();
+  }
+  return ReadSmall(path);
+}
+
 uint64_t CgroupSet::CpuNs() const {
   if (!has_cpu()) return 0;
-  if (cpu_.v2) return KeyedValue(cpu_.dir + "/cpu.stat", "usage_usec") * 1000;
-  return ParseU64(ReadSmall(cpu_.dir + "/cpuacct.usage"));
+  if (cpu_.v2) {
+    return KeyedValue(ReadCounter(cpu_.dir + "/cpu.stat"), "usage_usec") *
+           1000;
+  }
+  return ParseU64(ReadCounter(cpu_.dir + "/cpuacct.usage"));
 }
 
 uint64_t CgroupSet::MemoryPeak() const {
@@ -399,13 +420,16 @@ uint64_t CgroupSet::MemoryPeak() const {
 
 uint64_t CgroupSet::OomKills() const {
   if (!has_memory()) return 0;
-  if (memory_.v2) return KeyedValue(memory_.dir + "/memory.events", "oom_kill");
-  return KeyedValue(memory_.dir + "/memory.oom_control", "oom_kill");
+  if (memory_.v2) {
+    return KeyedValue(ReadCounter(memory_.dir + "/memory.events"), "oom_kill");
+  }
+  return KeyedValue(ReadCounter(memory_.dir + "/memory.oom_control"),
+                    "oom_kill");
 }
 
 uint64_t CgroupSet::PidsMaxEvents() const {
   if (!has_pids()) return 0;
-  return KeyedValue(pids_.dir + "/pids.events", "max");
+  return KeyedValue(ReadCounter(pids_.dir + "/pids.events"), "max");
 }
 
 bool CgroupSet::PidsMaxReached() const {
@@ -422,6 +446,7 @@ void CgroupSet::KillAll() {
 
 void CgroupSet::Destroy() {
   CloseSelfJoin();
+  counters_.clear();
   for (const std::string& dir : made_) RemoveGroup(dir, IsV2(dir));
   made_.clear();
   memory_ = {};

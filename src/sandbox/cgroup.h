@@ -14,9 +14,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "egg/status.h"
 
 namespace egg::sandbox_internal {
@@ -80,6 +82,10 @@ class CgroupSet {
     bool v2 = false;
   };
   bool IsV2(const std::string& dir) const;
+  // The counter file at `path` read afresh. The fd stays open for the
+  // next read (one pread instead of open, read, read, close: these are
+  // read around every cell); only the host holds it.
+  std::string ReadCounter(const std::string& path) const;
 
   Group memory_;
   Group pids_;
@@ -88,6 +94,7 @@ class CgroupSet {
   std::vector<int> self_join_fds_;  // owned; closed by CloseSelfJoin()
   uint64_t memory_set_ = 0;         // last limit written; 0 = none yet
   uint64_t pids_set_ = 0;
+  mutable std::map<std::string, UniqueFd> counters_;  // by path
 };
 
 }  // namespace egg::sandbox_internal
