@@ -1,8 +1,11 @@
 // End-to-end tests of `egg hatch`: eggs are written with the format and
 // manifest libraries, then hatched by the egg binary ($EGG_BIN).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli_test_util.h"
@@ -182,7 +186,7 @@ TEST(HatchCliTest, UnsignedEggIsRefusedWithoutATerminalOrAllowUnsigned) {
 // Hatches `yaml` (with a folder runtime) in the namespaces sandbox on the
 // host's runtime; returns the exit code and the results JSON.
 int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
-              std::string* err) {
+              std::string* err, const std::vector<std::string>& flags = {}) {
   fs::create_directories(t.path() + "/rt");
   auto m = ManifestFromYaml(yaml, t.path());
   EXPECT_TRUE(m.has_value()) << m.error().message();
@@ -190,9 +194,11 @@ int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
   std::string egg = t.path() + "/t.egg";
   WriteTestEgg(*m, t.path(), egg);
   std::string results = t.path() + "/r.json";
-  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "-o",
-                     results, "--out-dir", t.path() + "/out"},
-                    err);
+  std::vector<std::string> args = {
+      "hatch", egg,     "--host-runtime", "--allow-unsigned",
+      "-o",    results, "--out-dir",      t.path() + "/out"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  int code = RunEgg(args, err);
   *doc = nlohmann::json::parse(ReadFile(results), nullptr, false);
   return code;
 }
@@ -336,6 +342,116 @@ TEST(HatchCliTest, CellAfterAForkBombRunsInAFreshSession) {
   EXPECT_EQ(doc["cells"][1]["status"], "ok") << doc["cells"][1];
   EXPECT_TRUE(doc["cells"][1]["fresh_session"]);
   EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "gone\n0\n");
+}
+
+// The egg is granted the network; cell 1 narrows its own permissions to
+// none. It runs in a sandbox of its own with no network, and a fresh
+// session; cells 2 and 3 run together again with the egg's network.
+TEST(HatchCliTest, CellWithNarrowerPermissionsCannotUseWhatTheEggWasGranted) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len),
+            0);
+  std::string port = std::to_string(ntohs(addr.sin_port));
+  // Greets every connection until shutdown() ends its accept().
+  std::thread server([listener] {
+    for (;;) {
+      int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      ssize_t n = ::write(c, "hi\n", 3);
+      (void)n;
+      ::close(c);
+    }
+  });
+  std::string reach =
+      "import socket\n"
+      "try:\n"
+      "    s = socket.create_connection(('127.0.0.1', " +
+      port +
+      "), timeout=5)\n"
+      "    print(s.recv(3).decode(), end='')\n"
+      "except OSError:\n"
+      "    print('no network')\n";
+  auto indent = [](const std::string& code) {
+    std::string out;
+    size_t pos = 0;
+    while (pos < code.size()) {
+      size_t end = code.find('\n', pos);
+      out += "      " + code.substr(pos, end - pos) + "\n";
+      pos = end + 1;
+    }
+    return out;
+  };
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: narrow\nruntime: {folder: rt}\n"
+      "permissions: {network: true}\ncells:\n"
+      "  - language: python\n    code: |\n" +
+          indent(reach + "x = 1\n") +
+          "  - language: python\n    permissions: {}\n    code: |\n" +
+          indent(reach + "print('x' in globals())\n") +
+          "  - language: python\n    code: |\n" + indent(reach + "y = 2\n") +
+          "  - language: python\n    code: print(y)\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/narrow.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string results = t.path() + "/r.json";
+  std::string err;
+  int code =
+      RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "--grant",
+              "network", "-o", results, "--out-dir", t.path() + "/out"},
+             &err);
+  ::shutdown(listener, SHUT_RDWR);
+  server.join();
+  ::close(listener);
+  EXPECT_EQ(code, 0) << err;
+  auto doc = nlohmann::json::parse(ReadFile(results), nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  const auto& c = doc["cells"];
+  EXPECT_EQ(c[0]["stdout"]["data"], "hi\n") << c[0];
+  EXPECT_EQ(c[1]["stdout"]["data"], "no network\nFalse\n") << c[1];
+  EXPECT_TRUE(c[1]["fresh_session"]) << c[1];
+  EXPECT_EQ(c[2]["stdout"]["data"], "hi\n") << c[2];
+  EXPECT_TRUE(c[2]["fresh_session"]) << c[2];
+  EXPECT_EQ(c[3]["stdout"]["data"], "2\n") << c[3];
+  EXPECT_FALSE(c[3]["fresh_session"]) << c[3];
+}
+
+// The egg's wall time covers every sandbox of a run: a cell in a second,
+// narrower sandbox gets only what the first one left.
+TEST(HatchCliTest, EggWallTimeSpansTheSandboxesOfNarrowerCells) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(t,
+                       "name: wall\nruntime: {folder: rt}\n"
+                       "permissions: {network: true}\n"
+                       "limits: {wall_time: 4s}\ncells:\n"
+                       "  - language: bash\n    code: sleep 2.5\n"
+                       "  - language: bash\n    permissions: {}\n"
+                       "    code: sleep 3; echo slept\n",
+                       &doc, &err, {"--grant", "network"});
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "ok") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][1]["status"], "limit") << doc["cells"][1];
+  EXPECT_EQ(doc["cells"][1]["limit"], "wall_time") << doc["cells"][1];
+  EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "") << doc["cells"][1];
 }
 
 TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {

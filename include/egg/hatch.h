@@ -44,6 +44,10 @@ struct CellInput {
   std::string language;  // "python", "bash", "sh", "r", or a command one
   std::string code;
   Limits limits;  // per-cell limits; unset fields take the defaults
+  // The cell's own permissions, which the manifest lets only narrow the
+  // egg's; unset: the egg's. RunCellsInSandbox gives the cell at most
+  // these and what was granted.
+  std::optional<Permissions> permissions;
 };
 
 // A language run as one process per cell, declared by the runtime or the
@@ -231,7 +235,7 @@ struct SandboxRunSetup {
   // ... or, for tests, / composed read-only from the host's /usr, /bin,
   // /lib, /lib64, /sbin and /etc. A weakening: it logs a warning.
   bool host_runtime = false;
-  std::string data_dir;    // host folder seen read-only at /data; "" none
+  std::string data_dir;  // host folder seen read-only at /data; "" none
   // The tree digests of runtime_root and data_dir when known: the vm
   // backend caches its disk images by them.
   std::optional<Digest> runtime_digest;
@@ -247,6 +251,11 @@ struct SandboxRunSetup {
 
 // Builds the sandbox, starts the agent in it and runs `cells`. The agent
 // and drivers are copied to a private folder bound read-only at /.egg.
+// Cells run with the permissions granted for the egg, narrowed by their
+// own: consecutive cells with the same permissions share one sandbox (and
+// its sessions); where they change, the sandbox is replaced by one with
+// the next cells' permissions, and the first cell of each language there
+// is a fresh session. The egg's wall time covers all the sandboxes.
 // kSandboxSetup (or kNotSupported) when the sandbox cannot be built;
 // otherwise as RunCells. options.output_dir and options.setup.drivers_dir
 // are filled in.

@@ -331,6 +331,12 @@ Result<std::vector<CellInput>> CellsOf(const Notebook& notebook) {
                             "cell " + std::to_string(i + 1));
     if (!l) return Fail(l.error());
     c.limits = *l;
+    if (nc.extra.contains("permissions") &&
+        !nc.extra["permissions"].is_null()) {
+      auto p = PermissionsFromJson(nc.extra["permissions"]);
+      if (!p) return Fail(p.error().Wrap("cell " + std::to_string(i + 1)));
+      c.permissions = *p;
+    }
     cells.push_back(std::move(c));
   }
   return cells;
@@ -426,10 +432,10 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     setup.data_digest = TreeDigestOf(egg, "data");
   }
   if (mkdir(options.output_dir.c_str(), 0755) != 0) {
-    return Fail(Code::kIo, "cannot create output folder " +
-                               Quote(options.output_dir) + ": " +
-                               std::strerror(errno) +
-                               " (--out-dir must name a folder that does not exist yet)");
+    return Fail(Code::kIo,
+                "cannot create output folder " + Quote(options.output_dir) +
+                    ": " + std::strerror(errno) +
+                    " (--out-dir must name a folder that does not exist yet)");
   }
   setup.output_dir = fs::canonical(options.output_dir).string();
   TraceStep("run: data and /out ready");
@@ -445,6 +451,16 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   run.cancel = &g_interrupted;
   run.on_cell = options.on_cell;
   if (!options.kernel.empty()) {
+    // One kernel runs every cell, so no cell can have a narrower sandbox.
+    for (const CellInput& c : cells) {
+      if (c.permissions && *c.permissions != consent.permissions) {
+        return Fail(Code::kNotSupported,
+                    "cell " + std::to_string(c.index + 1) +
+                        " has permissions of its own, and a kernel runs "
+                        "every cell in one sandbox: hatch it without "
+                        "--kernel");
+      }
+    }
     auto kernel = KernelSetup(cells, options, setup, work.path);
     if (!kernel) return Fail(kernel.error());
     run.runner = [kernel = *kernel](const std::vector<CellInput>& c,

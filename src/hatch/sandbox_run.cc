@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -114,11 +115,133 @@ class SandboxAgentHost : public AgentHost {
   std::optional<HostEnd> end_;
 };
 
+// Runs `cells` in one sandbox with setup.granted.
+Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
+                                  const SandboxRunSetup& setup,
+                                  RunOptions options);
+
+// What `cell` may use: its own permissions where it has them, each kept
+// only as far as the person granted it for the egg; otherwise the egg's.
+Permissions CellPermissions(const CellInput& cell, const Permissions& egg) {
+  if (!cell.permissions) return egg;
+  Permissions p;
+  p.network = cell.permissions->network && egg.network;
+  for (const HostPath& want : cell.permissions->host_paths) {
+    for (const HostPath& have : egg.host_paths) {
+      if (want.host == have.host && want.sandbox == have.sandbox) {
+        p.host_paths.push_back(
+            {want.host, want.sandbox, want.writable && have.writable});
+      }
+    }
+  }
+  for (const std::string& d : cell.permissions->devices) {
+    if (std::find(egg.devices.begin(), egg.devices.end(), d) !=
+        egg.devices.end()) {
+      p.devices.push_back(d);
+    }
+  }
+  return p;
+}
+
+uint64_t NowMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
 }  // namespace
 
 Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
                                     const SandboxRunSetup& setup,
                                     RunOptions options) {
+  // Consecutive cells with the same permissions form one sandbox's run.
+  std::vector<std::pair<size_t, size_t>> runs;  // [begin, end)
+  std::vector<Permissions> allowed;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    Permissions p = CellPermissions(cells[i], setup.granted);
+    if (!runs.empty() && (setup.no_sandbox || p == allowed.back())) {
+      runs.back().second = i + 1;
+    } else {
+      runs.push_back({i, i + 1});
+      allowed.push_back(std::move(p));
+    }
+  }
+  if (runs.size() <= 1) {
+    SandboxRunSetup one = setup;
+    if (!allowed.empty() && !setup.no_sandbox) one.granted = allowed.front();
+    return RunInOneSandbox(cells, one, std::move(options));
+  }
+
+  const Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());
+  const uint64_t start = NowMs();
+  RunReport report;
+  std::vector<std::string> ran;  // languages that had a session so far
+  std::string stop;              // why no later cell runs; "" while they do
+  for (size_t r = 0; r < runs.size(); ++r) {
+    std::vector<CellInput> part(cells.begin() + runs[r].first,
+                                cells.begin() + runs[r].second);
+    const uint64_t spent = NowMs() - start;
+    if (stop.empty() && egg_limits.wall_ms && spent >= *egg_limits.wall_ms) {
+      stop = "not run: the egg's wall time is spent";
+    }
+    if (!stop.empty()) {
+      for (const CellInput& c : part) {
+        CellResult skipped;
+        skipped.index = c.index;
+        skipped.id = c.id;
+        skipped.language = c.language;
+        skipped.note = stop;
+        if (options.on_cell) options.on_cell(skipped);
+        report.cells.push_back(std::move(skipped));
+      }
+      continue;
+    }
+    SandboxRunSetup one = setup;
+    one.granted = allowed[r];
+    if (egg_limits.wall_ms) {
+      one.egg_limits.wall_ms = *egg_limits.wall_ms - spent;
+    }
+    auto got = RunInOneSandbox(part, one, options);
+    if (!got) return got;
+    std::vector<std::string> here;  // languages started in this sandbox
+    for (CellResult& c : got->cells) {
+      auto has = [](const std::vector<std::string>& v, const std::string& x) {
+        return std::find(v.begin(), v.end(), x) != v.end();
+      };
+      if (c.status != CellStatus::kNotRun && !has(here, c.language)) {
+        here.push_back(c.language);
+        if (has(ran, c.language)) {
+          c.fresh_session = true;
+          if (c.note.empty()) {
+            c.note =
+                "fresh session: its permissions are not the previous "
+                "cell's";
+          }
+        }
+      }
+      report.cells.push_back(std::move(c));
+    }
+    ran.insert(ran.end(), here.begin(), here.end());
+    report.isolation = got->isolation;
+    if (got->interrupted) {
+      report.interrupted = true;
+      stop = "not run: interrupted";
+    } else if (!got->agent_error.empty()) {
+      report.agent_error = got->agent_error;
+      stop = "not run: " + got->agent_error;
+    } else if (options.stop_on_error && !got->AllSucceeded()) {
+      stop = "not run: an earlier cell failed";
+    }
+  }
+  return report;
+}
+
+namespace {
+
+Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
+                                  const SandboxRunSetup& setup,
+                                  RunOptions options) {
   if (setup.no_sandbox) {
     // No isolation: the agent is a plain child process on the host.
     std::fprintf(stderr,
@@ -127,9 +250,8 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     auto host = StartLocalAgent(setup.agent.agent);
     if (!host) return Fail(host.error());
     options.output_dir = setup.output_dir;
-    options.out_max_bytes =
-        MergeLimits(setup.egg_limits, DefaultEggLimits())
-            .output_bytes.value_or(0);
+    options.out_max_bytes = MergeLimits(setup.egg_limits, DefaultEggLimits())
+                                .output_bytes.value_or(0);
     options.setup.drivers_dir = setup.agent.drivers_dir;
     options.setup.cwd = setup.output_dir;
     options.setup.cell_dir = setup.output_dir;
@@ -178,10 +300,11 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     // A micro-VM carries only what it is told of these parts: the
     // drivers' interpreters and the common tools cells call.
     for (const char* tool :
-         {"python3", "bash", "sh", "Rscript", "env", "cat", "ls", "head",
-          "tail", "wc", "sort", "uniq", "cut", "tr", "grep", "sed", "awk",
-          "echo", "printf", "pwd", "hostname", "id", "date", "true", "false",
-          "mkdir", "rm", "cp", "mv", "touch", "sleep", "seq"}) {
+         {"python3", "bash",  "sh",    "Rscript", "env",    "cat", "ls",
+          "head",    "tail",  "wc",    "sort",    "uniq",   "cut", "tr",
+          "grep",    "sed",   "awk",   "echo",    "printf", "pwd", "hostname",
+          "id",      "date",  "true",  "false",   "mkdir",  "rm",  "cp",
+          "mv",      "touch", "sleep", "seq"}) {
       std::string path = std::string("/usr/bin/") + tool;
       std::error_code ec;
       if (fs::exists(path, ec)) b.RuntimeRootNeeds(path);
@@ -247,5 +370,7 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   if (report) report->isolation = isolation;
   return report;
 }
+
+}  // namespace
 
 }  // namespace egg
