@@ -454,6 +454,30 @@ TEST(HatchCliTest, EggWallTimeSpansTheSandboxesOfNarrowerCells) {
   EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "") << doc["cells"][1];
 }
 
+// One kernel would run every cell in one sandbox: refused, before
+// anything runs or is written.
+TEST(HatchCliTest, KernelPathRefusesCellsWithPermissionsOfTheirOwn) {
+  TempDir t;
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(
+      "name: k\nruntime: {folder: rt}\npermissions: {network: true}\n"
+      "cells:\n  - language: python\n    code: print(1)\n"
+      "  - language: python\n    permissions: {}\n    code: print(2)\n",
+      t.path());
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  std::string egg = t.path() + "/k.egg";
+  WriteTestEgg(*m, t.path(), egg);
+  std::string err;
+  int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
+                     "--grant", "network", "--kernel", "jupyter"},
+                    &err);
+  EXPECT_EQ(code, 3) << err;
+  EXPECT_NE(err.find("cell 2 has permissions of its own"), std::string::npos)
+      << err;
+  EXPECT_FALSE(fs::exists(t.path() + "/k.out"));
+  EXPECT_FALSE(fs::exists(t.path() + "/k.results.json"));
+}
+
 TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
   TempDir t;
   fs::create_directories(t.path() + "/rt");

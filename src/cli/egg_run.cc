@@ -391,6 +391,16 @@ Result<RunReport> RunEggCells(const EggFile& egg,
                               const std::vector<CellInput>& cells,
                               const Consent& consent,
                               const EggRunOptions& options) {
+  // One kernel runs every cell, so no cell can have a narrower sandbox.
+  for (const CellInput& c : cells) {
+    if (!options.kernel.empty() && c.permissions &&
+        *c.permissions != consent.permissions) {
+      return Fail(Code::kNotSupported,
+                  "cell " + std::to_string(c.index + 1) +
+                      " has permissions of its own, and a kernel runs "
+                      "every cell in one sandbox: hatch it without --kernel");
+    }
+  }
   // Runtime and data. Folders of runs that were SIGKILLed (their pid is
   // gone) are swept first.
   Scratch work;
@@ -451,16 +461,6 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   run.cancel = &g_interrupted;
   run.on_cell = options.on_cell;
   if (!options.kernel.empty()) {
-    // One kernel runs every cell, so no cell can have a narrower sandbox.
-    for (const CellInput& c : cells) {
-      if (c.permissions && *c.permissions != consent.permissions) {
-        return Fail(Code::kNotSupported,
-                    "cell " + std::to_string(c.index + 1) +
-                        " has permissions of its own, and a kernel runs "
-                        "every cell in one sandbox: hatch it without "
-                        "--kernel");
-      }
-    }
     auto kernel = KernelSetup(cells, options, setup, work.path);
     if (!kernel) return Fail(kernel.error());
     run.runner = [kernel = *kernel](const std::vector<CellInput>& c,
