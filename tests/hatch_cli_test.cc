@@ -478,6 +478,46 @@ TEST(HatchCliTest, KernelPathRefusesCellsWithPermissionsOfTheirOwn) {
   EXPECT_FALSE(fs::exists(t.path() + "/k.results.json"));
 }
 
+// The results are written while the killed box is torn down; `egg
+// hatch` still returns only once nothing a cell started is left. The
+// sleeper names a marker unique to this test in its arguments, so the
+// host's process table can be searched for it.
+TEST(HatchCliTest, NothingACellStartedOutlivesTheHatch) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  std::string marker =
+      "egg-outlive-marker-" + fs::path(t.path()).filename().string();
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(
+      t,
+      "name: outlive\nruntime: {folder: rt}\ncells:\n"
+      "  - language: bash\n"
+      "    code: |\n"
+      "      setsid python3 -c 'import time; time.sleep(300)' " +
+          marker +
+          " </dev/null >/dev/null 2>&1 &\n"
+          "      sleep 0.2; echo started\n",
+      &doc, &err);
+  ASSERT_EQ(code, 0) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["stdout"]["data"], "started\n");
+  int found = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFile(e.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(marker) != std::string::npos &&
+        cmdline.find("time.sleep") != std::string::npos) {
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 0);
+}
+
 TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
   TempDir t;
   fs::create_directories(t.path() + "/rt");

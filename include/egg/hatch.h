@@ -198,6 +198,14 @@ struct RunOptions {
   const std::atomic<bool>* cancel = nullptr;
   // Called after each cell (e.g. to print a summary line).
   std::function<void(const CellResult&)> on_cell;
+  // RunCellsInSandbox only: called with the final report once the cells
+  // are done and the box has been killed (nothing in it runs), before
+  // the hatcher waits for the box's end and removes its control groups,
+  // so that work on the report (the results file) overlaps the kernel's
+  // teardown. Not called when the run fails, has no sandbox or spans
+  // several sandboxes (the caller then has the report on return).
+  // RunCellsInSandbox still returns only after the teardown.
+  std::function<void(const RunReport&)> on_report;
   // Slack past a cell's wall time before the hatcher kills the whole box
   // when the agent has not reported (the agent enforces wall time first).
   uint64_t grace_ms = 5000;

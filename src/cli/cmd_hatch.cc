@@ -179,56 +179,65 @@ int RunHatch(const HatchArgs& a) {
   options.on_cell = PrintCellLine;
   options.kernel = a.kernel;
   options.kernel_name = notebook->kernel_name;
+  // 4. Compare with stored outputs, write results, say how it went: in a
+  // sandbox while the killed box is being torn down (on_report), else
+  // once the run has returned.
+  bool display_refused = false;
+  bool finished = false;
+  auto finish = [&](const RunReport& report) {
+    finished = true;
+    TraceStep("hatch: cells run");
+    std::error_code ec;
+    std::string output_dir = fs::canonical(options.output_dir, ec).string();
+
+    NotebookRun fresh = RunFromHatch(report, "");
+    ReproReport repro = CompareNotebook(
+        *notebook, fresh, a.strict ? StrictCompareOptions() : CompareOptions{});
+    ResultsMeta meta;
+    meta.egg = fs::path(a.egg).filename().string();
+    meta.egg_digest = DigestRef(egg->content_root());
+    // What really ran (auto's choice), not the word asked for.
+    meta.isolation = a.no_sandbox               ? "none"
+                     : report.isolation.empty() ? a.isolation
+                                                : report.isolation;
+    meta.signers = crypto::ChainReportLines(chain);
+    meta.granted = consent->granted;
+    std::string json = ResultsJson(report, meta);
+    auto doc = nlohmann::json::parse(json, nullptr, false);
+    if (!doc.is_discarded()) {
+      doc["reproducibility"] = ReportToJson(repro);
+      display_refused = AddOutputs(fresh, doc);
+      doc["output_dir"] = output_dir;
+      json = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+             "\n";
+    }
+    TraceStep("hatch: outputs compared, results encoded");
+    std::string results =
+        a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
+    // Renamed into place but not fsynced: two fsyncs cost more than the
+    // rest of a short notebook's run on a busy disk, and a results file
+    // lost in a machine crash is made again by hatching again.
+    if (auto s = WriteFileAtomic(results, json, 0644, true,
+                                 /*durable=*/false);
+        !s) {
+      Report(s.error());
+    }
+    if (a.json) std::fwrite(json.data(), 1, json.size(), stdout);
+    if (repro.code_cells > 0) {
+      std::fprintf(stderr, "%s", FormatReport(repro).c_str());
+    }
+    std::fprintf(stderr, "egg: results in %s, files in %s\n",
+                 Quote(results).c_str(), Quote(output_dir).c_str());
+    TraceStep("hatch: results written");
+  };
+  options.on_report = finish;
   auto report = RunEggCells(*egg, *cells, *consent, options);
   if (!report) {
     Report(report.error());
     return RunErrorExitCode(report.error());
   }
-  TraceStep("hatch: cells run");
-  std::error_code ec;
-  std::string output_dir = fs::canonical(options.output_dir, ec).string();
-
-  // 4. Compare with stored outputs, write results, say how it went.
-  NotebookRun fresh = RunFromHatch(*report, "");
-  ReproReport repro = CompareNotebook(
-      *notebook, fresh, a.strict ? StrictCompareOptions() : CompareOptions{});
-  ResultsMeta meta;
-  meta.egg = fs::path(a.egg).filename().string();
-  meta.egg_digest = DigestRef(egg->content_root());
-  // What really ran (auto's choice), not the word asked for.
-  meta.isolation = a.no_sandbox                ? "none"
-                   : report->isolation.empty() ? a.isolation
-                                               : report->isolation;
-  meta.signers = crypto::ChainReportLines(chain);
-  meta.granted = consent->granted;
-  std::string json = ResultsJson(*report, meta);
-  auto doc = nlohmann::json::parse(json, nullptr, false);
-  bool display_refused = false;
-  if (!doc.is_discarded()) {
-    doc["reproducibility"] = ReportToJson(repro);
-    display_refused = AddOutputs(fresh, doc);
-    doc["output_dir"] = output_dir;
-    json = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
-           "\n";
-  }
-  TraceStep("hatch: outputs compared, results encoded");
-  std::string results =
-      a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
-  // Renamed into place but not fsynced: two fsyncs cost more than the
-  // rest of a short notebook's run on a busy disk, and a results file
-  // lost in a machine crash is made again by hatching again.
-  if (auto s = WriteFileAtomic(results, json, 0644, true,
-                               /*durable=*/false);
-      !s) {
-    Report(s.error());
-  }
-  if (a.json) std::fwrite(json.data(), 1, json.size(), stdout);
-  if (repro.code_cells > 0) {
-    std::fprintf(stderr, "%s", FormatReport(repro).c_str());
-  }
-  std::fprintf(stderr, "egg: results in %s, files in %s\n",
-               Quote(results).c_str(), Quote(output_dir).c_str());
-  TraceStep("hatch: results written");
+  if (!finished) finish(*report);
+  TraceStep("hatch: sandbox gone");
 
   if (report->interrupted) return kExitInterrupted;
   if (!report->agent_error.empty()) {

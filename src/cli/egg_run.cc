@@ -460,6 +460,7 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   run.setup.rich_display = options.rich_display;
   run.cancel = &g_interrupted;
   run.on_cell = options.on_cell;
+  run.on_report = options.on_report;
   if (!options.kernel.empty()) {
     auto kernel = KernelSetup(cells, options, setup, work.path);
     if (!kernel) return Fail(kernel.error());

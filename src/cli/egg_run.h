@@ -64,6 +64,8 @@ struct EggRunOptions {
   // nbformat outputs).
   bool rich_display = true;
   std::function<void(const CellResult&)> on_cell;
+  // RunOptions::on_report: the report while the box is torn down.
+  std::function<void(const RunReport&)> on_report;
   // "" runs the cells with egg's session drivers. "jupyter" runs them on
   // the Jupyter kernel the notebook names (kernel_name), else the default
   // kernel of its language; any other word names a kernelspec of the

@@ -172,6 +172,9 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     if (!allowed.empty() && !setup.no_sandbox) one.granted = allowed.front();
     return RunInOneSandbox(cells, one, std::move(options));
   }
+  // The report is final only after the last sandbox: the caller gets it
+  // on return, not from one sandbox's teardown.
+  options.on_report = nullptr;
 
   const Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());
   const uint64_t start = NowMs();
@@ -368,6 +371,10 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
   auto report = options.runner ? options.runner(clamped, host, options)
                                : RunCells(clamped, host, options);
   if (report) report->isolation = isolation;
+  // The runner killed the box; `host` waits for its end and removes its
+  // groups when it goes out of scope, after this.
+  host.Kill();
+  if (report && options.on_report) options.on_report(*report);
   return report;
 }
 
