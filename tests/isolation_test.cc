@@ -306,6 +306,24 @@ TEST_P(IsolationHostileCell, NormalProgramReadsDataAndWritesOut) {
   EXPECT_EQ(text, "copied:hello");
 }
 
+// What the cell writes to /out belongs to the host's nobody, never to the
+// sandbox's uid 1000 taken as a host uid (a real account on many hosts):
+// gVisor's gofer, which writes /out for the Sentry, runs in the bundle's
+// user namespace as runc and crun do.
+TEST_P(IsolationHostileCell, OutputFilesBelongToNobodyOnTheHost) {
+  if (::geteuid() != 0) GTEST_SKIP() << "as a user, /out is the user's own";
+  std::string data = MakeTempDir();
+  { std::ofstream(data + "/in.txt") << "hello"; }
+  ::chmod((data + "/in.txt").c_str(), 0644);
+  ProbeRun run = Probe({"normal"}, {"--data", data});
+  fs::remove_all(data);
+  ASSERT_EQ(run.Get("code"), "0") << run.output;
+  struct stat st;
+  ASSERT_EQ(::lstat((out_ + "/out.txt").c_str(), &st), 0) << run.output;
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_gid, 65534u);
+}
+
 // The runtimes change the owner of the stdio they are given (crun and
 // runsc gave the host's /dev/null to nobody): a sandbox leaves the host's
 // /dev/null as it found it.
@@ -659,11 +677,12 @@ TEST_P(IsolationSameResults, NotebookOutputsMatchTheNamespacesBackend) {
 // A fork bomb and a memory hog, each in its own cell: every backend
 // charges each limit to the cell that met it, as the namespaces backend
 // does (gVisor through the guest's own task limit, whose refusals egg
-// reads from the Sentry's log). The bomb's cell is `limit (processes)` and the next cell runs in
-// a fresh session; the hog's cell is `limit (memory)`, which ends the run.
+// reads from the Sentry's log; vm through the guest's counters, asked for
+// before and after each cell). The bomb's cell is `limit (processes)` and
+// the next cell runs in a fresh session; the hog's cell is
+// `limit (memory)`, which ends the run.
 TEST_P(IsolationSameResults, LimitsAreChargedToTheCellThatMetThem) {
   const BackendParam& b = GetParam();
-  if (IsVm(b)) GTEST_SKIP() << "the vm backend's limits are not covered here";
   BackendProbe probe = ProbeOnce(b);
   if (!probe.works) GTEST_SKIP() << b.label << ": " << probe.detail;
   if (::access((std::string(EGG_BINARY_DIR) + "/egg-agent").c_str(), X_OK)) {

@@ -139,11 +139,26 @@ TEST(VmControl, RoundTripsThroughItsEncoding) {
   EXPECT_EQ(got.wall_ms, 30000u);
 }
 
+TEST(VmControl, AcceptsTheLimitEventsRequest) {
+  guest::VmControl c;
+  c.op = 'E';
+  c.seq = 12;
+  std::string line = guest::EncodeVmControl(c);
+  EXPECT_EQ(line, "E 12\n");
+  guest::VmControl got;
+  std::string why;
+  ASSERT_TRUE(
+      guest::DecodeVmControl(line.substr(0, line.size() - 1), &got, &why))
+      << why;
+  EXPECT_EQ(got.op, 'E');
+  EXPECT_EQ(got.seq, 12u);
+}
+
 TEST(VmControl, RejectsMalformedControlLines) {
   for (const char* bad :
        {"", "L", "X 1", "L 0", "L x", "LL 1", "S 1 memory=5",
         "L 1 memory=", "L 1 memory=-1", "L 1 memory=0", "L 1 bogus=3",
-        "L 1 memory", "L 1  memory=3", "K 1 2"}) {
+        "L 1 memory", "L 1  memory=3", "K 1 2", "E 1 oom=1", "E 0"}) {
     guest::VmControl got;
     std::string why;
     EXPECT_FALSE(guest::DecodeVmControl(bad, &got, &why)) << bad;

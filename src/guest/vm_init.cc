@@ -473,6 +473,13 @@ void HandleControl(const std::string& line, int out_fd, Budget* budget) {
     if (out_fd >= 0 && ::syncfs(out_fd) != 0) {
       answer += std::string(" syncfs: ") + strerror(errno);
     }
+  } else if (c.op == 'E') {
+    // So that the host charges an OOM kill or a refused fork to the cell
+    // that caused it (Sandbox::GetLimitEvents).
+    WriteStatus("V " + std::to_string(c.seq) + " oom=" +
+                std::to_string(KeyedValue(cg + "/memory.events", "oom_kill")) +
+                " pids_max=" +
+                std::to_string(KeyedValue(cg + "/pids.events", "max")) + "\n");
   } else {
     budget->host_kill = true;
     KillCell();
@@ -598,6 +605,11 @@ int VmMain(int argc, char** argv) {
     if (stopped == "none" && used > budget.cpu_ms) stopped = "cpu";
     if (stopped == "none" && NowMs() - budget.start_ms > budget.wall_ms) {
       stopped = "wall";
+    }
+    // An OOM kill ends the sandbox, as on the other backends.
+    if (stopped == "none" &&
+        KeyedValue(std::string(kCgroup) + "/memory.events", "oom_kill") > 0) {
+      stopped = "memory";
     }
     if (stopped != "none" || budget.host_kill) KillCell();
     pollfd p{g_status_fd, POLLIN, 0};

@@ -21,6 +21,8 @@
 //   L <seq> [memory=N] [processes=N] [cpu_ms=N] [wall_ms=N]
 //       new limits; the CPU and wall budgets restart from now
 //   S <seq>   flush /out to its disk (the host then reads it back)
+//   E <seq>   report the cell group's limit events so far, as the line
+//             "V <seq> oom=N pids_max=N" before the answer
 //   K <seq>   kill the cell's whole group and end as usual
 #ifndef EGG_GUEST_VM_PLAN_H_
 #define EGG_GUEST_VM_PLAN_H_
@@ -226,7 +228,7 @@ inline bool DecodeVmPlan(const std::string& bytes, VmPlan* plan,
 
 // One control line from the host (without its newline).
 struct VmControl {
-  char op = 0;  // 'L', 'S' or 'K'
+  char op = 0;  // 'L', 'S', 'E' or 'K'
   uint64_t seq = 0;
   uint64_t memory_bytes = 0;  // 0: unchanged
   uint64_t processes = 0;
@@ -271,7 +273,7 @@ inline bool DecodeVmControl(const std::string& line, VmControl* c,
   }
   *c = VmControl();
   c->op = words[0][0];
-  if (c->op != 'L' && c->op != 'S' && c->op != 'K') {
+  if (c->op != 'L' && c->op != 'S' && c->op != 'E' && c->op != 'K') {
     return *why = "unknown control op", false;
   }
   if (!number(words[1], &c->seq)) return *why = "bad control seq", false;

@@ -1,6 +1,6 @@
 // WriteBundle: the SandboxSpec as an OCI runtime bundle (config.json and
 // a root of mount points). runc, crun and runsc read the same file; the
-// few differences (gVisor's own /dev, no user namespace there) are marked.
+// few differences (gVisor's own /dev and task limit) are marked.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -267,14 +267,19 @@ Status WriteBundle(const SandboxSpec& spec, const BundlePlan& plan) {
   if (!device_rules.empty()) {
     linux["resources"] = {{"devices", device_rules}};
   }
-  if (!plan.gvisor) {
-    // gVisor is its own user namespace: the Sentry runs as nobody.
-    linux["namespaces"].push_back({{"type", "user"}});
-    json ids = {{{"containerID", 0}, {"hostID", kOciSetupHostId}, {"size", 1}},
-                {{"containerID", 1000}, {"hostID", kOciNobody}, {"size", 1}}};
-    linux["uidMappings"] = ids;
-    linux["gidMappings"] = ids;
-  }
+  // runc and crun run the container in this user namespace; runsc runs
+  // its gofer in it (the Sentry is a user namespace of its own), so the
+  // files the cell makes in /out belong to the host's nobody there too.
+  // The gofer is the namespace's root and must reach the runtime's
+  // root-only folders (the store): under gVisor container root stays
+  // host root, whose capabilities there reach only files owned by root
+  // (before, the gofer ran as root outside any user namespace).
+  linux["namespaces"].push_back({{"type", "user"}});
+  unsigned setup_id = plan.gvisor ? 0 : kOciSetupHostId;
+  json ids = {{{"containerID", 0}, {"hostID", setup_id}, {"size", 1}},
+              {{"containerID", 1000}, {"hostID", kOciNobody}, {"size", 1}}};
+  linux["uidMappings"] = ids;
+  linux["gidMappings"] = ids;
 
   json config = {{"ociVersion", "1.0.2"},
                  {"process", process},

@@ -81,7 +81,8 @@ bool IsRefusedFork(std::string_view line) {
   size_t at = line.find("strace.go:");
   if (at == std::string_view::npos) return false;
   if (line.find(" errno=11 (", at) == std::string_view::npos) return false;
-  for (const char* call : {" X clone(", " X clone3(", " X fork(", " X vfork("}) {
+  for (const char* call :
+       {" X clone(", " X clone3(", " X fork(", " X vfork("}) {
     if (line.find(call, at) != std::string_view::npos) return true;
   }
   return false;
@@ -915,13 +916,13 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
   std::string sentry_log;
   if (gvisor) {
     sentry_log = dir + "/sentry";
-    std::string log_opts = "size=" + std::to_string(kSentryLogBytes) +
-                           ",nr_inodes=64,mode=0700";
+    std::string log_opts =
+        "size=" + std::to_string(kSentryLogBytes) + ",nr_inodes=64,mode=0700";
     if (::mkdir(sentry_log.c_str(), 0700) != 0 ||
         ::mount("egg-sentry-log", sentry_log.c_str(), "tmpfs",
                 MS_NOSUID | MS_NODEV | MS_NOEXEC, log_opts.c_str()) != 0) {
-      return Fail(
-          ErrnoError("mounting the Sentry's log tmpfs at '" + sentry_log + "'"));
+      return Fail(ErrnoError("mounting the Sentry's log tmpfs at '" +
+                             sentry_log + "'"));
     }
   }
 
@@ -939,11 +940,9 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
 
   // The output folder belongs to the sandbox's identity on the host.
   if (!spec.output().empty()) {
-    unsigned owner = gvisor ? 1000 : kOciNobody;
-    if (auto s = ChownFolder(spec.output(), owner, owner); !s) {
-      return Fail(
-          s.error().Wrap("giving the output folder to the sandbox "
-                         "user"));
+    if (auto s = ChownFolder(spec.output(), kOciNobody, kOciNobody); !s) {
+      return Fail(s.error().Wrap("giving the output folder to the sandbox "
+                                 "user"));
     }
   }
 
@@ -958,8 +957,7 @@ Result<std::unique_ptr<Sandbox>> StartOciSandbox(const SandboxSpec& spec) {
                " sandbox has no memory limit");
   }
   if (cgroup.has_pids()) {
-    if (auto s = cgroup.SetPids(HostTaskLimit(gvisor, *limits.processes));
-        !s) {
+    if (auto s = cgroup.SetPids(HostTaskLimit(gvisor, *limits.processes)); !s) {
       return Fail(s.error());
     }
   } else {

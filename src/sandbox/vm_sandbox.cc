@@ -328,7 +328,9 @@ Status CopyEntry(const fs::path& from, const fs::path& to) {
     return Fail(Code::kIo, "copying '" + from.string() + "' to '" +
                                to.string() + "': " + ec.message());
   timespec times[2] = {st.st_atim, st.st_mtim};
-  ::lchown(to.c_str(), st.st_uid, st.st_gid);
+  // The host's nobody, as on the other backends: the guest's uid 1000 may
+  // be a real account on the host.
+  ::lchown(to.c_str(), kOciNobody, kOciNobody);
   if (!S_ISLNK(st.st_mode)) ::chmod(to.c_str(), st.st_mode & 07777);
   ::utimensat(AT_FDCWD, to.c_str(), times, AT_SYMLINK_NOFOLLOW);
   return {};
@@ -465,6 +467,32 @@ class VmSandbox : public Sandbox {
     return Request(c);
   }
 
+  // The guest's OOM kills and refused forks so far (an 'E' request), so
+  // that the hatcher charges a limit to the cell that met it; once the
+  // guest has ended, the counts of its last report.
+  LimitEvents GetLimitEvents() override {
+    if (outcome_) return events_;
+    guest::VmControl c;
+    c.op = 'E';
+    c.seq = ++seq_;
+    if (!Request(c)) return events_;
+    std::string want = "\nV " + std::to_string(c.seq) + " ";
+    size_t at = text_.find(want);
+    if (at == std::string::npos) return events_;
+    size_t end = text_.find('\n', at + 1);
+    std::istringstream words(
+        text_.substr(at + want.size(), end - at - want.size()));
+    for (std::string w; words >> w;) {
+      size_t eq = w.find('=');
+      if (eq == std::string::npos) continue;
+      uint64_t n = std::strtoull(w.c_str() + eq + 1, nullptr, 10);
+      std::string key = w.substr(0, eq);
+      if (key == "oom") events_.oom_kills = std::max(events_.oom_kills, n);
+      if (key == "pids_max") events_.pids_max = std::max(events_.pids_max, n);
+    }
+    return events_;
+  }
+
   Status SyncOutput() override {
     if (output_.empty() || outcome_) return {};
     guest::VmControl c;
@@ -559,11 +587,14 @@ class VmSandbox : public Sandbox {
     } else {
       o.signal = r.count("signal") ? static_cast<int>(num("signal")) : SIGKILL;
     }
-    o.killed = killed_ || r["stopped"] == "cpu" || r["stopped"] == "wall";
+    o.killed = killed_ || r["stopped"] == "cpu" || r["stopped"] == "wall" ||
+               r["stopped"] == "memory";
     o.usage.cpu_ms = num("cpu_ms");
     o.usage.memory_peak_bytes = num("peak");
     o.usage.scratch_used_bytes = num("scratch");
     o.processes_limit_hit = num("pids_max") > 0;
+    events_.oom_kills = std::max(events_.oom_kills, num("oom"));
+    events_.pids_max = std::max(events_.pids_max, num("pids_max"));
     o.scratch_full = num("scratch_full") > 0;
     bool failed = !o.exited || o.exit_code != 0;
     if (wall_ || r["stopped"] == "wall") {
@@ -617,6 +648,7 @@ class VmSandbox : public Sandbox {
   Limits limits_;
   uint64_t deadline_ms_;
   std::string text_ = "\n";  // every line, newline first, as sent
+  LimitEvents events_;
   uint64_t wall_ms_;
   uint64_t seq_ = 0;
   uint64_t kill_deadline_ms_ = 0;
