@@ -722,6 +722,53 @@ TEST(KernelInSandbox, FilesPastTheEggOutputLimitStopTheCell) {
   fs::remove_all(dir);
 }
 
+// A "kernel" that never answers and fills the exchange folder beside its
+// sockets while it starts: stopped at the egg's output limit, not at the
+// end of the start-up time. (It stops by itself at 400 MiB, so that a
+// regression fails the test without filling the disk.)
+TEST(KernelInSandbox, FilesWrittenWhileAKernelStartsStopIt) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  std::string dir = MakeTempDir();
+  for (const char* sub : {"/exchange", "/out"}) {
+    fs::create_directories(dir + sub);
+  }
+  if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
+  SandboxRunSetup setup;
+  setup.host_runtime = true;
+  setup.output_dir = dir + "/out";
+  setup.exchange_dir = dir + "/exchange";
+  setup.egg_limits.output_bytes = 1u << 20;
+  setup.agent.agent = AgentPath();
+  setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
+  KernelRunSetup kernel;
+  kernel.spec.name = "filler";
+  kernel.spec.language = "python";
+  kernel.spec.argv = {"python3", "-c",
+                      "import os, sys, time\n"
+                      "d = '" +
+                          std::string(kSandboxExchangeDir) +
+                          "'\n"
+                          "for i in range(400):\n"
+                          "    open(os.path.join(d, 'junk%d' % i), "
+                          "'wb').write(b'x' * (1 << 20))\n"
+                          "time.sleep(600)\n",
+                      "{connection_file}"};
+  kernel.exchange_host_dir = dir + "/exchange";
+  kernel.exchange_sandbox_dir = kSandboxExchangeDir;
+  RunOptions options;
+  options.runner = [&](const std::vector<CellInput>& c, AgentHost& host,
+                       const RunOptions& o) {
+    return RunCellsWithKernel(c, host, o, kernel);
+  };
+  auto report = RunCellsInSandbox(PythonCells({"1 + 1"}), setup, options);
+  ASSERT_TRUE(report) << report.error().message();
+  ASSERT_EQ(report->cells.size(), 1u);
+  EXPECT_EQ(report->cells[0].status, CellStatus::kLimit)
+      << report->cells[0].note;
+  EXPECT_EQ(report->cells[0].limit, "output") << report->cells[0].note;
+  fs::remove_all(dir);
+}
+
 TEST(KernelInSandbox, IrkernelRunsInsideTheNamespacesSandbox) {
   if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
   auto spec = FindKernelSpec("/", "ir");

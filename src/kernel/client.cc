@@ -158,6 +158,9 @@ class Client final : public KernelClient {
   };
 
   Result<UniqueFd> WaitForSocket(const std::string& path, uint64_t deadline);
+  // While the kernel starts: kIo once its files pass the egg's output
+  // limit (options_.files_over_limit), measured every kFilesCheckMs.
+  Status StartingFilesWithinLimit();
   Result<Socket> Connect(int type, int fd);
   Status Send(void* sock, const std::string& type,
               const nlohmann::json& content, std::string* msg_id);
@@ -190,7 +193,16 @@ class Client final : public KernelClient {
   std::vector<UniqueFd> socket_fds_;
   uint64_t last_ping_ = 0;
   uint64_t last_pong_ = 0;
+  uint64_t next_files_check_ = 0;
 };
+
+Status Client::StartingFilesWithinLimit() {
+  if (!options_.files_over_limit || NowMs() < next_files_check_) return {};
+  next_files_check_ = NowMs() + kFilesCheckMs;
+  if (!options_.files_over_limit()) return {};
+  return Fail(Code::kIo,
+              "its files passed the egg's output limit while it started");
+}
 
 Result<UniqueFd> Client::WaitForSocket(const std::string& path,
                                        uint64_t deadline) {
@@ -212,6 +224,7 @@ Result<UniqueFd> Client::WaitForSocket(const std::string& path,
                   "kernel socket '" + path + "' is a symlink");
     }
     if (errno != ENOENT) return Fail(ErrnoError("opening '" + path + "'"));
+    if (auto s = StartingFilesWithinLimit(); !s) return Fail(s.error());
     if (auto end = process_.Ended()) {
       return Fail(Code::kIo, "the kernel ended before it was ready: " + *end);
     }
@@ -334,6 +347,7 @@ Status Client::WaitReady() {
     if (auto end = process_.Ended()) {
       return Fail(Code::kIo, "the kernel ended before it was ready: " + *end);
     }
+    if (auto s = StartingFilesWithinLimit(); !s) return s;
     if (NowMs() >= deadline) {
       return Fail(Code::kIo, "the kernel did not answer kernel_info in time");
     }

@@ -341,6 +341,8 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
     }
     AgentHost::LimitEvents before = host.LimitEventCounts();
 
+    // While a kernel starts, what it writes counts from here.
+    out_baseline = options.out_max_bytes == 0 ? 0 : files_total();
     if (kernel == nullptr) {
       // A fresh kernel, with fresh sockets and a fresh key.
       uint32_t id = next_session++;
@@ -364,6 +366,12 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
         r.status = CellStatus::kSessionDied;
         r.note = "the kernel '" + setup.spec.name +
                  "' could not start: " + started.error().message();
+        if (options.out_max_bytes != 0 &&
+            hatch::OutOverCap(files_total(), out_baseline,
+                              options.out_max_bytes)) {
+          r.status = CellStatus::kLimit;
+          r.limit = "output";
+        }
         std::string tail = Printable(process->log_tail());
         if (!tail.empty()) r.stderr_data.bytes = tail;
         if (!process->agent_error().empty()) {
