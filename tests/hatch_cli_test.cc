@@ -203,10 +203,10 @@ int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
   return code;
 }
 
-// A cell whose wall time is the egg's own is stopped by the agent (which
-// ends only its session), not by the sandbox's backstop: the next cell
-// still runs.
-TEST(HatchCliTest, CellAtTheEggsWallTimeStopsOnlyItsSession) {
+// The egg's wall time is for the whole run: a cell gets what is left of
+// it, the agent stops the cell there (not the sandbox's backstop), and no
+// later cell runs.
+TEST(HatchCliTest, EggWallTimeCoversTheCellsTogether) {
   if (!ProbeSandboxHost().user_namespaces) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
@@ -216,15 +216,22 @@ TEST(HatchCliTest, CellAtTheEggsWallTimeStopsOnlyItsSession) {
   int code = HatchYaml(t,
                        "name: wall\nruntime: {folder: rt}\n"
                        "limits: {wall_time: 3s}\ncells:\n"
+                       "  - language: bash\n    code: sleep 1\n"
                        "  - language: bash\n    code: sleep 100\n"
                        "  - language: bash\n    code: echo after\n",
                        &doc, &err);
   EXPECT_EQ(code, 4) << err;
   ASSERT_FALSE(doc.is_discarded()) << err;
-  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
-  EXPECT_EQ(doc["cells"][0]["limit"], "wall_time");
-  EXPECT_EQ(doc["cells"][1]["status"], "ok") << doc["cells"][1];
-  EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "after\n");
+  EXPECT_EQ(doc["cells"][0]["status"], "ok") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][1]["status"], "limit") << doc["cells"][1];
+  EXPECT_EQ(doc["cells"][1]["limit"], "wall_time");
+  EXPECT_LT(doc["cells"][1]["duration_ms"].get<uint64_t>(), 2900u);
+  EXPECT_EQ(doc["cells"][2]["status"], "not_run") << doc["cells"][2];
+  EXPECT_NE(
+      doc["cells"][2]["note"].get<std::string>().find("wall time is spent"),
+      std::string::npos)
+      << doc["cells"][2];
+  EXPECT_EQ(doc["agent_error"], "") << doc;
 }
 
 // Past its memory limit the sandbox stops as a whole: the cell is charged
@@ -279,11 +286,52 @@ TEST(HatchCliTest, ShellCellCannotWriteAFilePastTheOutputLimit) {
   EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
   EXPECT_EQ(doc["cells"][0]["limit"], "output");
   EXPECT_EQ(fs::file_size(t.path() + "/out/big"), (1u << 20) + 1);
-  // The session was stopped; the next cell runs in a fresh session and,
-  // writing nothing to /out, is not charged for the first one's file.
-  EXPECT_TRUE(doc["cells"][1]["fresh_session"]) << doc["cells"][1];
-  EXPECT_EQ(doc["cells"][1]["stdout"]["data"], "after\n");
-  EXPECT_EQ(doc["cells"][1]["status"], "ok") << doc["cells"][1];
+  // The egg's output limit is for the whole run: the run ends there.
+  EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
+  EXPECT_NE(
+      doc["cells"][1]["note"].get<std::string>().find("output limit is spent"),
+      std::string::npos)
+      << doc["cells"][1];
+}
+
+// A process a cell leaves writing to /out in the background cannot get
+// later cells charged one after the other: the first charge ends the run,
+// and the writer dies with the sandbox.
+TEST(HatchCliTest, BackgroundWriterPastTheOutputLimitDiesWithTheRun) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  std::string yaml =
+      "name: bg\nruntime: {folder: rt}\n"
+      "limits: {output: 1MiB}\ncells:\n"
+      "  - language: bash\n"
+      "    code: setsid bash -c 'i=0; while :; do i=$((i + 1)); "
+      "head -c 200000 /dev/zero > f$i; sleep 0.05; done' &\n";
+  for (int i = 0; i < 5; ++i) {
+    yaml += "  - language: bash\n    code: sleep 1\n";
+  }
+  int code = HatchYaml(t, yaml, &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  int charged = 0;
+  for (const auto& c : doc["cells"]) charged += c["status"] == "limit";
+  EXPECT_EQ(charged, 1) << doc["cells"];
+  EXPECT_EQ(doc["cells"][5]["status"], "not_run") << doc["cells"][5];
+  // The writer is gone: /out no longer grows.
+  auto out_size = [&] {
+    uint64_t total = 0;
+    for (const auto& e : fs::directory_iterator(t.path() + "/out")) {
+      total += e.file_size();
+    }
+    return total;
+  };
+  uint64_t total = out_size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(out_size(), total);
+  EXPECT_LT(total, 8u << 20);
 }
 
 TEST(HatchCliTest, PythonCellCannotWriteAFilePastTheOutputLimit) {
@@ -491,16 +539,16 @@ TEST(HatchCliTest, NothingACellStartedOutlivesTheHatch) {
       "egg-outlive-marker-" + fs::path(t.path()).filename().string();
   nlohmann::json doc;
   std::string err;
-  int code = HatchYaml(
-      t,
-      "name: outlive\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n"
-      "    code: |\n"
-      "      setsid python3 -c 'import time; time.sleep(300)' " +
-          marker +
-          " </dev/null >/dev/null 2>&1 &\n"
-          "      sleep 0.2; echo started\n",
-      &doc, &err);
+  int code =
+      HatchYaml(t,
+                "name: outlive\nruntime: {folder: rt}\ncells:\n"
+                "  - language: bash\n"
+                "    code: |\n"
+                "      setsid python3 -c 'import time; time.sleep(300)' " +
+                    marker +
+                    " </dev/null >/dev/null 2>&1 &\n"
+                    "      sleep 0.2; echo started\n",
+                &doc, &err);
   ASSERT_EQ(code, 0) << err;
   ASSERT_FALSE(doc.is_discarded()) << err;
   EXPECT_EQ(doc["cells"][0]["stdout"]["data"], "started\n");

@@ -176,8 +176,7 @@ TEST_F(HatchTest, DisplayDriverBytecodeThatNoLongerMatchesItsSourceIsNotRun) {
   auto r = RunAll(
       {Cell(0, "python", "print(display.__globals__.get('_EDIT_MARK'))")}, o);
   ASSERT_EQ(r.cells.size(), 1u);
-  EXPECT_EQ(r.cells[0].status, CellStatus::kOk)
-      << r.cells[0].stderr_data.bytes;
+  EXPECT_EQ(r.cells[0].status, CellStatus::kOk) << r.cells[0].stderr_data.bytes;
   EXPECT_EQ(r.cells[0].stdout_data.bytes, "the_edited_source_ran\n");
 }
 
@@ -531,7 +530,9 @@ TEST(ResultsTest, DecodeBytesRejectsBadBase64) {
   EXPECT_EQ(*DecodeBytes({"base64", "AP8="}), std::string("\x00\xff", 2));
 }
 
-TEST_F(HatchTest, CellWritingPastTheOutputCapIntoOutIsStopped) {
+// The egg's output limit is for the whole run: the cell that takes /out
+// past it is charged, and the run ends there.
+TEST_F(HatchTest, CellWritingPastTheOutputCapIntoOutEndsTheRun) {
   RunOptions o = Options(out_.path());
   o.out_max_bytes = 1 << 20;
   CellInput c =
@@ -541,22 +542,35 @@ TEST_F(HatchTest, CellWritingPastTheOutputCapIntoOutIsStopped) {
   ASSERT_EQ(report.cells.size(), 2u);
   EXPECT_EQ(report.cells[0].status, CellStatus::kLimit);
   EXPECT_EQ(report.cells[0].limit, "output");
-  EXPECT_TRUE(report.cells[1].fresh_session);
+  EXPECT_EQ(report.cells[1].status, CellStatus::kNotRun);
+  EXPECT_NE(report.cells[1].note.find("output limit is spent"),
+            std::string::npos)
+      << report.cells[1].note;
+  EXPECT_EQ(report.agent_error, "");
 }
 
-// Once /out is over the cap, a later cell is charged only if it grows it.
-TEST_F(HatchTest, OnlyTheCellThatGrowsAFullOutIsChargedWithTheOutputLimit) {
+// The streams kept for all cells together are bounded (the egg's output
+// limit), so the results stay bounded however many cells an egg has.
+TEST_F(HatchTest, StreamsOfAllCellsTogetherStopAtTheRunsCap) {
   RunOptions o = Options(out_.path());
-  o.out_max_bytes = 1 << 20;
-  CellInput big = Cell(0, "bash", "head -c 2000000 /dev/zero > big");
-  RunReport report = RunAll(
-      {big, Cell(1, "bash", "echo quiet"), Cell(2, "bash", "echo x > more")},
-      o);
-  ASSERT_EQ(report.cells.size(), 3u);
-  EXPECT_EQ(report.cells[0].limit, "output");
-  EXPECT_EQ(report.cells[1].status, CellStatus::kOk) << report.cells[1].note;
-  EXPECT_EQ(report.cells[2].status, CellStatus::kLimit);
-  EXPECT_EQ(report.cells[2].limit, "output");
+  o.streams_max_bytes = 1 << 20;
+  std::vector<CellInput> cells;
+  for (uint32_t i = 0; i < 4; ++i) {
+    cells.push_back(Cell(i, "sh", "head -c 600000 /dev/zero"));
+  }
+  RunReport report = RunAll(cells, o);
+  ASSERT_EQ(report.cells.size(), 4u);
+  uint64_t kept = 0;
+  for (const CellResult& c : report.cells) {
+    kept += c.stdout_data.bytes.size() + c.stderr_data.bytes.size();
+  }
+  EXPECT_EQ(kept, 1u << 20);
+  EXPECT_EQ(report.cells[0].status, CellStatus::kOk);
+  for (size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(report.cells[i].status, CellStatus::kLimit) << i;
+    EXPECT_EQ(report.cells[i].limit, "output") << i;
+    EXPECT_TRUE(report.cells[i].stdout_data.truncated()) << i;
+  }
 }
 
 // A local agent whose box reports `after` limit events once a cell has

@@ -193,6 +193,14 @@ struct RunOptions {
   // Polled every 100 ms while a cell runs and at its end; past it the
   // session is stopped and the cell reported with limit "output".
   uint64_t out_max_bytes = 0;
+  // The egg's wall time for the whole run (0: none): each cell's wall time
+  // is cut to what is left, and once it is spent no further cell runs.
+  uint64_t egg_wall_ms = 0;
+  // Cap on the stdout, stderr and display bytes kept for all the cells
+  // together (0: none): past it a cell's streams are cut, counted and
+  // marked as at its own cap, so the results stay bounded however many
+  // cells an egg has.
+  uint64_t streams_max_bytes = 0;
   // Set from a signal handler to stop: the running cell's box is killed,
   // later cells are kNotRun and the report says interrupted.
   const std::atomic<bool>* cancel = nullptr;

@@ -8,6 +8,9 @@
 namespace egg {
 namespace {
 
+// Below this size a stream is text whenever it is valid UTF-8.
+constexpr size_t kEscapeCheckBytes = 64 << 10;
+
 // Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
 bool IsValidUtf8(const std::string& s) {
   size_t i = 0;
@@ -59,7 +62,26 @@ nlohmann::json StreamJson(const CapturedStream& s) {
 }  // namespace
 
 EncodedBytes EncodeBytes(const std::string& bytes) {
-  if (IsValidUtf8(bytes)) return {"utf-8", bytes};
+  // Text as text, unless it is large and its JSON escapes (six bytes for
+  // most control characters: a stream of NULs) would outgrow base64's
+  // four per three.
+  if (bytes.size() < kEscapeCheckBytes) {
+    return IsValidUtf8(bytes) ? EncodedBytes{"utf-8", bytes}
+                              : EncodedBytes{"base64", Base64Encode(bytes)};
+  }
+  uint64_t escaped = 0;
+  for (unsigned char c : bytes) {
+    if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' ||
+        c == '\r' || c == '\t') {
+      escaped += 2;
+    } else if (c < 0x20) {
+      escaped += 6;
+    } else {
+      escaped += 1;
+    }
+  }
+  uint64_t base64 = (bytes.size() + 2) / 3 * 4;
+  if (escaped <= base64 && IsValidUtf8(bytes)) return {"utf-8", bytes};
   return {"base64", Base64Encode(bytes)};
 }
 

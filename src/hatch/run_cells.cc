@@ -105,7 +105,8 @@ class Runner {
               CellResult* result);
   // After a cell the agent reported done: the cap check on /out, from
   // the listing `after` that also reports the cell's files.
-  void CheckOutAfterCell(const Listing& after, bool after_deep,
+  // True when the cell was charged for /out passing the egg's limit.
+  bool CheckOutAfterCell(const Listing& after, bool after_deep,
                          uint64_t out_baseline, bool out_over,
                          const CellInput& cell, CellResult* r);
   // Handles a frame that is not about the running cell. False if it breaks
@@ -114,6 +115,19 @@ class Runner {
   void KeepOutput(CellResult* r, bool is_err, const std::string& data,
                   uint64_t cap);
   void KeepDisplay(CellResult* r, const std::string& data, uint64_t cap);
+  // What the run-wide cap on kept streams still allows.
+  uint64_t StreamsRoom() const {
+    if (options_.streams_max_bytes == 0) return UINT64_MAX;
+    return streams_kept_ >= options_.streams_max_bytes
+               ? 0
+               : options_.streams_max_bytes - streams_kept_;
+  }
+  // What is left of the egg's wall time (UINT64_MAX without one).
+  uint64_t EggWallLeft() const {
+    if (options_.egg_wall_ms == 0) return UINT64_MAX;
+    uint64_t spent = NowMs() - run_started_ms_;
+    return spent >= options_.egg_wall_ms ? 0 : options_.egg_wall_ms - spent;
+  }
 
   AgentHost& host_;
   const RunOptions& options_;
@@ -122,6 +136,9 @@ class Runner {
   uint32_t next_session_ = 1;
   std::string agent_error_;
   bool interrupted_ = false;
+  uint64_t run_started_ms_ = NowMs();
+  uint64_t streams_kept_ = 0;  // bytes kept for all cells so far
+  std::string run_ended_;      // why no later cell runs ("": they do)
 };
 
 bool Runner::HandleAside(const AgentFrame& f) {
@@ -228,26 +245,30 @@ void Runner::KeepOutput(CellResult* r, bool is_err, const std::string& data,
   // misbehaving agent can make it store.
   uint64_t kept = r->stdout_data.bytes.size() + r->stderr_data.bytes.size() +
                   r->display.bytes.size();
-  uint64_t room = kept >= cap ? 0 : cap - kept;
+  uint64_t room = std::min(kept >= cap ? 0 : cap - kept, StreamsRoom());
   CapturedStream& s = is_err ? r->stderr_data : r->stdout_data;
   size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
   s.bytes.append(data, 0, take);
   s.dropped += data.size() - take;
+  streams_kept_ += take;
 }
 
 void Runner::KeepDisplay(CellResult* r, const std::string& data, uint64_t cap) {
   uint64_t kept = r->stdout_data.bytes.size() + r->stderr_data.bytes.size() +
                   r->display.bytes.size();
-  uint64_t room = kept >= cap ? 0 : cap - kept;
+  uint64_t room = std::min(kept >= cap ? 0 : cap - kept, StreamsRoom());
   size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
   r->display.bytes.append(data, 0, take);
   r->display.dropped += data.size() - take;
+  streams_kept_ += take;
 }
 
 void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
                     uint64_t out_baseline, bool* out_over, bool* reported,
                     CellResult* r) {
   Limits limits = MergeLimits(cell.limits, DefaultCellLimits());
+  limits.wall_ms =
+      std::max<uint64_t>(1, std::min(*limits.wall_ms, EggWallLeft()));
   std::string key = Lower(cell.language);
   uint64_t started = NowMs();
 
@@ -459,10 +480,10 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   r->duration_ms = NowMs() - started;
 }
 
-void Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
+bool Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
                                uint64_t out_baseline, bool out_over,
                                const CellInput& cell, CellResult* r) {
-  if (options_.out_max_bytes == 0) return;
+  if (options_.out_max_bytes == 0) return false;
   LiveSession& session = sessions_[Lower(cell.language)];
   if (!out_over && OutOverCap(ListingTotal(after, after_deep), out_baseline,
                               options_.out_max_bytes)) {
@@ -475,7 +496,9 @@ void Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
     r->note = "the cell's files in /out passed the egg's output limit";
     session.alive = false;
     session.died_before = true;
+    return true;
   }
+  return false;
 }
 
 // The OOM killer takes one process (often the interpreter, which then
@@ -559,6 +582,10 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
       r.note = "not run: " + agent_error_;
     } else if (failed && options_.stop_on_error) {
       r.note = "not run: an earlier cell failed";
+    } else if (!run_ended_.empty()) {
+      r.note = "not run: " + run_ended_;
+    } else if (EggWallLeft() == 0) {
+      r.note = "not run: the egg's wall time is spent";
     } else if (options_.out_max_bytes != 0 &&
                ListingTotal(before, before_deep) == kOutUncountable) {
       // Files in /out can no longer be counted: nothing more runs.
@@ -582,9 +609,19 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
       TraceStep("cells: cell done");
       bool after_deep = false;
       Listing after = ListOutput(options_.output_dir, &after_deep);
-      if (done) {
-        CheckOutAfterCell(after, after_deep, out_baseline, out_over, cells[i],
-                          &r);
+      if (done &&
+          CheckOutAfterCell(after, after_deep, out_baseline, out_over, cells[i],
+                            &r) &&
+          agent_error_.empty()) {
+        // The egg's output limit is for the whole run: once /out is past
+        // it the run ends, and the sandbox goes with anything an earlier
+        // cell left writing in the background (which then cannot charge
+        // cell after cell).
+        run_ended_ =
+            "the egg's output limit is spent (files in /out passed it)";
+        r.note +=
+            "; the run ends here (a process an earlier cell left running "
+            "may have written them)";
       }
       r.files = ChangedFiles(options_.output_dir, before, after);
       before = std::move(after);

@@ -253,8 +253,10 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
     auto host = StartLocalAgent(setup.agent.agent);
     if (!host) return Fail(host.error());
     options.output_dir = setup.output_dir;
-    options.out_max_bytes = MergeLimits(setup.egg_limits, DefaultEggLimits())
-                                .output_bytes.value_or(0);
+    const Limits egg = MergeLimits(setup.egg_limits, DefaultEggLimits());
+    options.out_max_bytes = egg.output_bytes.value_or(0);
+    options.egg_wall_ms = egg.wall_ms.value_or(0);
+    options.streams_max_bytes = egg.output_bytes.value_or(0);
     options.setup.drivers_dir = setup.agent.drivers_dir;
     options.setup.cwd = setup.output_dir;
     options.setup.cell_dir = setup.output_dir;
@@ -365,6 +367,8 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
                         egg_limits);
   options.output_dir = setup.output_dir;
   options.out_max_bytes = egg_limits.output_bytes.value_or(0);
+  options.egg_wall_ms = egg_limits.wall_ms.value_or(0);
+  options.streams_max_bytes = egg_limits.output_bytes.value_or(0);
   options.setup.drivers_dir = kSandboxDriversDir;
   options.setup.cwd = "/out";
   options.setup.cell_dir = "/tmp";
