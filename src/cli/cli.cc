@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/fd.h"
 #include "common/text.h"
 
 namespace egg::cli {
@@ -18,7 +20,84 @@ uint64_t NowNs() {
           .count());
 }
 
+int stdout_errno = 0;
+
+ssize_t WriteStdout(void*, const char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = RetryEintr(
+        [&] { return ::write(STDOUT_FILENO, data + done, size - done); });
+    if (n < 0) {
+      stdout_errno = errno;
+      return done > 0 ? static_cast<ssize_t>(done) : -1;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(size);
+}
+
 }  // namespace
+
+void CaptureStdoutErrors() {
+  cookie_io_functions_t io = {};
+  io.write = WriteStdout;
+  FILE* out = ::fopencookie(nullptr, "w", io);
+  if (out == nullptr) return;  // stdio's own stdout: errors less precise
+  std::setvbuf(out, nullptr, ::isatty(STDOUT_FILENO) == 1 ? _IOLBF : _IOFBF,
+               BUFSIZ);
+  std::fflush(stdout);
+  stdout = out;
+}
+
+void NoteStdoutError(int err) {
+  if (stdout_errno == 0) stdout_errno = err;
+}
+
+Status FinishStdout() {
+  errno = 0;
+  bool failed = std::fflush(stdout) != 0 || std::ferror(stdout) != 0;
+  if (!failed && stdout_errno == 0) return {};
+  int err = stdout_errno != 0 ? stdout_errno : errno != 0 ? errno : EIO;
+  return Fail(ErrnoError("writing to stdout", err));
+}
+
+namespace {
+
+// `path` is the command's words so far ("store ls").
+Status CheckNoEmptyValuesUnder(const CLI::App& app, const std::string& path) {
+  for (const CLI::Option* opt : app.get_options()) {
+    // Flags take no value; only options that carry one are checked.
+    if (opt->get_type_size_max() == 0 || opt->count() == 0) continue;
+    for (const std::string& value : opt->results()) {
+      if (!value.empty()) continue;
+      std::string name = opt->get_name();
+      bool positional = name.empty() || name[0] != '-';
+      if (name.empty()) name = opt->get_name(true);
+      if (positional) {
+        return Fail(Code::kInvalidArgument,
+                    path + ": the " + name + " argument is empty");
+      }
+      return Fail(Code::kInvalidArgument,
+                  path + " " + name +
+                      ": empty value (leave the option out for its default)");
+    }
+  }
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    if (!sub->parsed()) continue;
+    std::string words =
+        path.empty() ? sub->get_name() : path + " " + sub->get_name();
+    if (auto s = CheckNoEmptyValuesUnder(*sub, words); !s) {
+      return s;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status CheckNoEmptyValues(const CLI::App& app) {
+  return CheckNoEmptyValuesUnder(app, "");
+}
 
 int Report(const Error& error) {
   std::string line = "egg: " + EscapeForTerminal(error.message()) + "\n";

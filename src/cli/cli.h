@@ -33,6 +33,24 @@ int Report(const Error& error);
 // A warning line on stderr: "egg: warning: <message>".
 void Warn(const std::string& message);
 
+// Sends stdout through a stream that remembers why a write to it failed
+// (stdio forgets the errno by the time a command ends). main calls it
+// once, before any output; buffering is as stdio's (lines on a
+// terminal).
+void CaptureStdoutErrors();
+
+// Records that a write(2) straight to fd 1, bypassing stdio, failed.
+void NoteStdoutError(int err);
+
+// Flushes stdout. kIo "writing to stdout: <strerror>" when this or any
+// earlier write to stdout failed.
+[[nodiscard]] Status FinishStdout();
+
+// kInvalidArgument naming the first option of the parsed (sub)commands
+// under `app` given an empty value: an empty value never stands for the
+// default.
+[[nodiscard]] Status CheckNoEmptyValues(const CLI::App& app);
+
 // True when stderr is a terminal (progress and colour only then).
 bool StderrIsTerminal();
 // True when colour may be used on stderr (terminal and no NO_COLOR).

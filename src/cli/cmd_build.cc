@@ -2,7 +2,10 @@
 // checks the manifest, imports the notebook it names, stages the data
 // tree, brings the runtime into the local store, writes the egg atomically
 // and, with --sign, signs it before it is published.
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +23,8 @@
 #include "cli/cli.h"
 #include "cli/egg_run.h"
 #include "cli/runtime_registry.h"
+#include "common/atomic_file.h"
+#include "common/fd.h"
 #include "egg/crypto.h"
 #include "egg/egg.h"
 #include "egg/hatch.h"
@@ -58,19 +63,35 @@ std::string FolderOf(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// A folder removed (with everything in it) when this goes out of scope.
+// The prefixes of the folders a build makes beside its output.
+constexpr const char* kTempPrefixes[] = {".egg-build-", ".egg-precompute-",
+                                         ".egg-sign-"};
+
+// A folder beside the output, "<prefix><pid>-XXXXXX", held under an
+// exclusive flock for the build's lifetime and removed (with everything
+// in it) when this goes out of scope. A build that is SIGKILLed cannot
+// remove it; SweepDeadBuildFolders does, in a later build.
 class TempFolder {
  public:
   static Result<TempFolder> Create(const std::string& parent,
                                    const std::string& prefix) {
-    std::string tmpl = parent + "/" + prefix + "XXXXXX";
+    std::string tmpl =
+        parent + "/" + prefix + std::to_string(::getpid()) + "-XXXXXX";
     if (::mkdtemp(tmpl.data()) == nullptr) {
       return Fail(Code::kIo, "creating a folder in " + Quote(parent) + ": " +
                                  std::strerror(errno));
     }
-    return TempFolder(tmpl);
+    TempFolder folder(tmpl);
+    auto fd = OpenFile(tmpl, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd) return Fail(fd.error());
+    if (RetryEintr([&] { return ::flock(fd->get(), LOCK_EX); }) != 0) {
+      return Fail(ErrnoError("locking " + Quote(tmpl)));
+    }
+    folder.lock_ = std::move(*fd);
+    return folder;
   }
-  TempFolder(TempFolder&& other) noexcept : path_(std::move(other.path_)) {
+  TempFolder(TempFolder&& other) noexcept
+      : path_(std::move(other.path_)), lock_(std::move(other.lock_)) {
     other.path_.clear();
   }
   ~TempFolder() {
@@ -83,15 +104,58 @@ class TempFolder {
  private:
   explicit TempFolder(std::string path) : path_(std::move(path)) {}
   std::string path_;
+  UniqueFd lock_;
 };
 
-// A file path unlinked when this goes out of scope.
-struct RemoveOnExit {
-  std::string path;
-  ~RemoveOnExit() {
-    if (!path.empty()) ::unlink(path.c_str());
+// The pid in "<prefix><pid>-XXXXXX" for one of kTempPrefixes, or 0.
+pid_t TempFolderOwner(const std::string& name) {
+  for (std::string_view prefix : kTempPrefixes) {
+    if (!name.starts_with(prefix)) continue;
+    size_t dash = name.find('-', prefix.size());
+    if (dash == std::string::npos || dash == prefix.size() ||
+        dash - prefix.size() > 9 || name.size() != dash + 7) {
+      return 0;
+    }
+    pid_t pid = 0;
+    for (size_t i = prefix.size(); i < dash; ++i) {
+      if (name[i] < '0' || name[i] > '9') return 0;
+      pid = pid * 10 + (name[i] - '0');
+    }
+    return pid;
   }
-};
+  return 0;
+}
+
+// Removes the temporary folders that builds which died (SIGKILL, a
+// crash) left in `parent`: ours, real folders, whose pid is gone here and
+// whose flock nobody holds (a live build on another machine sharing the
+// folder, or in another pid namespace, still holds its lock).
+void SweepDeadBuildFolders(const std::string& parent) {
+  DIR* dir = ::opendir(parent.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> dead;
+  while (struct dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    pid_t pid = TempFolderOwner(name);
+    if (pid <= 0 || pid == ::getpid()) continue;
+    std::string path = parent + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != ::geteuid()) {
+      continue;
+    }
+    // EPERM means the pid is alive (another user's process): keep it.
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    auto fd = OpenFile(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd || ::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) continue;
+    dead.push_back(path);
+  }
+  ::closedir(dir);
+  for (const std::string& path : dead) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+}
 
 // The runtime as a tree in the store (imported or built if needed).
 // An oci:// runtime is fetched through the trust config at `trust` and
@@ -425,6 +489,7 @@ int RunBuild(const BuildArgs& a) {
     return Report(Error(Code::kInvalidArgument,
                         Quote(out) + " exists (use --force to replace it)"));
   }
+  if (Status s = CheckWritableTarget(out); !s) return Report(s.error());
   std::unique_ptr<crypto::Signer> signer;
   if (!a.key.empty()) {
     auto s = crypto::LoadSigner(a.key);
@@ -463,6 +528,7 @@ int RunBuild(const BuildArgs& a) {
   // 3. The data tree, staged beside the output (same file system, so
   // files are hard-linked rather than copied).
   const std::string out_folder = FolderOf(out);
+  SweepDeadBuildFolders(out_folder);
   std::optional<TempFolder> stage;
   EggInput input;
   input.manifest = std::move(*manifest_json);
@@ -525,14 +591,13 @@ int RunBuild(const BuildArgs& a) {
   options.progress = [&progress](uint64_t done, uint64_t total) {
     progress.Update(done);
   };
-  RemoveOnExit unsigned_file;
+  std::optional<TempFolder> sign_folder;
   std::string target = out;
   if (signer) {
     auto folder = TempFolder::Create(out_folder, ".egg-sign-");
     if (!folder) return Report(folder.error());
-    // The folder is only a unique name; the file replaces it.
-    target = folder->path() + ".egg";
-    unsigned_file.path = target;
+    sign_folder.emplace(std::move(*folder));
+    target = sign_folder->path() + "/unsigned.egg";
     options.force = false;
   }
   if (a.precompute) {

@@ -2,6 +2,7 @@
 // written.
 #include <unistd.h>
 
+#include <cerrno>
 #include <memory>
 
 #include "cli/cli.h"
@@ -26,9 +27,18 @@ int Run(const CatArgs& a) {
   }
   auto egg = EggFile::Open(a.egg);
   if (!egg) return Report(egg.error());
-  auto s = egg->StreamFile(tree, path, [](std::span<const uint8_t> b) {
-    return WriteAll(STDOUT_FILENO, b);
+  // Straight to fd 1: stdio holds nothing at this point.
+  bool stdout_failed = false;
+  auto s = egg->StreamFile(tree, path, [&](std::span<const uint8_t> b) {
+    Status w = WriteAll(STDOUT_FILENO, b);
+    if (!w) {
+      stdout_failed = true;
+      NoteStdoutError(errno);
+    }
+    return w;
   });
+  // main reports a failed write to stdout as such.
+  if (!s && stdout_failed) return kExitUsage;
   if (!s) return Report(s.error());
   return kExitOk;
 }

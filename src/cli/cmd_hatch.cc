@@ -86,6 +86,13 @@ bool AddOutputs(const NotebookRun& fresh, nlohmann::json& doc) {
 int RunHatch(const HatchArgs& a) {
   // 1. Open once, verify from that same open file, and say who signed.
   TraceStep("hatch: start");
+  // Nothing runs when its results could not be written.
+  const std::string results =
+      a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
+  if (auto s = CheckWritableTarget(results); !s) {
+    Report(s.error().Wrap("results"));
+    return kExitUsage;
+  }
   // Compiles the seccomp program on another thread while the egg is
   // verified: nothing of the egg's is involved in it.
   if (!a.no_sandbox) PrepareSandboxSetup();
@@ -184,6 +191,7 @@ int RunHatch(const HatchArgs& a) {
   // once the run has returned.
   bool display_refused = false;
   bool finished = false;
+  bool results_lost = false;
   auto finish = [&](const RunReport& report) {
     finished = true;
     TraceStep("hatch: cells run");
@@ -212,15 +220,15 @@ int RunHatch(const HatchArgs& a) {
              "\n";
     }
     TraceStep("hatch: outputs compared, results encoded");
-    std::string results =
-        a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
     // Renamed into place but not fsynced: two fsyncs cost more than the
     // rest of a short notebook's run on a busy disk, and a results file
     // lost in a machine crash is made again by hatching again.
     if (auto s = WriteFileAtomic(results, json, 0644, true,
                                  /*durable=*/false);
         !s) {
-      Report(s.error());
+      Report(s.error().Wrap("writing the results"));
+      results_lost = true;
+      return;
     }
     if (a.json) std::fwrite(json.data(), 1, json.size(), stdout);
     if (repro.code_cells > 0) {
@@ -238,6 +246,7 @@ int RunHatch(const HatchArgs& a) {
   }
   if (!finished) finish(*report);
   TraceStep("hatch: sandbox gone");
+  if (results_lost) return kExitUsage;
 
   if (report->interrupted) return kExitInterrupted;
   if (!report->agent_error.empty()) {

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/registry_args.h"
+#include "common/atomic_file.h"
 #include "egg/registry.h"
 #include "egg/store.h"
 
@@ -33,6 +34,7 @@ int Run(const PullArgs& a) {
   if (out.empty()) {
     out = ref->repository.substr(ref->repository.rfind('/') + 1) + ".egg";
   }
+  if (auto s = CheckWritableTarget(out); !s) return Report(s.error());
   auto store = Store::Open({.root = a.store});
   if (!store) return Report(store.error().Wrap("local store"));
 

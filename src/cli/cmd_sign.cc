@@ -68,6 +68,12 @@ int RunSign(const SignArgs& a) {
                         "--import-signature needs --signed-bytes"));
   }
 
+  const std::string out = a.out.empty() ? a.egg : a.out;
+  if (auto s = CheckWritableTarget(a.prepare.empty() ? out : a.prepare);
+      !s) {
+    return Report(s.error());
+  }
+
   // The same trust root as `egg verify`, loaded before anything is
   // written so that a broken file stops the command early.
   auto trust = crypto::LoadTrust(a.trusted);
@@ -141,7 +147,6 @@ int RunSign(const SignArgs& a) {
     }
   }
 
-  const std::string out = a.out.empty() ? a.egg : a.out;
   const bool overwrite = a.out.empty() || a.force;
   if (auto s = Publish(*egg, *chain, out, overwrite); !s) {
     return Report(s.error());

@@ -79,9 +79,21 @@ int main(int argc, char** argv) {
     return egg::kExitUsage;
   }
 
+  if (auto s = CheckNoEmptyValues(app); !s) {
+    std::fprintf(stderr, "egg: %s (see 'egg --help')\n",
+                 EscapeForTerminal(s.error().message()).c_str());
+    return egg::kExitUsage;
+  }
+
+  CaptureStdoutErrors();
   try {
     for (auto& [sub, run] : commands) {
-      if (sub->parsed()) return run();
+      if (!sub->parsed()) continue;
+      int code = run();
+      // A payload that did not reach stdout is a failed command, whatever
+      // the command itself concluded.
+      if (auto s = FinishStdout(); !s) return Report(s.error());
+      return code;
     }
   } catch (const std::exception& e) {
     // Libraries that throw are caught at their call; reaching here is a bug.

@@ -24,7 +24,48 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// kInvalidArgument when `target` exists and is neither a regular file
+// nor a symbolic link: renaming over a device node would replace it.
+Status CheckTargetKind(const std::string& target) {
+  struct stat st;
+  if (::lstat(target.c_str(), &st) != 0) return {};
+  if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) return {};
+  const char* kind = S_ISDIR(st.st_mode)    ? "a folder"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  return Fail(Code::kInvalidArgument,
+              "'" + target + "' is " + kind +
+                  "; egg replaces only regular files");
+}
+
 }  // namespace
+
+Status CheckWritableTarget(const std::string& target) {
+  if (target.empty() || target.back() == '/') {
+    return Fail(Code::kInvalidArgument,
+                "'" + target + "' names a folder, not a file");
+  }
+  if (auto s = CheckTargetKind(target); !s) return s;
+  const std::string dir = DirName(target);
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    int err = errno;
+    Error e = ErrnoError("folder '" + dir + "' of '" + target + "'", err);
+    return Fail(err == ENOENT ? Code::kNotFound : e.code(), e.message());
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Fail(Code::kNotFound,
+                "'" + dir + "' (the folder of '" + target +
+                    "') is not a folder");
+  }
+  if (::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    return Fail(ErrnoError("cannot write in '" + dir + "'"));
+  }
+  return {};
+}
 
 Result<AtomicFile> AtomicFile::Create(const std::string& target, int mode,
                                       bool overwrite) {
@@ -32,6 +73,7 @@ Result<AtomicFile> AtomicFile::Create(const std::string& target, int mode,
     return Fail(Code::kInvalidArgument,
                 "'" + target + "' exists (use --force to replace it)");
   }
+  if (auto s = CheckTargetKind(target); !s) return Fail(s.error());
   std::string templ =
       DirName(target) + "/." + BaseName(target) + ".tmp-XXXXXX";
   int fd = ::mkostemp(templ.data(), O_CLOEXEC);
@@ -67,6 +109,8 @@ AtomicFile::~AtomicFile() {
 Status AtomicFile::Commit(bool durable) {
   if (durable && ::fsync(fd_.get()) != 0) return Fail(ErrnoError("fsync"));
   fd_.Reset();
+  // Time has passed since Create: the target may have become a device.
+  if (auto s = CheckTargetKind(target_); !s) return s;
   int flags = overwrite_ ? 0 : RENAME_NOREPLACE;
   if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, target_.c_str(),
                   flags) != 0) {

@@ -16,6 +16,9 @@ class AtomicFile {
   // Creates "<dir>/.<name>.tmp-XXXXXX" with `mode` (before umask is not
   // consulted: the mode is set with fchmod). If !overwrite and the target
   // exists, Commit fails with kInvalidArgument and nothing is replaced.
+  // A target that exists and is not a regular file or a symbolic link (a
+  // folder, device, FIFO or socket) is never replaced: Create and Commit
+  // fail with kInvalidArgument.
   static Result<AtomicFile> Create(const std::string& target, int mode,
                                    bool overwrite);
 
@@ -26,7 +29,7 @@ class AtomicFile {
   int fd() const { return fd_.get(); }
   const std::string& temp_path() const { return temp_; }
 
-  // fsyncs, renames into place (with RENAME_NOREPLACE when !overwrite),
+  // Checks the target again (see Create), fsyncs, renames into place (with RENAME_NOREPLACE when !overwrite),
   // and fsyncs the folder. With durable = false the two fsyncs are left
   // out: readers still see the old file or the whole new one, never a
   // part, but after a crash of the machine the file may be missing or
@@ -42,6 +45,13 @@ class AtomicFile {
   bool overwrite_;
   bool committed_ = false;
 };
+
+// Checks, before any work whose result is to be written there, that an
+// AtomicFile for `target` could be committed: its folder exists and is
+// writable, and `target` is absent, a regular file or a symbolic link.
+// kNotFound for a missing folder, kInvalidArgument for a target that is
+// a folder, device, FIFO or socket, kIo for a folder egg may not write.
+[[nodiscard]] Status CheckWritableTarget(const std::string& target);
 
 // Whole-file convenience wrapper; `durable` as for Commit().
 Status WriteFileAtomic(const std::string& target, std::string_view data,

@@ -1,0 +1,233 @@
+// How the egg binary fails: an output that is not a regular file or
+// cannot be written is refused before any work (and before any cell
+// runs), a stdout that cannot be written fails the command, an empty
+// option value is a usage error, and read-only commands create nothing.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli_test_util.h"
+#include "temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using egg_test::EggBin;
+using egg_test::EggRun;
+using egg_test::ReadFile;
+using egg_test::TempDir;
+
+struct RunOptions {
+  // stdout: this descriptor (kept open in the child), else a file.
+  int stdout_fd = -1;
+  bool ignore_sigpipe = false;
+};
+
+// Runs egg ARGS with stdin /dev/null, no terminal, and HOME,
+// XDG_CONFIG_HOME and XDG_CACHE_HOME inside `dir`: nothing the test does
+// can reach the user's own keys or store.
+EggRun RunIn(const TempDir& dir, const std::vector<std::string>& args,
+             RunOptions options = {}) {
+  std::string out_path = dir.Sub("stdout");
+  std::string err_path = dir.Sub("stderr");
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    setenv("HOME", dir.Sub("home").c_str(), 1);
+    setenv("XDG_CONFIG_HOME", dir.Sub("home/config").c_str(), 1);
+    setenv("XDG_CACHE_HOME", dir.Sub("home/cache").c_str(), 1);
+    unsetenv("SOURCE_DATE_EPOCH");
+    // An ignored signal stays ignored across exec.
+    if (options.ignore_sigpipe) signal(SIGPIPE, SIG_IGN);
+    int devnull = open("/dev/null", O_RDWR);
+    int ofd = options.stdout_fd >= 0
+                  ? options.stdout_fd
+                  : open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (devnull < 0 || ofd < 0 || efd < 0) _exit(126);
+    dup2(devnull, 0);
+    dup2(ofd, 1);
+    dup2(efd, 2);
+    std::vector<std::string> all = {EggBin()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  EggRun run;
+  int ws = 0;
+  if (pid < 0 || waitpid(pid, &ws, 0) != pid) return run;
+  run.code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  run.out = ReadFile(out_path);
+  run.err = ReadFile(err_path);
+  return run;
+}
+
+bool IsCharDevice(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
+}
+
+class CliErrorsTest : public ::testing::Test {
+ protected:
+  // A one-cell egg (bash, "echo hello") with a placeholder runtime,
+  // built by the egg binary itself.
+  void SetUp() override {
+    fs::create_directories(t_.Sub("home"));
+    fs::create_directories(t_.Sub("rt"));
+    std::ofstream(t_.Sub("rt/README")) << "placeholder runtime\n";
+    std::ofstream(t_.Sub("egg.yaml"))
+        << "name: t\ncreated: 2024-01-01T00:00:00Z\n"
+           "runtime: {folder: rt}\n"
+           "cells:\n  - id: a\n    language: bash\n    code: echo hello\n";
+    EggRun built = RunIn(t_, {"build", manifest(), "-o", egg()});
+    ASSERT_EQ(built.code, 0) << built.err;
+  }
+
+  // Makes a character device node (major, minor) of our own; false when
+  // this host does not let the test make one.
+  bool MakeNode(const std::string& path, unsigned major, unsigned minor) {
+    return mknod(path.c_str(), S_IFCHR | 0666, makedev(major, minor)) == 0;
+  }
+
+  std::string manifest() const { return t_.Sub("egg.yaml"); }
+  std::string egg() const { return t_.Sub("t.egg"); }
+
+  TempDir t_{"egg-cli-errors"};
+};
+
+TEST_F(CliErrorsTest, HatchRefusesADeviceNodeAsResultsAndRunsNothing) {
+  std::string node = t_.Sub("null");
+  if (!MakeNode(node, 1, 3)) GTEST_SKIP() << "cannot mknod here";
+  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned",
+                          "--host-runtime", "-o", node, "--out-dir",
+                          t_.Sub("out")});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_NE(run.err.find("character device"), std::string::npos) << run.err;
+  EXPECT_TRUE(IsCharDevice(node));
+  EXPECT_FALSE(fs::exists(t_.Sub("out"))) << "a cell ran";
+}
+
+TEST_F(CliErrorsTest, BuildWithForceRefusesADeviceNodeAsOutput) {
+  std::string node = t_.Sub("null");
+  if (!MakeNode(node, 1, 3)) GTEST_SKIP() << "cannot mknod here";
+  EggRun run = RunIn(t_, {"build", manifest(), "-o", node, "--force"});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_TRUE(IsCharDevice(node));
+}
+
+TEST_F(CliErrorsTest, KeygenRefusesAFifoAsKeyPath) {
+  std::string fifo = t_.Sub("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EggRun run = RunIn(t_, {"keygen", "-o", fifo, "--force"});
+  EXPECT_EQ(run.code, 2) << run.err;
+  struct stat st;
+  ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+TEST_F(CliErrorsTest, ExportRefusesAFolderAsOutput) {
+  fs::create_directories(t_.Sub("dir"));
+  EggRun run = RunIn(t_, {"export", egg(), "-o", t_.Sub("dir"), "--force"});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_TRUE(fs::is_directory(t_.Sub("dir")));
+}
+
+TEST_F(CliErrorsTest, ExportReplacesASymlinkAsALinkNotItsTarget) {
+  std::ofstream(t_.Sub("target")) << "kept\n";
+  fs::create_symlink(t_.Sub("target"), t_.Sub("link"));
+  EggRun run = RunIn(t_, {"export", egg(), "-o", t_.Sub("link"), "--force"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_FALSE(fs::is_symlink(t_.Sub("link")));
+  EXPECT_EQ(ReadFile(t_.Sub("target")), "kept\n");
+}
+
+TEST_F(CliErrorsTest, HatchWithResultsInAMissingFolderExitsTwoAndRunsNothing) {
+  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned",
+                          "--host-runtime", "-o", t_.Sub("missing/r.json"),
+                          "--out-dir", t_.Sub("out")});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_EQ(run.err.find("results in"), std::string::npos) << run.err;
+  EXPECT_FALSE(fs::exists(t_.Sub("out"))) << "a cell ran";
+}
+
+TEST_F(CliErrorsTest, HatchWithResultsNamingAFolderExitsTwoAndRunsNothing) {
+  fs::create_directories(t_.Sub("dir"));
+  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned",
+                          "--host-runtime", "-o", t_.Sub("dir"), "--out-dir",
+                          t_.Sub("out")});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_EQ(run.err.find("results in"), std::string::npos) << run.err;
+  EXPECT_FALSE(fs::exists(t_.Sub("out"))) << "a cell ran";
+  EXPECT_TRUE(fs::is_directory(t_.Sub("dir")));
+}
+
+TEST_F(CliErrorsTest, FullStdoutFailsEveryPrintingCommand) {
+  std::string full = t_.Sub("full");
+  if (!MakeNode(full, 1, 7)) GTEST_SKIP() << "cannot mknod here";
+  std::vector<std::vector<std::string>> commands = {
+      {"verify", egg(), "--json"},
+      {"info", egg()},
+      {"info", egg(), "--json"},
+      {"ls", egg()},
+      {"export", egg(), "-o", "-"},
+      {"cat", egg(), "runtime:README"},
+  };
+  for (const auto& args : commands) {
+    int fd = open(full.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    EggRun run = RunIn(t_, args, {.stdout_fd = fd});
+    close(fd);
+    EXPECT_EQ(run.code, 2) << args[0] << ": " << run.err;
+    EXPECT_NE(run.err.find("writing to stdout: No space left on device"),
+              std::string::npos)
+        << args[0] << ": " << run.err;
+  }
+}
+
+TEST_F(CliErrorsTest, StdoutClosedByItsReaderFailsTheCommand) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  close(p[0]);
+  EggRun run = RunIn(t_, {"export", egg(), "--to", "html"},
+                     {.stdout_fd = p[1], .ignore_sigpipe = true});
+  close(p[1]);
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_NE(run.err.find("writing to stdout: Broken pipe"), std::string::npos)
+      << run.err;
+}
+
+TEST_F(CliErrorsTest, EmptyOptionValueIsAUsageErrorNamingTheOption) {
+  std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"keygen", "-o", ""}, "--output"},
+      {{"keygen", "--comment", ""}, "--comment"},
+      {{"build", manifest(), "-o", ""}, "--output"},
+      {{"hatch", egg(), "--out-dir", ""}, "--out-dir"},
+      {{"hatch", egg(), "-o", ""}, "--results"},
+      {{"verify", egg(), "--trusted", ""}, "--trusted"},
+      {{"store", "ls", "--store", ""}, "--store"},
+      {{"hatch", ""}, "egg argument"},
+  };
+  for (const auto& [args, name] : cases) {
+    EggRun run = RunIn(t_, args);
+    EXPECT_EQ(run.code, 2) << args[0] << ": " << run.err;
+    EXPECT_NE(run.err.find(name), std::string::npos)
+        << args[0] << ": " << run.err;
+  }
+  EXPECT_FALSE(fs::exists(t_.Sub("home/config/egg/id_ed25519")));
+}
+
+}  // namespace
