@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -228,6 +229,64 @@ TEST_F(CliErrorsTest, EmptyOptionValueIsAUsageErrorNamingTheOption) {
         << args[0] << ": " << run.err;
   }
   EXPECT_FALSE(fs::exists(t_.Sub("home/config/egg/id_ed25519")));
+}
+
+TEST_F(CliErrorsTest, ReadOnlyStoreCommandsDoNotCreateAMissingStore) {
+  std::string store = t_.Sub("missing/store");
+  std::vector<std::vector<std::string>> commands = {
+      {"store", "ls", "--store", store},
+      {"store", "ls", "--store", store, "--json"},
+      {"store", "verify", "--store", store},
+      {"store", "gc", "--store", store},
+      {"runtime", "ls", "--store", store},
+  };
+  for (const auto& args : commands) {
+    EggRun run = RunIn(t_, args);
+    EXPECT_EQ(run.code, 0) << args[1] << ": " << run.err;
+    EXPECT_FALSE(fs::exists(t_.Sub("missing"))) << args[1];
+  }
+  EggRun json = RunIn(t_, {"store", "ls", "--store", store, "--json"});
+  EXPECT_EQ(json.out, "[]\n");
+  EggRun show = RunIn(t_, {"runtime", "show", "sha256:" + std::string(64, 'a'),
+                           "--store", store});
+  EXPECT_EQ(show.code, 2) << show.err;
+  EXPECT_FALSE(fs::exists(t_.Sub("missing")));
+}
+
+TEST_F(CliErrorsTest, ReadOnlyStoreCommandsDoNotMakeAFolderIntoAStore) {
+  fs::create_directories(t_.Sub("plain"));
+  EggRun run = RunIn(t_, {"store", "ls", "--store", t_.Sub("plain")});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_TRUE(fs::is_empty(t_.Sub("plain")));
+}
+
+TEST_F(CliErrorsTest, BuildRemovesTheFoldersOfDeadBuildsOnly) {
+  // A pid that is surely gone: a child that has been reaped.
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  std::string dead = std::to_string(child);
+  std::string live = std::to_string(getpid());
+  const std::string dead_dirs[] = {".egg-precompute-" + dead + "-aaaaaa",
+                                   ".egg-build-" + dead + "-bbbbbb",
+                                   ".egg-sign-" + dead + "-cccccc"};
+  for (const auto& d : dead_dirs) fs::create_directories(t_.Sub(d + "/out"));
+  std::string alive = t_.Sub(".egg-precompute-" + live + "-dddddd");
+  fs::create_directories(alive);
+  // Dead here but its lock held: a build in another pid namespace.
+  std::string locked = t_.Sub(".egg-precompute-" + dead + "-eeeeee");
+  fs::create_directories(locked);
+  int lock = open(locked.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(lock, 0);
+  ASSERT_EQ(flock(lock, LOCK_EX), 0);
+
+  EggRun run = RunIn(t_, {"build", manifest(), "-o", t_.Sub("again.egg")});
+  close(lock);
+  ASSERT_EQ(run.code, 0) << run.err;
+  for (const auto& d : dead_dirs) EXPECT_FALSE(fs::exists(t_.Sub(d))) << d;
+  EXPECT_TRUE(fs::exists(alive));
+  EXPECT_TRUE(fs::exists(locked));
 }
 
 }  // namespace

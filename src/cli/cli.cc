@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +10,7 @@
 
 #include "common/fd.h"
 #include "common/text.h"
+#include "egg/store.h"
 
 namespace egg::cli {
 namespace {
@@ -97,6 +99,23 @@ Status CheckNoEmptyValuesUnder(const CLI::App& app, const std::string& path) {
 
 Status CheckNoEmptyValues(const CLI::App& app) {
   return CheckNoEmptyValuesUnder(app, "");
+}
+
+Result<bool> StoreAbsent(const std::string& root) {
+  std::string folder = root;
+  if (folder.empty()) {
+    auto fallback = Store::DefaultRoot();
+    if (!fallback) return Fail(fallback.error());
+    folder = *fallback;
+  }
+  struct stat st;
+  if (::lstat((folder + "/VERSION").c_str(), &st) == 0 ||
+      (errno != ENOENT && errno != ENOTDIR)) {
+    return false;
+  }
+  std::fprintf(stderr, "egg: no store at %s: nothing is stored there\n",
+               EscapeForTerminal("'" + folder + "'").c_str());
+  return true;
 }
 
 int Report(const Error& error) {

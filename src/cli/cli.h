@@ -51,6 +51,12 @@ void NoteStdoutError(int err);
 // default.
 [[nodiscard]] Status CheckNoEmptyValues(const CLI::App& app);
 
+// For commands that only read the store: true when `root` ("" = the
+// default store) holds no store (no folder, or no VERSION file in it),
+// after a note on stderr naming it. Such a store counts as empty and is
+// not created. Errors only when the default store cannot be placed.
+[[nodiscard]] Result<bool> StoreAbsent(const std::string& root);
+
 // True when stderr is a terminal (progress and colour only then).
 bool StderrIsTerminal();
 // True when colour may be used on stderr (terminal and no NO_COLOR).

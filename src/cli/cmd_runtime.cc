@@ -130,6 +130,12 @@ int RunDebian(RuntimeArgs a) {
 }
 
 int RunList(const RuntimeArgs& a) {
+  auto absent = StoreAbsent(a.store);
+  if (!absent) return Report(absent.error().Wrap("local store"));
+  if (*absent) {
+    if (a.json) PrintJson(nlohmann::json::array());
+    return kExitOk;
+  }
   auto store = OpenStore(a);
   if (!store) return Report(store.error());
   auto list = ListRuntimes(*store);
@@ -152,6 +158,12 @@ int RunList(const RuntimeArgs& a) {
 int RunShow(const RuntimeArgs& a) {
   auto digest = ParseArgDigest(a.digest);
   if (!digest) return Report(digest.error());
+  auto absent = StoreAbsent(a.store);
+  if (!absent) return Report(absent.error().Wrap("local store"));
+  if (*absent) {
+    return Report(Error(Code::kNotFound, "runtime " + DigestRef(*digest) +
+                                             " is not in the store"));
+  }
   auto store = OpenStore(a);
   if (!store) return Report(store.error());
   auto info = ShowRuntime(*store, *digest);

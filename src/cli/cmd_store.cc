@@ -28,6 +28,12 @@ nlohmann::json StatsJson(const StoreStats& s) {
 }
 
 int RunList(const StoreArgs& a) {
+  auto absent = StoreAbsent(a.store);
+  if (!absent) return Report(absent.error().Wrap("local store"));
+  if (*absent) {
+    if (a.json) std::fputs("[]\n", stdout);
+    return kExitOk;
+  }
   auto store = Store::Open({.root = a.store});
   if (!store) return Report(store.error().Wrap("local store"));
   auto list = store->List();
@@ -50,7 +56,17 @@ int RunList(const StoreArgs& a) {
   return kExitOk;
 }
 
+// The line verify and gc print for a store with nothing in it.
+int EmptyStoreStats(const StoreArgs& a) {
+  if (a.json) std::fputs((StatsJson({}).dump(2) + "\n").c_str(), stdout);
+  std::fprintf(stderr, "egg: checked 0 objects\n");
+  return kExitOk;
+}
+
 int RunVerify(const StoreArgs& a) {
+  auto absent = StoreAbsent(a.store);
+  if (!absent) return Report(absent.error().Wrap("local store"));
+  if (*absent) return EmptyStoreStats(a);
   auto store = Store::Open({.root = a.store});
   if (!store) return Report(store.error().Wrap("local store"));
   auto stats = store->Verify();
@@ -66,6 +82,9 @@ int RunVerify(const StoreArgs& a) {
 }
 
 int RunGc(const StoreArgs& a) {
+  auto absent = StoreAbsent(a.store);
+  if (!absent) return Report(absent.error().Wrap("local store"));
+  if (*absent) return EmptyStoreStats(a);
   auto store = Store::Open({.root = a.store});
   if (!store) return Report(store.error().Wrap("local store"));
   auto stats = store->Gc(&RuntimeTreeReferences);

@@ -29,11 +29,12 @@ class AtomicFile {
   int fd() const { return fd_.get(); }
   const std::string& temp_path() const { return temp_; }
 
-  // Checks the target again (see Create), fsyncs, renames into place (with RENAME_NOREPLACE when !overwrite),
-  // and fsyncs the folder. With durable = false the two fsyncs are left
-  // out: readers still see the old file or the whole new one, never a
-  // part, but after a crash of the machine the file may be missing or
-  // empty. Only for files that are cheap to make again (hatch results).
+  // Checks the target again (see Create), fsyncs, renames into place
+  // (with RENAME_NOREPLACE when !overwrite), and fsyncs the folder. With
+  // durable = false the two fsyncs are left out: readers still see the
+  // old file or the whole new one, never a part, but after a crash of the
+  // machine the file may be missing or empty. Only for files that are
+  // cheap to make again (hatch results).
   Status Commit(bool durable = true);
 
  private:
