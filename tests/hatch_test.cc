@@ -180,6 +180,23 @@ TEST_F(HatchTest, DisplayDriverBytecodeThatNoLongerMatchesItsSourceIsNotRun) {
   EXPECT_EQ(r.cells[0].stdout_data.bytes, "the_edited_source_ran\n");
 }
 
+// The display driver line-buffers stdout: what is left of a line when a
+// cell ends is still that cell's output, written before its status.
+TEST_F(HatchTest, DisplayDriverKeepsAPartialLineWithItsCell) {
+  RunOptions o = Options(out_.path());
+  o.setup.rich_display = true;
+  auto r = RunAll({Cell(0, "python", "print('a', 'b', end='')"),
+                   Cell(1, "python", "print('next')"),
+                   Cell(2, "python",
+                        "import subprocess\nprint('before')\n"
+                        "subprocess.run(['echo', 'child'])\nprint('after')")},
+                  o);
+  ASSERT_EQ(r.cells.size(), 3u);
+  EXPECT_EQ(r.cells[0].stdout_data.bytes, "a b");
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "next\n");
+  EXPECT_EQ(r.cells[2].stdout_data.bytes, "before\nchild\nafter\n");
+}
+
 TEST_F(HatchTest, RawOutputBytesRoundTripThroughResultsJson) {
   // Invalid UTF-8, NUL, a terminal escape and a title-setting sequence.
   const char raw_bytes[] =

@@ -561,6 +561,16 @@ def _read_header(fd):
 def main():
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)
+    # Under -u every write of print() (each argument, separator and end)
+    # was a write(2), a wake-up of the agent and a frame to the hatcher.
+    # Stdout is line-buffered instead, as on a terminal: one write per
+    # line, and run() flushes what is left of a line at the end of every
+    # cell, before its records and status, so text stays with its cell.
+    # Stderr stays unbuffered.
+    try:
+        sys.__stdout__.reconfigure(line_buffering=True, write_through=False)
+    except (AttributeError, ValueError, OSError):
+        pass
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
