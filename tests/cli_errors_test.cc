@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cli_test_util.h"
+#include "egg/egg.h"
 #include "temp_dir.h"
 
 namespace {
@@ -287,6 +288,47 @@ TEST_F(CliErrorsTest, BuildRemovesTheFoldersOfDeadBuildsOnly) {
   for (const auto& d : dead_dirs) EXPECT_FALSE(fs::exists(t_.Sub(d))) << d;
   EXPECT_TRUE(fs::exists(alive));
   EXPECT_TRUE(fs::exists(locked));
+}
+
+TEST_F(CliErrorsTest, ConsentListShowsLimitsInTheManifestsUnits) {
+  std::ofstream(t_.Sub("long.yaml"))
+      << "name: long\ncreated: 2024-01-01T00:00:00Z\n"
+         "runtime: {folder: rt}\nlimits: {wall_time: 7d, memory: 4GiB}\n"
+         "cells:\n  - id: a\n    language: bash\n    code: echo hi\n";
+  EggRun built =
+      RunIn(t_, {"build", t_.Sub("long.yaml"), "-o", t_.Sub("long.egg")});
+  ASSERT_EQ(built.code, 0) << built.err;
+  EggRun run = RunIn(t_, {"hatch", t_.Sub("long.egg"), "--allow-unsigned",
+                          "--host-runtime", "--out-dir", t_.Sub("out")});
+  EXPECT_EQ(run.code, 5) << run.err;
+  EXPECT_NE(run.err.find("wall_time 7d (default 30m)"), std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("memory 4GiB (default 2GiB)"), std::string::npos)
+      << run.err;
+}
+
+TEST_F(CliErrorsTest, InfoEscapesABrokenManifestsStringOnlyOnce) {
+  auto built = egg::EggFile::Open(egg());
+  ASSERT_TRUE(built.has_value()) << built.error().message();
+  egg::EggInput in;
+  in.manifest = built->manifest();
+  in.manifest["runtime"]["kind"] = "odd\x1bkind";
+  in.notebook = built->notebook();
+  in.trees.push_back({"runtime", t_.Sub("rt"), {}, nullptr});
+  ASSERT_TRUE(egg::WriteEgg(in, t_.Sub("odd.egg")).has_value());
+  EggRun run = RunIn(t_, {"info", t_.Sub("odd.egg")});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_NE(run.err.find("'odd\\x1bkind'"), std::string::npos) << run.err;
+  EXPECT_EQ(run.err.find('\x1b'), std::string::npos);
+}
+
+TEST_F(CliErrorsTest, BuildOfAMissingManifestNamesItOnce) {
+  std::string missing = t_.Sub("missing.yaml");
+  EggRun run = RunIn(t_, {"build", missing});
+  EXPECT_EQ(run.code, 2) << run.err;
+  size_t first = run.err.find(missing);
+  ASSERT_NE(first, std::string::npos) << run.err;
+  EXPECT_EQ(run.err.find(missing, first + 1), std::string::npos) << run.err;
 }
 
 }  // namespace

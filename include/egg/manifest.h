@@ -209,6 +209,8 @@ struct StoredManifest {
 // of the notebook are checked here; NotebookFromJson (egg/notebook.h)
 // decodes the rest. Fails with kInvalidArgument and one line naming the
 // field ("manifest: permissions.host_paths[0].host '../x' must be ...").
+// The egg's strings are in the message as they are: escape it when it is
+// shown (egg's CLI prints every error through EscapeForTerminal).
 [[nodiscard]] Result<StoredManifest> ParseStoredManifest(
     const nlohmann::json& manifest, const nlohmann::json& notebook,
     const std::vector<std::string>& tree_names);

@@ -129,22 +129,49 @@ std::vector<Ask> PermissionAsks(const Permissions& p) {
   return asks;
 }
 
+// A duration as the manifest writes it: "7d", "30m", "1500ms".
+std::string DurationText(uint64_t ms) {
+  const std::pair<uint64_t, const char*> units[] = {
+      {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+  for (const auto& [size, name] : units) {
+    if (ms != 0 && ms % size == 0) return std::to_string(ms / size) + name;
+  }
+  return std::to_string(ms) + "ms";
+}
+
+// A size as the manifest writes it: "2GiB", "4KiB", "1000B".
+std::string SizeText(uint64_t bytes) {
+  const std::pair<uint64_t, const char*> units[] = {
+      {1ull << 40, "TiB"}, {1ull << 30, "GiB"}, {1ull << 20, "MiB"},
+      {1ull << 10, "KiB"}};
+  for (const auto& [size, name] : units) {
+    if (bytes != 0 && bytes % size == 0) {
+      return std::to_string(bytes / size) + name;
+    }
+  }
+  return std::to_string(bytes) + "B";
+}
+
+// The limits `asked` raises above `defaults`, with the manifest's names
+// and units: "wall_time 7d (default 30m)".
 std::vector<std::string> RaisedLimits(const Limits& asked,
                                       const Limits& defaults) {
   std::vector<std::string> out;
   auto check = [&](const char* name, const std::optional<uint64_t>& a,
-                   const std::optional<uint64_t>& d) {
+                   const std::optional<uint64_t>& d,
+                   std::string (*text)(uint64_t)) {
     if (a && d && *a > *d) {
-      out.push_back(std::string(name) + " " + std::to_string(*a) +
-                    " (default " + std::to_string(*d) + ")");
+      out.push_back(std::string(name) + " " + text(*a) + " (default " +
+                    text(*d) + ")");
     }
   };
-  check("wall_ms", asked.wall_ms, defaults.wall_ms);
-  check("cpu_ms", asked.cpu_ms, defaults.cpu_ms);
-  check("memory_bytes", asked.memory_bytes, defaults.memory_bytes);
-  check("processes", asked.processes, defaults.processes);
-  check("scratch_bytes", asked.scratch_bytes, defaults.scratch_bytes);
-  check("output_bytes", asked.output_bytes, defaults.output_bytes);
+  auto count = [](uint64_t n) { return std::to_string(n); };
+  check("wall_time", asked.wall_ms, defaults.wall_ms, DurationText);
+  check("cpu_time", asked.cpu_ms, defaults.cpu_ms, DurationText);
+  check("memory", asked.memory_bytes, defaults.memory_bytes, SizeText);
+  check("processes", asked.processes, defaults.processes, +count);
+  check("scratch", asked.scratch_bytes, defaults.scratch_bytes, SizeText);
+  check("output", asked.output_bytes, defaults.output_bytes, SizeText);
   return out;
 }
 

@@ -1174,7 +1174,8 @@ Result<Manifest> ParseManifest(std::string_view yaml, const std::string& folder,
 Result<Manifest> LoadManifest(const std::string& path,
                               const ManifestOptions& options) {
   auto text = ReadFileToString(path, kMaxManifestBytes);
-  if (!text) return Fail(text.error().Wrap(Quote(path)));
+  // The error names the file already.
+  if (!text) return Fail(text.error());
   size_t slash = path.rfind('/');
   std::string folder = slash == std::string::npos ? "."
                        : slash == 0               ? "/"

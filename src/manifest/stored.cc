@@ -20,8 +20,10 @@ namespace {
 using json = nlohmann::json;
 using namespace manifest_rules;  // NOLINT: the shared rules of rules.h
 
+// The egg's bytes as they are: the message is escaped once, where it is
+// printed (escaping here too would show "\\x1b" for ESC).
 std::string Quote(std::string_view s) {
-  return "'" + EscapeForTerminal(s) + "'";
+  return "'" + std::string(s) + "'";
 }
 
 tl::unexpected<Error> Bad(const std::string& where, const std::string& what) {
@@ -284,7 +286,7 @@ Status CheckLanguages(const json& m, StoredManifest* out) {
   if (!langs) return tl::unexpected(langs.error());
   if (*langs == nullptr) return {};
   for (const auto& [name, value] : (*langs)->items()) {
-    std::string w = "manifest.languages." + EscapeForTerminal(name);
+    std::string w = "manifest.languages." + name;
     if (!IsLanguage(name) || IsBuiltinLanguage(name)) {
       return Bad(w, "is not a language name that may be declared");
     }
@@ -420,7 +422,7 @@ Status CheckMetadata(const json& m, StoredManifest* out) {
   if (version == nullptr) return Bad("manifest", "is missing 'egg_manifest'");
   if (WholeNumber(*version) != static_cast<uint64_t>(kManifestJsonVersion)) {
     return Bad("manifest.egg_manifest",
-               EscapeForTerminal(version->dump()) +
+               version->dump() +
                    " is not a version this egg reads (" +
                    std::to_string(kManifestJsonVersion) + ")");
   }
