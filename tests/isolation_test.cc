@@ -28,6 +28,7 @@
 #include "egg/hatch.h"
 #include "egg/sandbox.h"
 #include "host_test_util.h"
+#include "sandbox/oci_backend.h"
 
 namespace egg {
 namespace {
@@ -587,6 +588,56 @@ TEST_P(IsolationHostileCell, NothingSurvivesSigkillOfTheHatchingProcess) {
                      << MountsNamed("egg-scratch")
                      << MountsNamed("egg-sentry-log") << ", cgroups "
                      << LeftoverContainerCgroups();
+}
+
+// --- gVisor's refused forks, as egg reads them from the Sentry's log ---
+
+constexpr char kRefusedClone[] =
+    "I1205 01:38:07.877213   29031 strace.go:611] [  30:  30] bash X "
+    "clone(CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|0x11, 0x0, 0x0, "
+    "0x7f3411ba1a10, 0x0) = 0 (0x0) errno=11 (try again) (380.225us)\n";
+
+TEST(SentryLog, CountsOnlyForkCallsRefusedWithEagain) {
+  using egg::sandbox_internal::IsRefusedForkLine;
+  EXPECT_TRUE(IsRefusedForkLine(kRefusedClone));
+  for (const char* call : {"clone3", "fork", "vfork"}) {
+    std::string line = std::string("I1 strace.go:611] [ 3: 3] sh X ") + call +
+                       "() = 0 (0x0) errno=11 (try again) (1us)";
+    EXPECT_TRUE(IsRefusedForkLine(line)) << call;
+  }
+  // A fork that worked, the call's entry, another errno, another call and
+  // a line that is not the strace's are not refusals.
+  for (const char* line :
+       {"I1 strace.go:611] [ 3: 3] sh X clone(0x11) = 42 (0x2a) (1us)",
+        "I1 strace.go:573] [ 3: 3] sh E clone(0x11, 0x0)",
+        "I1 strace.go:611] [ 3: 3] sh X clone(0x11) = 0 (0x0) errno=12 "
+        "(cannot allocate memory) (1us)",
+        "I1 strace.go:611] [ 3: 3] sh X read(0x3) = 0 (0x0) errno=11 "
+        "(try again) (1us)",
+        "I1 main.go:230] X clone( errno=11 ("}) {
+    EXPECT_FALSE(IsRefusedForkLine(line)) << line;
+  }
+}
+
+TEST(SentryLog, ReadsOnWhereItStoppedAndAcrossSplitLines) {
+  std::string dir = MakeTempDir();
+  std::string path = dir + "/boot.log";
+  egg::sandbox_internal::SentryLog log(path);
+  EXPECT_EQ(log.Refused(), 0u);  // no file yet: the Sentry has not started
+  std::string line = kRefusedClone;
+  {
+    std::ofstream out(path);
+    out << "I1 main.go:217] Args: [runsc-sandbox]\n"
+        << line << line.substr(0, 40);
+  }
+  EXPECT_EQ(log.Refused(), 1u);
+  {
+    std::ofstream out(path, std::ios::app);
+    out << line.substr(40) << line;
+  }
+  EXPECT_EQ(log.Refused(), 3u);
+  EXPECT_EQ(log.Refused(), 3u);  // nothing new: nothing counted twice
+  fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/fd.h"
 #include "egg/sandbox.h"
 #include "egg/status.h"
 
@@ -121,6 +123,36 @@ class ContainerCgroup {
 
 // Removes egg-oci-<pid>-* groups whose egg process is gone.
 void RemoveStaleContainerCgroups();
+
+// A line of the Sentry's strace (runsc --strace) that reports a fork
+// (clone, clone3, fork, vfork) refused with EAGAIN: under gVisor, the
+// guest's RLIMIT_NPROC was met. The command name in the line is the
+// cell's to choose, so a cell can at most make its own cell look as if it
+// met the limit.
+bool IsRefusedForkLine(std::string_view line);
+
+// Counts the forks the Sentry refused, from its log file at `path`,
+// reading on from where it last stopped (a missing file counts nothing
+// yet). The bytes read are punched out of the file, so the tmpfs it lives
+// on holds only what is unread; lines the Sentry dropped because that
+// tmpfs was full are not counted.
+class SentryLog {
+ public:
+  explicit SentryLog(std::string path) : path_(std::move(path)) {}
+
+  // Refused forks seen so far, after reading what is new.
+  uint64_t Refused();
+
+ private:
+  void Read();
+  void Scan(std::string_view bytes);
+
+  std::string path_;
+  UniqueFd fd_;
+  uint64_t offset_ = 0;
+  std::string partial_;
+  uint64_t refused_ = 0;
+};
 
 }  // namespace egg::sandbox_internal
 

@@ -73,81 +73,6 @@ uint64_t HostTaskLimit(bool gvisor, uint64_t processes) {
          kGvisorTaskOverhead;
 }
 
-// A line of the Sentry's strace (runsc --strace) that reports a fork
-// refused with EAGAIN: the guest's RLIMIT_NPROC was met. The command name
-// in the line is the cell's to choose, so a cell can at most make its own
-// cell look as if it met the limit.
-bool IsRefusedFork(std::string_view line) {
-  size_t at = line.find("strace.go:");
-  if (at == std::string_view::npos) return false;
-  if (line.find(" errno=11 (", at) == std::string_view::npos) return false;
-  for (const char* call :
-       {" X clone(", " X clone3(", " X fork(", " X vfork("}) {
-    if (line.find(call, at) != std::string_view::npos) return true;
-  }
-  return false;
-}
-
-// Counts the forks the Sentry refused, from its log (`boot.log` in the
-// log folder), reading on from where it last stopped. The bytes read are
-// punched out of the file, so its tmpfs holds only what is unread; if the
-// tmpfs fills (more than kSentryLogBytes unread) the Sentry drops lines
-// and refusals in them are not counted.
-class SentryLog {
- public:
-  explicit SentryLog(std::string path) : path_(std::move(path)) {}
-
-  uint64_t Refused() {
-    Read();
-    return refused_;
-  }
-
- private:
-  void Read() {
-    if (path_.empty()) return;
-    if (!fd_.valid()) {
-      int fd = ::open(path_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) return;  // the Sentry has not started yet
-      fd_ = UniqueFd(fd);
-    }
-    char buf[1 << 16];
-    for (int i = 0; i < 256; ++i) {
-      ssize_t n = RetryEintr(
-          [&] { return ::pread(fd_.get(), buf, sizeof(buf), offset_); });
-      if (n <= 0) break;
-      offset_ += static_cast<uint64_t>(n);
-      Scan(std::string_view(buf, static_cast<size_t>(n)));
-    }
-    uint64_t done = offset_ & ~uint64_t{4095};
-    if (done > 0) {
-      (void)::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                        0, static_cast<off_t>(done));
-    }
-  }
-
-  void Scan(std::string_view bytes) {
-    size_t pos = 0;
-    while (pos < bytes.size()) {
-      size_t nl = bytes.find('\n', pos);
-      if (nl == std::string_view::npos) {
-        // Lines of interest are short; a longer one is dropped.
-        if (partial_.size() < 8192) partial_.append(bytes.substr(pos));
-        return;
-      }
-      partial_.append(bytes.substr(pos, nl - pos));
-      if (IsRefusedFork(partial_)) ++refused_;
-      partial_.clear();
-      pos = nl + 1;
-    }
-  }
-
-  std::string path_;
-  UniqueFd fd_;
-  uint64_t offset_ = 0;
-  std::string partial_;
-  uint64_t refused_ = 0;
-};
-
 uint64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              Clock::now().time_since_epoch())
@@ -751,6 +676,60 @@ std::string HostPathOf(const SandboxSpec& spec, const std::string& path) {
 std::atomic<uint64_t> run_counter{0};
 
 }  // namespace
+
+bool IsRefusedForkLine(std::string_view line) {
+  size_t at = line.find("strace.go:");
+  if (at == std::string_view::npos) return false;
+  if (line.find(" errno=11 (", at) == std::string_view::npos) return false;
+  for (const char* call :
+       {" X clone(", " X clone3(", " X fork(", " X vfork("}) {
+    if (line.find(call, at) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+uint64_t SentryLog::Refused() {
+  Read();
+  return refused_;
+}
+
+void SentryLog::Read() {
+  if (path_.empty()) return;
+  if (!fd_.valid()) {
+    int fd = ::open(path_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;  // the Sentry has not started yet
+    fd_ = UniqueFd(fd);
+  }
+  char buf[1 << 16];
+  for (int i = 0; i < 256; ++i) {
+    ssize_t n = RetryEintr(
+        [&] { return ::pread(fd_.get(), buf, sizeof(buf), offset_); });
+    if (n <= 0) break;
+    offset_ += static_cast<uint64_t>(n);
+    Scan(std::string_view(buf, static_cast<size_t>(n)));
+  }
+  uint64_t done = offset_ & ~uint64_t{4095};
+  if (done > 0) {
+    (void)::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                      static_cast<off_t>(done));
+  }
+}
+
+void SentryLog::Scan(std::string_view bytes) {
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    size_t nl = bytes.find('\n', pos);
+    if (nl == std::string_view::npos) {
+      // Lines of interest are short; a longer one is dropped.
+      if (partial_.size() < 8192) partial_.append(bytes.substr(pos));
+      return;
+    }
+    partial_.append(bytes.substr(pos, nl - pos));
+    if (IsRefusedForkLine(partial_)) ++refused_;
+    partial_.clear();
+    pos = nl + 1;
+  }
+}
 
 Result<std::string> FindHostProgram(const std::string& name,
                                     const std::string& package) {
