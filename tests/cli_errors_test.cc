@@ -141,6 +141,31 @@ TEST_F(CliErrorsTest, KeygenRefusesAFifoAsKeyPath) {
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
 }
 
+TEST_F(CliErrorsTest, KeygenWritesNoPrivateKeyWhenItsPubFileIsAFifo) {
+  std::string key = t_.Sub("key");
+  ASSERT_EQ(mkfifo((key + ".pub").c_str(), 0600), 0);
+  EggRun run = RunIn(t_, {"keygen", "-o", key, "--force"});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_FALSE(fs::exists(key));
+}
+
+TEST_F(CliErrorsTest, HatchJsonToAFullStdoutFails) {
+  std::string full = t_.Sub("full");
+  if (!MakeNode(full, 1, 7)) GTEST_SKIP() << "cannot mknod here";
+  int fd = open(full.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  // No sandbox: what is tested is the write to stdout after the run.
+  EggRun run = RunIn(t_,
+                     {"hatch", egg(), "--allow-unsigned", "--host-runtime",
+                      "--no-sandbox", "--out-dir", t_.Sub("out"), "--json"},
+                     {.stdout_fd = fd});
+  close(fd);
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_NE(run.err.find("writing to stdout: No space left on device"),
+            std::string::npos)
+      << run.err;
+}
+
 TEST_F(CliErrorsTest, ExportRefusesAFolderAsOutput) {
   fs::create_directories(t_.Sub("dir"));
   EggRun run = RunIn(t_, {"export", egg(), "-o", t_.Sub("dir"), "--force"});

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "cli/cli.h"
+#include "common/atomic_file.h"
 #include "egg/crypto.h"
 
 namespace egg::cli {
@@ -56,6 +57,11 @@ int RunKeygen(const KeygenArgs& args) {
     auto p = DefaultKeyPath();
     if (!p) return Report(p.error());
     path = *p;
+  }
+  // Both files are checked first: a .pub that cannot be written must not
+  // leave a private key without it.
+  for (const std::string& target : {path, path + ".pub"}) {
+    if (auto s = CheckWritableTarget(target); !s) return Report(s.error());
   }
   std::string comment = args.comment.empty() ? DefaultComment()
                                              : args.comment;
