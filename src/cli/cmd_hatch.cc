@@ -86,13 +86,6 @@ bool AddOutputs(const NotebookRun& fresh, nlohmann::json& doc) {
 int RunHatch(const HatchArgs& a) {
   // 1. Open once, verify from that same open file, and say who signed.
   TraceStep("hatch: start");
-  // Nothing runs when its results could not be written.
-  const std::string results =
-      a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
-  if (auto s = CheckWritableTarget(results); !s) {
-    Report(s.error().Wrap("results"));
-    return kExitUsage;
-  }
   // Compiles the seccomp program on another thread while the egg is
   // verified: nothing of the egg's is involved in it.
   if (!a.no_sandbox) PrepareSandboxSetup();
@@ -108,6 +101,13 @@ int RunHatch(const HatchArgs& a) {
                : ExitCodeFor(egg.error().code());
   }
   TraceStep("hatch: egg opened");
+  // Nothing is verified or run when the results could not be written.
+  const std::string results =
+      a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
+  if (auto s = CheckWritableTarget(results); !s) {
+    Report(s.error().Wrap("results"));
+    return kExitUsage;
+  }
   // A runtime already materialised in the store (from chunks verified
   // when it was extracted) is used from there: its chunks in this egg are
   // never read, so they are not hashed again (docs/HATCH.md, step 1).
