@@ -596,6 +596,34 @@ TEST(Compare, ReportCountsReproducedCells) {
   EXPECT_EQ(report.Find("c1")->verdict, CellVerdict::kFailed);
 }
 
+// A cell with no execution count and no output was never run where the
+// egg was made: a fresh run that prints nothing does not reproduce it. A
+// cell that ran there and printed nothing does.
+TEST(Compare, CellNeverRunWhereStoredIsNotReproducedByAnEmptyRun) {
+  Notebook nb;
+  NotebookCell never;
+  never.id = "never";
+  never.language = "python";
+  never.source = "x = 1";
+  never.outputs = json::array();
+  NotebookCell ran = never;
+  ran.id = "ran";
+  ran.execution_count = 1;
+  nb.cells = {never, ran};
+  NotebookRun run;
+  for (const char* id : {"never", "ran"}) {
+    CellRun c;
+    c.id = id;
+    c.ran = true;
+    c.outputs = json::array();
+    run.cells.push_back(c);
+  }
+  ReproReport report = CompareNotebook(nb, run, CompareOptions{});
+  EXPECT_EQ(report.Find("never")->verdict, CellVerdict::kNoStored);
+  EXPECT_EQ(report.Find("ran")->verdict, CellVerdict::kReproduced);
+  EXPECT_EQ(report.reproduced, 1u);
+}
+
 TEST(Compare, ReportWithNothingStoredSaysSoInOneLine) {
   auto ipynb = MinimalIpynb();
   for (auto& c : ipynb["cells"]) {

@@ -596,6 +596,11 @@ ReproReport CompareNotebook(const Notebook& notebook, const NotebookRun& run,
     } else if (fresh->failed) {
       r.verdict = CellVerdict::kFailed;
       r.diff = "  " + EscapeForTerminal(fresh->failure) + "\n";
+    } else if (!cell.execution_count &&
+               (!cell.outputs.is_array() || cell.outputs.empty())) {
+      // Never run where the egg was made (no execution count, no output):
+      // an empty fresh run reproduces nothing.
+      r.verdict = CellVerdict::kNoStored;
     } else {
       auto cmp = CompareOutputs(cell.outputs, fresh->outputs, options);
       if (cmp.equal) {
