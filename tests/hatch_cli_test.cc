@@ -590,7 +590,7 @@ TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
 
 // A cell leaves a set-user-ID copy of a program, a set-group-ID folder
 // and a world-writable file in /out: on the host, none keeps those bits.
-TEST(HatchCliTest, OutputFilesKeepNoSetIdOrWorldWriteBitsOnTheHost) {
+TEST(HatchCliTest, OutputFilesKeepNoPrivilegeAndBelongToTheHatchingUser) {
   if (!ProbeSandboxHost().user_namespaces) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
@@ -602,6 +602,7 @@ TEST(HatchCliTest, OutputFilesKeepNoSetIdOrWorldWriteBitsOnTheHost) {
       "      cp /usr/bin/true /out/suid && chmod 6755 /out/suid\n"
       "      mkdir -p /out/d/e && chmod 3777 /out/d /out/d/e\n"
       "      echo x > /out/d/e/w && chmod 4777 /out/d/e/w\n"
+      "      ln -s /etc/hostname /out/link\n"
       "      stat -c %a /out/suid\n",
       t.path());
   ASSERT_TRUE(m.has_value()) << m.error().message();
@@ -623,6 +624,17 @@ TEST(HatchCliTest, OutputFilesKeepNoSetIdOrWorldWriteBitsOnTheHost) {
               0u)
         << rel << " mode " << std::oct << (st.st_mode & 07777);
   }
+  // Everything, the folder and a link included, is the hatching user's:
+  // not left to the host's nobody, whom any nobody process could be.
+  for (const char* rel : {"", "/suid", "/d", "/d/e", "/d/e/w", "/link"}) {
+    struct stat st;
+    ASSERT_EQ(lstat((out + rel).c_str(), &st), 0) << rel;
+    EXPECT_EQ(st.st_uid, getuid()) << rel;
+    EXPECT_EQ(st.st_gid, getgid()) << rel;
+  }
+  struct stat host;
+  ASSERT_EQ(stat("/etc/hostname", &host), 0);
+  EXPECT_EQ(host.st_uid, 0u) << "a link's target was changed";
 }
 
 // Folders nested past the listing depth cannot hide bytes from the output

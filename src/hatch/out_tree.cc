@@ -11,8 +11,7 @@
 namespace egg::hatch {
 namespace {
 
-constexpr mode_t kDropped =
-    S_ISUID | S_ISGID | S_ISVTX | S_IWGRP | S_IWOTH;
+constexpr mode_t kDropped = S_ISUID | S_ISGID | S_ISVTX | S_IWGRP | S_IWOTH;
 
 // Clears the dropped bits of the entry `name` in the folder `dir_fd`;
 // a folder also gets u+rx, so that its owner can walk into it. By name:
@@ -21,6 +20,17 @@ constexpr mode_t kDropped =
 // the cell may have left a file mode 0).
 Status Clear(int dir_fd, const std::string& name, const struct stat& st,
              const std::string& shown, SanitizeStats* stats) {
+  // Run as root, the sandbox's user was nobody on the host: the entry
+  // becomes the hatching user's, so no other nobody process can change
+  // it later (a link itself, never what it points to).
+  if (::geteuid() == 0 &&
+      (st.st_uid != ::getuid() || st.st_gid != ::getgid())) {
+    if (::fchownat(dir_fd, name.c_str(), ::getuid(), ::getgid(),
+                   AT_SYMLINK_NOFOLLOW) != 0) {
+      return Fail(ErrnoError("'" + shown + "'"));
+    }
+    ++stats->changed;
+  }
   if (S_ISLNK(st.st_mode)) return {};
   mode_t mode = st.st_mode & 07777 & ~kDropped;
   if (S_ISDIR(st.st_mode)) mode |= S_IRUSR | S_IXUSR;
@@ -38,13 +48,17 @@ Result<SanitizeStats> SanitizeOutputTree(const std::string& dir,
                                          uint64_t max_entries) {
   SanitizeStats stats;
   int top = RetryEintr([&] {
-    return ::open(dir.c_str(),
-                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   });
   if (top < 0) return Fail(ErrnoError("'" + dir + "'"));
   UniqueFd current(top);
   struct stat st;
   if (::fstat(current.get(), &st) != 0) return Fail(ErrnoError(dir));
+  if (::geteuid() == 0 &&
+      (st.st_uid != ::getuid() || st.st_gid != ::getgid()) &&
+      ::fchown(current.get(), ::getuid(), ::getgid()) != 0) {
+    return Fail(ErrnoError("'" + dir + "'"));
+  }
   if ((st.st_mode & kDropped) != 0 &&
       ::fchmod(current.get(), st.st_mode & 07777 & ~kDropped) != 0) {
     return Fail(ErrnoError("'" + dir + "'"));
@@ -73,13 +87,12 @@ Result<SanitizeStats> SanitizeOutputTree(const std::string& dir,
     std::string name = std::move(pending.back().back());
     pending.back().pop_back();
     if (++stats.entries > max_entries) {
-      return Fail(Code::kInvalidArgument,
-                  "'" + dir + "' holds more than " +
-                      std::to_string(max_entries) + " entries");
+      return Fail(Code::kInvalidArgument, "'" + dir + "' holds more than " +
+                                              std::to_string(max_entries) +
+                                              " entries");
     }
     std::string path = shown + "/" + name;
-    if (::fstatat(current.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) !=
-        0) {
+    if (::fstatat(current.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       return Fail(ErrnoError("'" + path + "'"));
     }
     if (auto s = Clear(current.get(), name, st, path, &stats); !s) {

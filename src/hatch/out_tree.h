@@ -20,7 +20,9 @@ struct SanitizeStats {
 // Walks the whole tree below `dir` at any depth (one folder open at a
 // time, going back up through ".."; never follows a link) and clears
 // the set-user-ID, set-group-ID and sticky bits and the group and other
-// write bits of every entry; folders also get u+rx. Must run only when
+// write bits of every entry; folders also get u+rx. Run as root, every
+// entry (a link itself) also becomes the hatching user's (the sandbox's
+// user was nobody on the host). Must run only when
 // nothing else can change the tree (the sandbox is gone). Fails on an
 // I/O error or past `max_entries` entries, leaving what it has not
 // reached unchanged.
