@@ -41,41 +41,12 @@ struct RunOptions {
 // can reach the user's own keys or store.
 EggRun RunIn(const TempDir& dir, const std::vector<std::string>& args,
              RunOptions options = {}) {
-  std::string out_path = dir.Sub("stdout");
-  std::string err_path = dir.Sub("stderr");
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    setenv("HOME", dir.Sub("home").c_str(), 1);
-    setenv("XDG_CONFIG_HOME", dir.Sub("home/config").c_str(), 1);
-    setenv("XDG_CACHE_HOME", dir.Sub("home/cache").c_str(), 1);
-    unsetenv("SOURCE_DATE_EPOCH");
-    // An ignored signal stays ignored across exec.
-    if (options.ignore_sigpipe) signal(SIGPIPE, SIG_IGN);
-    int devnull = open("/dev/null", O_RDWR);
-    int ofd = options.stdout_fd >= 0
-                  ? options.stdout_fd
-                  : open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (devnull < 0 || ofd < 0 || efd < 0) _exit(126);
-    dup2(devnull, 0);
-    dup2(ofd, 1);
-    dup2(efd, 2);
-    std::vector<std::string> all = {EggBin()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  EggRun run;
-  int ws = 0;
-  if (pid < 0 || waitpid(pid, &ws, 0) != pid) return run;
-  run.code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-  run.out = ReadFile(out_path);
-  run.err = ReadFile(err_path);
-  return run;
+  egg_test::EggRunOptions o;
+  o.cache_home = dir.Sub("home");
+  o.config_home = dir.path();
+  o.stdout_fd = options.stdout_fd;
+  o.ignore_sigpipe = options.ignore_sigpipe;
+  return egg_test::RunEggCapture(dir.path(), args, o);
 }
 
 bool IsCharDevice(const std::string& path) {
@@ -114,9 +85,8 @@ class CliErrorsTest : public ::testing::Test {
 TEST_F(CliErrorsTest, HatchRefusesADeviceNodeAsResultsAndRunsNothing) {
   std::string node = t_.Sub("null");
   if (!MakeNode(node, 1, 3)) GTEST_SKIP() << "cannot mknod here";
-  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned",
-                          "--host-runtime", "-o", node, "--out-dir",
-                          t_.Sub("out")});
+  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned", "--host-runtime",
+                          "-o", node, "--out-dir", t_.Sub("out")});
   EXPECT_EQ(run.code, 2) << run.err;
   EXPECT_NE(run.err.find("character device"), std::string::npos) << run.err;
   EXPECT_TRUE(IsCharDevice(node));
@@ -183,9 +153,9 @@ TEST_F(CliErrorsTest, ExportReplacesASymlinkAsALinkNotItsTarget) {
 }
 
 TEST_F(CliErrorsTest, HatchWithResultsInAMissingFolderExitsTwoAndRunsNothing) {
-  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned",
-                          "--host-runtime", "-o", t_.Sub("missing/r.json"),
-                          "--out-dir", t_.Sub("out")});
+  EggRun run =
+      RunIn(t_, {"hatch", egg(), "--allow-unsigned", "--host-runtime", "-o",
+                 t_.Sub("missing/r.json"), "--out-dir", t_.Sub("out")});
   EXPECT_EQ(run.code, 2) << run.err;
   EXPECT_EQ(run.err.find("results in"), std::string::npos) << run.err;
   EXPECT_FALSE(fs::exists(t_.Sub("out"))) << "a cell ran";
@@ -193,9 +163,8 @@ TEST_F(CliErrorsTest, HatchWithResultsInAMissingFolderExitsTwoAndRunsNothing) {
 
 TEST_F(CliErrorsTest, HatchWithResultsNamingAFolderExitsTwoAndRunsNothing) {
   fs::create_directories(t_.Sub("dir"));
-  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned",
-                          "--host-runtime", "-o", t_.Sub("dir"), "--out-dir",
-                          t_.Sub("out")});
+  EggRun run = RunIn(t_, {"hatch", egg(), "--allow-unsigned", "--host-runtime",
+                          "-o", t_.Sub("dir"), "--out-dir", t_.Sub("out")});
   EXPECT_EQ(run.code, 2) << run.err;
   EXPECT_EQ(run.err.find("results in"), std::string::npos) << run.err;
   EXPECT_FALSE(fs::exists(t_.Sub("out"))) << "a cell ran";
@@ -206,12 +175,9 @@ TEST_F(CliErrorsTest, FullStdoutFailsEveryPrintingCommand) {
   std::string full = t_.Sub("full");
   if (!MakeNode(full, 1, 7)) GTEST_SKIP() << "cannot mknod here";
   std::vector<std::vector<std::string>> commands = {
-      {"verify", egg(), "--json"},
-      {"info", egg()},
-      {"info", egg(), "--json"},
-      {"ls", egg()},
-      {"export", egg(), "-o", "-"},
-      {"cat", egg(), "runtime:README"},
+      {"verify", egg(), "--json"},  {"info", egg()},
+      {"info", egg(), "--json"},    {"ls", egg()},
+      {"export", egg(), "-o", "-"}, {"cat", egg(), "runtime:README"},
   };
   for (const auto& args : commands) {
     int fd = open(full.c_str(), O_WRONLY);

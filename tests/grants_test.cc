@@ -5,10 +5,7 @@
 // opens on 127.0.0.1, and a granted device is usable while other host
 // devices stay absent. The hostile-cell suites prove the other side: with
 // no grant, none of these is reachable.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -17,10 +14,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli_test_util.h"
+#include "loopback_greeter.h"
 #include "temp_dir.h"
 
 namespace {
@@ -163,37 +160,15 @@ TEST_P(GrantedPermissions, HostPathsGiveTheAccessGrantedAndNoMore) {
 }
 
 TEST_P(GrantedPermissions, NetworkReachesAListenerOnTheHostLoopback) {
-  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
-            0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len),
-            0);
-  int port = ntohs(addr.sin_port);
-  // Answers one connection, then stops; shutdown() ends a wait in accept.
-  std::thread server([listener] {
-    int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c >= 0) {
-      const char kHello[] = "hello from the host\n";
-      ssize_t n = ::write(c, kHello, sizeof(kHello) - 1);
-      (void)n;
-      ::close(c);
-    }
-  });
+  egg_test::LoopbackGreeter server("hello from the host\n");
+  ASSERT_NE(server.port(), 0) << "cannot listen on 127.0.0.1";
+  int port = server.port();
   int code = -1;
   std::string err;
   auto doc = Hatch("permissions: {network: true}\n",
                    "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) +
                        "\nhead -n 1 <&3\n",
                    {"network"}, &code, &err);
-  ::shutdown(listener, SHUT_RDWR);
-  server.join();
-  ::close(listener);
   EXPECT_EQ(code, 0) << err;
   EXPECT_EQ(Stdout(doc), "hello from the host\n") << doc;
 }

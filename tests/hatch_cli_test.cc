@@ -1,11 +1,8 @@
 // End-to-end tests of `egg hatch`: eggs are written with the format and
 // manifest libraries, then hatched by the egg binary ($EGG_BIN).
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +20,7 @@
 #include "egg/egg.h"
 #include "egg/manifest.h"
 #include "egg/sandbox.h"
+#include "loopback_greeter.h"
 #include "temp_dir.h"
 
 namespace egg {
@@ -399,28 +397,9 @@ TEST(HatchCliTest, CellWithNarrowerPermissionsCannotUseWhatTheEggWasGranted) {
   if (!ProbeSandboxHost().user_namespaces) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
-  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
-            0);
-  ASSERT_EQ(::listen(listener, 8), 0);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len),
-            0);
-  std::string port = std::to_string(ntohs(addr.sin_port));
-  // Greets every connection until shutdown() ends its accept().
-  std::thread server([listener] {
-    for (;;) {
-      int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) return;
-      ssize_t n = ::write(c, "hi\n", 3);
-      (void)n;
-      ::close(c);
-    }
-  });
+  egg_test::LoopbackGreeter server("hi\n");
+  ASSERT_NE(server.port(), 0) << "cannot listen on 127.0.0.1";
+  std::string port = std::to_string(server.port());
   std::string reach =
       "import socket\n"
       "try:\n"
@@ -461,9 +440,6 @@ TEST(HatchCliTest, CellWithNarrowerPermissionsCannotUseWhatTheEggWasGranted) {
       RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "--grant",
               "network", "-o", results, "--out-dir", t.path() + "/out"},
              &err);
-  ::shutdown(listener, SHUT_RDWR);
-  server.join();
-  ::close(listener);
   EXPECT_EQ(code, 0) << err;
   auto doc = nlohmann::json::parse(ReadFile(results), nullptr, false);
   ASSERT_FALSE(doc.is_discarded()) << err;
