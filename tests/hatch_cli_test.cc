@@ -76,6 +76,18 @@ Result<Manifest> ManifestFromYaml(const std::string& yaml,
   return ParseManifest(yaml, folder, "test.yaml");
 }
 
+// Writes the egg of manifest `yaml` (its runtime the folder rt, made
+// here) to `out`; false, with the failure recorded, when it cannot.
+bool WriteYamlEgg(const TempDir& t, const std::string& yaml,
+                  const std::string& out) {
+  fs::create_directories(t.path() + "/rt");
+  auto m = ManifestFromYaml(yaml, t.path());
+  EXPECT_TRUE(m.has_value()) << m.error().message();
+  if (!m) return false;
+  WriteTestEgg(*m, t.path(), out);
+  return !::testing::Test::HasFailure();
+}
+
 TEST(HatchCliTest, HatchesTheBundledExampleInTheNamespacesSandbox) {
   if (!ProbeSandboxHost().user_namespaces) {
     GTEST_SKIP() << "the host cannot create user namespaces";
@@ -113,19 +125,17 @@ TEST(HatchCliTest, CellCannotReachTheAgentsControlChannel) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: snoop\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n"
-      "    code: |\n"
-      "      ls /proc/1/fd >/dev/null 2>&1 && echo fd-list-open\n"
-      "      readlink /proc/1/fd/3 && echo fd3-open\n"
-      "      for f in /proc/self/fd/*; do readlink \"$f\"; done\n"
-      "      true\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/snoop.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(
+      WriteYamlEgg(t,
+                   "name: snoop\nruntime: {folder: rt}\ncells:\n"
+                   "  - language: bash\n"
+                   "    code: |\n"
+                   "      ls /proc/1/fd >/dev/null 2>&1 && echo fd-list-open\n"
+                   "      readlink /proc/1/fd/3 && echo fd3-open\n"
+                   "      for f in /proc/self/fd/*; do readlink \"$f\"; done\n"
+                   "      true\n",
+                   egg));
   std::string results = t.path() + "/r.json";
   std::string err;
   int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned", "-o",
@@ -141,18 +151,15 @@ TEST(HatchCliTest, CellCannotReachTheAgentsControlChannel) {
 
 TEST(HatchCliTest, UngrantedPermissionIsRefusedWithoutATerminal) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: wants-net\n"
-      "runtime: {folder: rt}\n"
-      "permissions: {network: true}\n"
-      "cells:\n"
-      "  - language: bash\n"
-      "    code: touch /out/ran\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/net.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: wants-net\n"
+                           "runtime: {folder: rt}\n"
+                           "permissions: {network: true}\n"
+                           "cells:\n"
+                           "  - language: bash\n"
+                           "    code: touch /out/ran\n",
+                           egg));
   std::string out = t.path() + "/out";
   std::string err;
   int code = RunEgg(
@@ -166,14 +173,11 @@ TEST(HatchCliTest, UngrantedPermissionIsRefusedWithoutATerminal) {
 
 TEST(HatchCliTest, UnsignedEggIsRefusedWithoutATerminalOrAllowUnsigned) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: plain\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: touch /out/ran\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/plain.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: plain\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: touch /out/ran\n",
+                           egg));
   std::string err;
   int code = RunEgg(
       {"hatch", egg, "--host-runtime", "--out-dir", t.path() + "/out"}, &err);
@@ -185,12 +189,8 @@ TEST(HatchCliTest, UnsignedEggIsRefusedWithoutATerminalOrAllowUnsigned) {
 // host's runtime; returns the exit code and the results JSON.
 int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
               std::string* err, const std::vector<std::string>& flags = {}) {
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(yaml, t.path());
-  EXPECT_TRUE(m.has_value()) << m.error().message();
-  if (!m) return -1;
   std::string egg = t.path() + "/t.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  if (!WriteYamlEgg(t, yaml, egg)) return -1;
   std::string results = t.path() + "/r.json";
   std::vector<std::string> args = {
       "hatch", egg,     "--host-runtime", "--allow-unsigned",
@@ -420,8 +420,9 @@ TEST(HatchCliTest, CellWithNarrowerPermissionsCannotUseWhatTheEggWasGranted) {
     return out;
   };
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
+  std::string egg = t.path() + "/narrow.egg";
+  ASSERT_TRUE(WriteYamlEgg(
+      t,
       "name: narrow\nruntime: {folder: rt}\n"
       "permissions: {network: true}\ncells:\n"
       "  - language: python\n    code: |\n" +
@@ -430,10 +431,7 @@ TEST(HatchCliTest, CellWithNarrowerPermissionsCannotUseWhatTheEggWasGranted) {
           indent(reach + "print('x' in globals())\n") +
           "  - language: python\n    code: |\n" + indent(reach + "y = 2\n") +
           "  - language: python\n    code: print(y)\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
-  std::string egg = t.path() + "/narrow.egg";
-  WriteTestEgg(*m, t.path(), egg);
+      egg));
   std::string results = t.path() + "/r.json";
   std::string err;
   int code =
@@ -482,15 +480,13 @@ TEST(HatchCliTest, EggWallTimeSpansTheSandboxesOfNarrowerCells) {
 // anything runs or is written.
 TEST(HatchCliTest, KernelPathRefusesCellsWithPermissionsOfTheirOwn) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
+  std::string egg = t.path() + "/k.egg";
+  ASSERT_TRUE(WriteYamlEgg(
+      t,
       "name: k\nruntime: {folder: rt}\npermissions: {network: true}\n"
       "cells:\n  - language: python\n    code: print(1)\n"
       "  - language: python\n    permissions: {}\n    code: print(2)\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
-  std::string egg = t.path() + "/k.egg";
-  WriteTestEgg(*m, t.path(), egg);
+      egg));
   std::string err;
   int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
                      "--grant", "network", "--kernel", "jupyter"},
@@ -544,15 +540,12 @@ TEST(HatchCliTest, NothingACellStartedOutlivesTheHatch) {
 
 TEST(HatchCliTest, FailingCellExitsFourAndWritesResults) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: fails\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: echo one\n"
-      "  - language: bash\n    code: (exit 3)\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/fails.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: fails\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: echo one\n"
+                           "  - language: bash\n    code: (exit 3)\n",
+                           egg));
   std::string err;
   int code = RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned",
                      "--out-dir", t.path() + "/out"},
@@ -571,19 +564,17 @@ TEST(HatchCliTest, OutputFilesKeepNoPrivilegeAndBelongToTheHatchingUser) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: setid\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: |\n"
-      "      cp /usr/bin/true /out/suid && chmod 6755 /out/suid\n"
-      "      mkdir -p /out/d/e && chmod 3777 /out/d /out/d/e\n"
-      "      echo x > /out/d/e/w && chmod 4777 /out/d/e/w\n"
-      "      ln -s /etc/hostname /out/link\n"
-      "      stat -c %a /out/suid\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/setid.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(
+      WriteYamlEgg(t,
+                   "name: setid\nruntime: {folder: rt}\ncells:\n"
+                   "  - language: bash\n    code: |\n"
+                   "      cp /usr/bin/true /out/suid && chmod 6755 /out/suid\n"
+                   "      mkdir -p /out/d/e && chmod 3777 /out/d /out/d/e\n"
+                   "      echo x > /out/d/e/w && chmod 4777 /out/d/e/w\n"
+                   "      ln -s /etc/hostname /out/link\n"
+                   "      stat -c %a /out/suid\n",
+                   egg));
   std::string out = t.path() + "/out";
   std::string err;
   int code = RunEgg(
@@ -621,8 +612,9 @@ TEST(HatchCliTest, DeeplyNestedOutputCountsAsOverTheOutputLimit) {
     GTEST_SKIP() << "the host cannot create user namespaces";
   }
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
+  std::string egg = t.path() + "/deep.egg";
+  ASSERT_TRUE(WriteYamlEgg(
+      t,
       "name: deep\nruntime: {folder: rt}\nlimits: {output: 1MiB}\ncells:\n"
       "  - language: bash\n    code: |\n"
       "      cd /out\n"
@@ -630,10 +622,7 @@ TEST(HatchCliTest, DeeplyNestedOutputCountsAsOverTheOutputLimit) {
       "      echo hidden > f\n"
       "      sleep 30\n"
       "  - language: bash\n    code: echo later\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
-  std::string egg = t.path() + "/deep.egg";
-  WriteTestEgg(*m, t.path(), egg);
+      egg));
   std::string err;
   int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
                      "--out-dir", t.path() + "/out"},
@@ -658,14 +647,11 @@ ino_t MaterialisedMarkerInode(const std::string& store) {
 
 TEST(HatchCliTest, SecondHatchReusesTheRuntimeMaterialisedInTheStore) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: twice\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: echo hi\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/twice.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: twice\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: echo hi\n",
+                           egg));
   std::string store = t.path() + "/store";
   std::string err;
   ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
@@ -717,14 +703,11 @@ void DamageRuntimeChunk(const std::string& egg_path) {
 // found before anything runs.
 TEST(HatchCliTest, RuntimeInTheStoreIsNotRehashedButAFreshStoreChecksIt) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: twice\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: echo hi\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/twice.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: twice\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: echo hi\n",
+                           egg));
   std::string store = t.path() + "/store";
   std::string err;
   ASSERT_EQ(RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
@@ -751,14 +734,11 @@ TEST(HatchCliTest, RuntimeInTheStoreIsNotRehashedButAFreshStoreChecksIt) {
 
 TEST(HatchCliTest, MistypedGrantIsAUsageErrorAndRunsNothing) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: plain\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: touch /out/ran\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/plain.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: plain\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: touch /out/ran\n",
+                           egg));
   for (const char* grant :
        {"bogus", "netwrk", "host-path:relative", "device:", "Network"}) {
     std::string out = t.path() + "/out";
@@ -777,14 +757,11 @@ TEST(HatchCliTest, MistypedGrantIsAUsageErrorAndRunsNothing) {
 // overflowing value is a one-line usage error, never a wrapped "no cap".
 TEST(HatchCliTest, NegativeOrOverflowingNumericFlagIsAUsageError) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: plain\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: echo hi\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/plain.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: plain\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: echo hi\n",
+                           egg));
   std::vector<std::vector<std::string>> runs;
   for (const char* v : {"-1", "99999999999999999999", "1e3", "", "0x10"}) {
     runs.push_back({"export", egg, "--to", "md", "-o", t.path() + "/x.md",
@@ -811,14 +788,11 @@ TEST(HatchCliTest, NegativeOrOverflowingNumericFlagIsAUsageError) {
 
 TEST(HatchCliTest, NextHatchRemovesADeadHatchsFolderAndKeepsALiveOnes) {
   TempDir t;
-  fs::create_directories(t.path() + "/rt");
-  auto m = ManifestFromYaml(
-      "name: plain\nruntime: {folder: rt}\ncells:\n"
-      "  - language: bash\n    code: echo hi\n",
-      t.path());
-  ASSERT_TRUE(m.has_value()) << m.error().message();
   std::string egg = t.path() + "/plain.egg";
-  WriteTestEgg(*m, t.path(), egg);
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: plain\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: echo hi\n",
+                           egg));
 
   // A pid that has certainly ended, and this (live) test's own pid.
   pid_t dead = fork();

@@ -629,10 +629,9 @@ std::vector<CellInput> PythonCells(const std::vector<std::string>& code) {
   return cells;
 }
 
-TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
-  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
-  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
-  std::string dir = MakeTempDir();
+// A sandbox run on the host's /usr with /out and the kernel's exchange
+// folder under `dir` (the exchange folder open to the sandbox's user).
+SandboxRunSetup KernelSandboxSetup(const std::string& dir) {
   for (const char* sub : {"/exchange", "/out"}) {
     fs::create_directories(dir + sub);
   }
@@ -641,6 +640,14 @@ TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
   setup.host_runtime = true;
   setup.output_dir = dir + "/out";
   setup.exchange_dir = dir + "/exchange";
+  return setup;
+}
+
+TEST(KernelInSandbox, IpykernelRunsInsideTheNamespacesSandbox) {
+  if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
+  if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
+  std::string dir = MakeTempDir();
+  SandboxRunSetup setup = KernelSandboxSetup(dir);
   setup.agent.agent = AgentPath();
   setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
   KernelRunSetup kernel;
@@ -689,14 +696,7 @@ TEST(KernelInSandbox, FilesPastTheEggOutputLimitStopTheCell) {
   if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
   if (!HostHasIpykernel()) GTEST_SKIP() << "python3-ipykernel is missing";
   std::string dir = MakeTempDir();
-  for (const char* sub : {"/exchange", "/out"}) {
-    fs::create_directories(dir + sub);
-  }
-  if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
-  SandboxRunSetup setup;
-  setup.host_runtime = true;
-  setup.output_dir = dir + "/out";
-  setup.exchange_dir = dir + "/exchange";
+  SandboxRunSetup setup = KernelSandboxSetup(dir);
   setup.egg_limits.output_bytes = 1u << 20;
   setup.agent.agent = AgentPath();
   setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
@@ -729,14 +729,7 @@ TEST(KernelInSandbox, FilesPastTheEggOutputLimitStopTheCell) {
 TEST(KernelInSandbox, FilesWrittenWhileAKernelStartsStopIt) {
   if (!CanSandbox()) GTEST_SKIP() << "the host cannot create user namespaces";
   std::string dir = MakeTempDir();
-  for (const char* sub : {"/exchange", "/out"}) {
-    fs::create_directories(dir + sub);
-  }
-  if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
-  SandboxRunSetup setup;
-  setup.host_runtime = true;
-  setup.output_dir = dir + "/out";
-  setup.exchange_dir = dir + "/exchange";
+  SandboxRunSetup setup = KernelSandboxSetup(dir);
   setup.egg_limits.output_bytes = 1u << 20;
   setup.agent.agent = AgentPath();
   setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
@@ -774,14 +767,7 @@ TEST(KernelInSandbox, IrkernelRunsInsideTheNamespacesSandbox) {
   auto spec = FindKernelSpec("/", "ir");
   if (!spec) GTEST_SKIP() << "r-cran-irkernel is missing";
   std::string dir = MakeTempDir();
-  for (const char* sub : {"/exchange", "/out"}) {
-    fs::create_directories(dir + sub);
-  }
-  if (geteuid() == 0) chmod((dir + "/exchange").c_str(), 0777);
-  SandboxRunSetup setup;
-  setup.host_runtime = true;
-  setup.output_dir = dir + "/out";
-  setup.exchange_dir = dir + "/exchange";
+  SandboxRunSetup setup = KernelSandboxSetup(dir);
   setup.agent.agent = AgentPath();
   setup.agent.drivers_dir = std::string(EGG_BINARY_DIR) + "/drivers";
   KernelRunSetup kernel;
@@ -970,7 +956,7 @@ TEST_F(KernelHatchCli, AutoWithAKernelChoosesNamespacesAndSaysSo) {
   Build(kNotebook);
   std::string err;
   EXPECT_EQ(Hatch({"--kernel", ""}, &err, "out0"), 2);
-  EXPECT_NE(err.find("--kernel needs"), std::string::npos) << err;
+  EXPECT_NE(err.find("--kernel: empty value"), std::string::npos) << err;
   // The third cell raises.
   EXPECT_EQ(Hatch({"--kernel", "jupyter", "--isolation", "auto"}, &err), 4)
       << err;
