@@ -175,9 +175,15 @@ TEST_F(CliErrorsTest, FullStdoutFailsEveryPrintingCommand) {
   std::string full = t_.Sub("full");
   if (!MakeNode(full, 1, 7)) GTEST_SKIP() << "cannot mknod here";
   std::vector<std::vector<std::string>> commands = {
-      {"verify", egg(), "--json"},  {"info", egg()},
-      {"info", egg(), "--json"},    {"ls", egg()},
-      {"export", egg(), "-o", "-"}, {"cat", egg(), "runtime:README"},
+      {"verify", egg(), "--json"},
+      {"info", egg()},
+      {"info", egg(), "--json"},
+      {"ls", egg()},
+      {"export", egg(), "-o", "-"},
+      {"cat", egg(), "runtime:README"},
+      {"--version"},
+      {"--help"},
+      {"hatch", "--help"},
   };
   for (const auto& args : commands) {
     int fd = open(full.c_str(), O_WRONLY);

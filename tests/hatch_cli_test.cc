@@ -292,6 +292,38 @@ TEST(HatchCliTest, ShellCellCannotWriteAFilePastTheOutputLimit) {
       << doc["cells"][1];
 }
 
+// Files a cell deletes in /out while it holds them open still fill the
+// host's disk, though no listing shows them: they count against the
+// egg's output limit too.
+TEST(HatchCliTest, DeletedFilesHeldOpenInOutCountAgainstTheOutputLimit) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(
+      t,
+      "name: hidden\nruntime: {folder: rt}\n"
+      "limits: {output: 64KiB}\ncells:\n"
+      "  - language: python\n    code: |\n"
+      "      import os, time\n"
+      "      fds = []\n"
+      "      for i in range(64):\n"
+      "          fd = os.open('/out/u%d' % i, os.O_CREAT | os.O_WRONLY)\n"
+      "          os.unlink('/out/u%d' % i)\n"
+      "          os.write(fd, b'x' * 65536)\n"
+      "          fds.append(fd)\n"
+      "      time.sleep(1)\n"
+      "  - language: python\n    code: print(len(fds))\n",
+      &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "output") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
+}
+
 // A process a cell leaves writing to /out in the background cannot get
 // later cells charged one after the other: the first charge ends the run,
 // and the writer dies with the sandbox.

@@ -122,6 +122,10 @@ class AgentHost {
   // After each cell, before its output files are listed: brings the
   // output folder up to date (a no-op unless the box copies /out).
   [[nodiscard]] virtual Status AfterCell() { return {}; }
+  // Bytes of files on the output folder's file system that the box's
+  // processes deleted but still hold open: they fill the host's disk
+  // though no listing of /out shows them. 0 where it cannot be known.
+  virtual uint64_t HiddenOutBytes() { return 0; }
 };
 
 // Forks and execs `agent_path` with a socketpair end as its fd 3, with no

@@ -1,9 +1,12 @@
 // The egg command: wires the registered commands into CLI11 and turns
 // every outcome into one documented exit code.
 #include <algorithm>
+#include <cerrno>
 #include <clocale>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <iostream>
 #include <vector>
 
 #include "cli/cli.h"
@@ -40,16 +43,14 @@ int main(int argc, char** argv) {
   if (std::setlocale(LC_CTYPE, "C.UTF-8") == nullptr) {
     (void)std::setlocale(LC_CTYPE, "C.utf8");
   }
-  CLI::App app{"egg: build, verify and safely run executable notebooks",
-               "egg"};
+  CLI::App app{"egg: build, verify and safely run executable notebooks", "egg"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "egg 0.1.0");
 
   auto& registry = Registry();
-  std::stable_sort(registry.begin(), registry.end(),
-                   [](const Entry& a, const Entry& b) {
-                     return a.order < b.order;
-                   });
+  std::stable_sort(
+      registry.begin(), registry.end(),
+      [](const Entry& a, const Entry& b) { return a.order < b.order; });
   std::vector<std::pair<CLI::App*, Runner>> commands;
   for (auto& entry : registry) commands.push_back(entry.registrar(app));
 
@@ -65,14 +66,27 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Help and version text go to std::cout: a lost write fails them too,
+  // as it does every command (docs/CLI.md).
+  auto help = [&app](const CLI::Error& e) {
+    errno = 0;
+    int code = app.exit(e);
+    std::cout.flush();
+    if (!std::cout) {
+      std::fprintf(stderr, "egg: writing to stdout: %s\n",
+                   errno != 0 ? std::strerror(errno) : "write failed");
+      return static_cast<int>(egg::kExitUsage);
+    }
+    return code;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return help(e);
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return help(e);
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    return help(e);
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     std::fprintf(stderr, "egg: %s (see 'egg --help')\n", what.c_str());

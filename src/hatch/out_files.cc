@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <set>
 #include <span>
 
 #include "common/fd.h"
@@ -125,6 +127,51 @@ std::vector<OutputFile> ChangedFiles(const std::string& dir,
     files.push_back({path, stamp.size, HashFile(dir, path)});
   }
   return files;
+}
+
+uint64_t DeletedOpenBytes(int root, dev_t dev) {
+  if (root <= 0) return 0;
+  std::vector<int> pids = {root};
+  std::set<std::pair<dev_t, ino_t>> seen;
+  uint64_t total = 0;
+  for (size_t i = 0; i < pids.size() && i < 65536; ++i) {
+    const std::string proc = "/proc/" + std::to_string(pids[i]);
+    // Its children, through every thread (a thread can fork too).
+    if (DIR* tasks = ::opendir((proc + "/task").c_str())) {
+      while (dirent* t = ::readdir(tasks)) {
+        if (t->d_name[0] == '.') continue;
+        auto read = ReadFileToString(proc + "/task/" + t->d_name + "/children",
+                                     1 << 20);
+        if (!read) continue;
+        const std::string& kids = *read;
+        size_t pos = 0;
+        while (pos < kids.size()) {
+          size_t end = kids.find(' ', pos);
+          if (end == std::string::npos) end = kids.size();
+          int kid = std::atoi(kids.substr(pos, end - pos).c_str());
+          if (kid > 0) pids.push_back(kid);
+          pos = end + 1;
+        }
+      }
+      ::closedir(tasks);
+    }
+    DIR* fds = ::opendir((proc + "/fd").c_str());
+    if (fds == nullptr) continue;
+    while (dirent* e = ::readdir(fds)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st;
+      std::string fd = proc + "/fd/" + e->d_name;
+      if (::stat(fd.c_str(), &st) != 0 || st.st_dev != dev ||
+          st.st_nlink != 0 || !S_ISREG(st.st_mode) ||
+          !seen.insert({st.st_dev, st.st_ino}).second) {
+        continue;
+      }
+      total += std::max<uint64_t>(static_cast<uint64_t>(st.st_size),
+                                  static_cast<uint64_t>(st.st_blocks) * 512);
+    }
+    ::closedir(fds);
+  }
+  return total;
 }
 
 }  // namespace egg::hatch

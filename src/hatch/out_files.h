@@ -5,6 +5,8 @@
 #ifndef EGG_HATCH_OUT_FILES_H_
 #define EGG_HATCH_OUT_FILES_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -43,6 +45,12 @@ Listing ListOutput(const std::string& dir, bool* too_deep = nullptr);
 // its apparent size (a sparse file counts in full) and what it holds on
 // disk (blocks reserved past its end count too), or kOutUncountable.
 uint64_t OutTotal(const std::string& dir);
+
+// Bytes held on the file system `dev` by files that `root` or any of its
+// descendants (host pids, found through /proc/PID/task/TID/children)
+// hold open after deleting them: each file once, by the larger of its
+// apparent size and its blocks. What cannot be read counts as nothing.
+uint64_t DeletedOpenBytes(int root, dev_t dev);
 
 // OutTotal of a listing already made by ListOutput (`too_deep` as it
 // set it), so that one walk of /out serves both the cap and the report.

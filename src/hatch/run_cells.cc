@@ -115,6 +115,14 @@ class Runner {
   void KeepOutput(CellResult* r, bool is_err, const std::string& data,
                   uint64_t cap);
   void KeepDisplay(CellResult* r, const std::string& data, uint64_t cap);
+  // `listed` (OutTotal of /out) plus what the box's processes hold open
+  // there after deleting it.
+  uint64_t WithHidden(uint64_t listed) {
+    if (listed == kOutUncountable) return listed;
+    uint64_t hidden = host_.HiddenOutBytes();
+    return hidden > kOutUncountable - 1 - listed ? kOutUncountable - 1
+                                                 : listed + hidden;
+  }
   // What the run-wide cap on kept streams still allows.
   uint64_t StreamsRoom() const {
     if (options_.streams_max_bytes == 0) return UINT64_MAX;
@@ -318,7 +326,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   uint64_t next_out_check = NowMs() + kPollMs;
   auto check_out = [&] {
     if (*out_over || options_.out_max_bytes == 0 ||
-        !OutOverCap(OutTotal(options_.output_dir), out_baseline,
+        !OutOverCap(WithHidden(OutTotal(options_.output_dir)), out_baseline,
                     options_.out_max_bytes)) {
       return;
     }
@@ -485,8 +493,8 @@ bool Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
                                const CellInput& cell, CellResult* r) {
   if (options_.out_max_bytes == 0) return false;
   LiveSession& session = sessions_[Lower(cell.language)];
-  if (!out_over && OutOverCap(ListingTotal(after, after_deep), out_baseline,
-                              options_.out_max_bytes)) {
+  if (!out_over && OutOverCap(WithHidden(ListingTotal(after, after_deep)),
+                              out_baseline, options_.out_max_bytes)) {
     out_over = true;
     (void)client_.Send(wire::EncodeStopSession(session.id));
   }

@@ -15,6 +15,7 @@
 #include "common/trace.h"
 #include "egg/hatch.h"
 #include "egg/sandbox.h"
+#include "hatch/out_files.h"
 
 namespace egg {
 namespace {
@@ -48,6 +49,12 @@ class SandboxAgentHost : public AgentHost {
   ~SandboxAgentHost() override { Kill(); }
 
   int control_fd() const override { return fd_.get(); }
+
+  uint64_t HiddenOutBytes() override {
+    return out_dev_ == 0 ? 0 : hatch::DeletedOpenBytes(box_->pid(), out_dev_);
+  }
+  // The file system of the output folder (0: unknown).
+  void set_out_dev(dev_t dev) { out_dev_ = dev; }
 
   Status BeforeCell(const Limits& limits) override {
     Limits l;
@@ -113,6 +120,7 @@ class SandboxAgentHost : public AgentHost {
   Limits egg_limits_;
   bool killed_ = false;
   std::optional<HostEnd> end_;
+  dev_t out_dev_ = 0;
 };
 
 // Runs `cells` in one sandbox with setup.granted.
@@ -365,6 +373,11 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
   }
   SandboxAgentHost host(std::move(*box), std::move(ours), options.grace_ms,
                         egg_limits);
+  struct stat out_st;
+  if (!setup.output_dir.empty() &&
+      ::stat(setup.output_dir.c_str(), &out_st) == 0) {
+    host.set_out_dev(out_st.st_dev);
+  }
   options.output_dir = setup.output_dir;
   options.out_max_bytes = egg_limits.output_bytes.value_or(0);
   options.egg_wall_ms = egg_limits.wall_ms.value_or(0);
