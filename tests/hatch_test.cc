@@ -590,6 +590,24 @@ TEST_F(HatchTest, StreamsOfAllCellsTogetherStopAtTheRunsCap) {
   }
 }
 
+// The files lists of a run share one budget: once it is spent, later
+// entries are dropped (and counted), so the results stay bounded.
+TEST(OutFilesTest, FileListsShareOneBudgetAcrossTheRun) {
+  std::vector<OutputFile> files(3);
+  for (size_t i = 0; i < files.size(); ++i) {
+    files[i].path = "file-" + std::to_string(i) + ".txt";  // 10 bytes
+  }
+  uint64_t budget = 2 * (10 + hatch::kFileEntryCost);
+  EXPECT_EQ(hatch::TrimFileList(&files, &budget), 1u);
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[1].path, "file-1.txt");
+  EXPECT_EQ(budget, 0u);
+  std::vector<OutputFile> later(1);
+  later[0].path = "x";
+  EXPECT_EQ(hatch::TrimFileList(&later, &budget), 1u);
+  EXPECT_TRUE(later.empty());
+}
+
 // A local agent whose box reports `after` limit events once a cell has
 // started (the first count, taken before the cell, is zero).
 class CountingHost : public AgentHost {

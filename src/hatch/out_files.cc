@@ -174,4 +174,17 @@ uint64_t DeletedOpenBytes(int root, dev_t dev) {
   return total;
 }
 
+size_t TrimFileList(std::vector<OutputFile>* files, uint64_t* budget) {
+  size_t kept = 0;
+  for (; kept < files->size(); ++kept) {
+    uint64_t cost = (*files)[kept].path.size() + kFileEntryCost;
+    if (cost > *budget) break;
+    *budget -= cost;
+  }
+  size_t dropped = files->size() - kept;
+  files->resize(kept);
+  if (dropped > 0) *budget = 0;
+  return dropped;
+}
+
 }  // namespace egg::hatch

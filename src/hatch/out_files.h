@@ -66,6 +66,16 @@ std::vector<OutputFile> ChangedFiles(const std::string& dir,
                                      const Listing& before,
                                      const Listing& after);
 
+// What the `files` lists of one run may hold together, counted as each
+// entry's path plus kFileEntryCost: the results stay bounded however
+// many files cells make or touch.
+constexpr uint64_t kFileListBudget = 8 << 20;
+constexpr uint64_t kFileEntryCost = 128;
+
+// Keeps the entries of `files` that `*budget` still pays for, in order,
+// and takes their cost from it; returns how many were dropped.
+size_t TrimFileList(std::vector<OutputFile>* files, uint64_t* budget);
+
 }  // namespace egg::hatch
 
 #endif  // EGG_HATCH_OUT_FILES_H_

@@ -1,4 +1,5 @@
 // The results JSON of a run, and the JSON-safe form of raw output bytes.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -8,7 +9,8 @@
 namespace egg {
 namespace {
 
-// Below this size a stream is text whenever it is valid UTF-8.
+// From this size on, a stream is text only while its JSON escapes stay
+// below base64's size.
 constexpr size_t kEscapeCheckBytes = 64 << 10;
 
 // Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
@@ -62,13 +64,9 @@ nlohmann::json StreamJson(const CapturedStream& s) {
 }  // namespace
 
 EncodedBytes EncodeBytes(const std::string& bytes) {
-  // Text as text, unless it is large and its JSON escapes (six bytes for
-  // most control characters: a stream of NULs) would outgrow base64's
-  // four per three.
-  if (bytes.size() < kEscapeCheckBytes) {
-    return IsValidUtf8(bytes) ? EncodedBytes{"utf-8", bytes}
-                              : EncodedBytes{"base64", Base64Encode(bytes)};
-  }
+  // Text as text, unless its JSON escapes (six bytes for most control
+  // characters: a stream of NULs) would make it more than twice its size,
+  // or, from 64 KiB on, larger than base64's four bytes per three.
   uint64_t escaped = 0;
   for (unsigned char c : bytes) {
     if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' ||
@@ -80,8 +78,12 @@ EncodedBytes EncodeBytes(const std::string& bytes) {
       escaped += 1;
     }
   }
-  uint64_t base64 = (bytes.size() + 2) / 3 * 4;
-  if (escaped <= base64 && IsValidUtf8(bytes)) return {"utf-8", bytes};
+  uint64_t limit = bytes.size() < kEscapeCheckBytes
+                       ? 2 * static_cast<uint64_t>(bytes.size())
+                       : (bytes.size() + 2) / 3 * 4;
+  if (escaped <= std::max<uint64_t>(limit, 4) && IsValidUtf8(bytes)) {
+    return {"utf-8", bytes};
+  }
   return {"base64", Base64Encode(bytes)};
 }
 

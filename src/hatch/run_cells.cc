@@ -147,6 +147,7 @@ class Runner {
   uint64_t run_started_ms_ = NowMs();
   uint64_t streams_kept_ = 0;  // bytes kept for all cells so far
   std::string run_ended_;      // why no later cell runs ("": they do)
+  uint64_t files_budget_ = hatch::kFileListBudget;
 };
 
 bool Runner::HandleAside(const AgentFrame& f) {
@@ -632,6 +633,11 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
             "may have written them)";
       }
       r.files = ChangedFiles(options_.output_dir, before, after);
+      if (size_t dropped = hatch::TrimFileList(&r.files, &files_budget_)) {
+        r.note += std::string(r.note.empty() ? "" : "; ") +
+                  std::to_string(dropped) +
+                  " changed files in /out not listed (the run's list is full)";
+      }
       before = std::move(after);
       before_deep = after_deep;
       if (r.status != CellStatus::kOk) failed = true;

@@ -303,6 +303,7 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
   // Files in /out, listed around each cell as the built-in drivers'
   // runner does (CellResult::files).
   hatch::Listing listed = hatch::ListOutput(options.output_dir);
+  uint64_t files_budget = hatch::kFileListBudget;
   std::unique_ptr<AgentKernel> process;
   std::unique_ptr<KernelClient> kernel;
   uint32_t next_session = 1;
@@ -397,6 +398,11 @@ Result<RunReport> RunCellsWithKernel(const std::vector<CellInput>& cells,
     r = std::move(out.result);
     hatch::Listing after = hatch::ListOutput(options.output_dir);
     r.files = hatch::ChangedFiles(options.output_dir, listed, after);
+    if (size_t dropped = hatch::TrimFileList(&r.files, &files_budget)) {
+      r.note += std::string(r.note.empty() ? "" : "; ") +
+                std::to_string(dropped) +
+                " changed files in /out not listed (the run's list is full)";
+    }
     listed = std::move(after);
     if (options.out_max_bytes != 0 &&
         hatch::OutOverCap(files_total(), out_baseline, options.out_max_bytes) &&
