@@ -2,9 +2,9 @@
 // (docs/RUNTIMES.md).
 #include <cstdio>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 
 #include "cli/cli.h"
 #include "egg/runtime.h"
@@ -84,16 +84,21 @@ int RunVerify(const StoreArgs& a) {
 int RunGc(const StoreArgs& a) {
   auto absent = StoreAbsent(a.store);
   if (!absent) return Report(absent.error().Wrap("local store"));
-  if (*absent) return EmptyStoreStats(a);
-  auto store = Store::Open({.root = a.store});
-  if (!store) return Report(store.error().Wrap("local store"));
-  auto stats = store->Gc(&RuntimeTreeReferences);
-  if (!stats) return Report(stats.error());
+  // A missing store holds nothing (and is not made here); the vm image
+  // cache is collected all the same.
+  std::optional<Store> store;
+  Result<StoreStats> stats = StoreStats{};
+  if (!*absent) {
+    auto opened = Store::Open({.root = a.store});
+    if (!opened) return Report(opened.error().Wrap("local store"));
+    store.emplace(std::move(*opened));
+    stats = store->Gc(&RuntimeTreeReferences);
+    if (!stats) return Report(stats.error());
+  }
   // The vm backend's disk images: a runtime's root image stays while the
   // runtime is materialised in this store; the rest is made again on use.
-  const Store& kept = *store;
-  auto images = CollectVmImageCache([&kept](const Digest& runtime) {
-    return IsTreeMaterialised(kept, runtime);
+  auto images = CollectVmImageCache([&store](const Digest& runtime) {
+    return store.has_value() && IsTreeMaterialised(*store, runtime);
   });
   if (a.json) {
     nlohmann::json j = StatsJson(*stats);
@@ -129,8 +134,9 @@ Registration reg(61, [](CLI::App& app) {
   cmd->require_subcommand(1);
   auto* ls = cmd->add_subcommand("ls", "List stored objects");
   auto* verify = cmd->add_subcommand(
-      "verify", "Check every object against its digest (removes damaged "
-                "ones; exit 1 if any)");
+      "verify",
+      "Check every object against its digest (removes damaged "
+      "ones; exit 1 if any)");
   auto* gc = cmd->add_subcommand(
       "gc", "Remove what no kept runtime or pin list references");
   for (auto* sub : {ls, verify, gc}) {
@@ -140,11 +146,11 @@ Registration reg(61, [](CLI::App& app) {
     sub->add_flag("--json", a->json, "Machine-readable output");
   }
   return std::make_pair(cmd, Runner([=]() -> int {
-    if (ls->parsed()) return RunList(*a);
-    if (verify->parsed()) return RunVerify(*a);
-    if (gc->parsed()) return RunGc(*a);
-    return kExitUsage;
-  }));
+                          if (ls->parsed()) return RunList(*a);
+                          if (verify->parsed()) return RunVerify(*a);
+                          if (gc->parsed()) return RunGc(*a);
+                          return kExitUsage;
+                        }));
 });
 
 }  // namespace
