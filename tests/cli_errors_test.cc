@@ -171,6 +171,17 @@ TEST_F(CliErrorsTest, HatchWithResultsNamingAFolderExitsTwoAndRunsNothing) {
   EXPECT_TRUE(fs::is_directory(t_.Sub("dir")));
 }
 
+// `-o` naming the egg itself would replace the egg with its results.
+TEST_F(CliErrorsTest, ResultsThatWouldReplaceTheEggAreRefused) {
+  std::string before = ReadFile(egg());
+  EggRun run = RunIn(t_, {"hatch", egg(), "--host-runtime", "--allow-unsigned",
+                          "-o", egg(), "--out-dir", t_.Sub("out")});
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_NE(run.err.find("is the egg itself"), std::string::npos) << run.err;
+  EXPECT_EQ(ReadFile(egg()), before);
+  EXPECT_FALSE(fs::exists(t_.Sub("out"))) << "a cell ran";
+}
+
 TEST_F(CliErrorsTest, FullStdoutFailsEveryPrintingCommand) {
   std::string full = t_.Sub("full");
   if (!MakeNode(full, 1, 7)) GTEST_SKIP() << "cannot mknod here";

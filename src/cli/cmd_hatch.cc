@@ -1,5 +1,7 @@
 // egg hatch: verifies an egg, asks the person for what it needs beyond the
 // defaults, and runs its cells in a sandbox, writing a results JSON.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -40,7 +42,7 @@ struct HatchArgs {
   bool stop_on_error = false;
   bool json = false;
   bool strict = false;  // compare without normalising anything away
-  std::string kernel;  // "" built-in drivers; "jupyter" or a kernelspec
+  std::string kernel;   // "" built-in drivers; "jupyter" or a kernelspec
 };
 
 std::string Quote(const std::string& s) { return QuoteForTerminal(s); }
@@ -106,6 +108,17 @@ int RunHatch(const HatchArgs& a) {
       a.results.empty() ? DefaultResultsPath(a.egg) : a.results;
   if (auto s = CheckWritableTarget(results); !s) {
     Report(s.error().Wrap("results"));
+    return kExitUsage;
+  }
+  // The results must not replace the egg they are about.
+  struct stat egg_st, results_st;
+  if (::stat(a.egg.c_str(), &egg_st) == 0 &&
+      ::stat(results.c_str(), &results_st) == 0 &&
+      egg_st.st_dev == results_st.st_dev &&
+      egg_st.st_ino == results_st.st_ino) {
+    Report(Error(Code::kInvalidArgument,
+                 "results: '" + results + "'" +
+                     " is the egg itself; name another file with -o"));
     return kExitUsage;
   }
   // A runtime already materialised in the store (from chunks verified
