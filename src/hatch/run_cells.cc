@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 
+#include "common/clock.h"
 #include "common/fd.h"
 #include "common/trace.h"
 #include "egg/hash.h"
@@ -39,13 +40,6 @@ constexpr int kPollMs = 100;
 constexpr uint64_t kSandboxEndWaitMs = 2000;
 // How long the agent may take to kill a stopped session's tree.
 constexpr uint64_t kSessionStopWaitMs = 10000;
-
-uint64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 +
-         static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
 
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
@@ -82,10 +76,10 @@ class Runner {
   // channel closes because the sandbox stopped itself on a limit, its
   // end may take a moment to be seen.
   std::optional<HostEnd> WaitEnded(uint64_t ms) {
-    uint64_t until = NowMs() + ms;
+    uint64_t until = MonotonicMs() + ms;
     while (true) {
       if (auto end = host_.Ended()) return end;
-      if (NowMs() >= until) return std::nullopt;
+      if (MonotonicMs() >= until) return std::nullopt;
       usleep(20000);
     }
   }
@@ -133,7 +127,7 @@ class Runner {
   // What is left of the egg's wall time (UINT64_MAX without one).
   uint64_t EggWallLeft() const {
     if (options_.egg_wall_ms == 0) return UINT64_MAX;
-    uint64_t spent = NowMs() - run_started_ms_;
+    uint64_t spent = MonotonicMs() - run_started_ms_;
     return spent >= options_.egg_wall_ms ? 0 : options_.egg_wall_ms - spent;
   }
 
@@ -144,7 +138,7 @@ class Runner {
   uint32_t next_session_ = 1;
   std::string agent_error_;
   bool interrupted_ = false;
-  uint64_t run_started_ms_ = NowMs();
+  uint64_t run_started_ms_ = MonotonicMs();
   uint64_t streams_kept_ = 0;  // bytes kept for all cells so far
   std::string run_ended_;      // why no later cell runs ("": they do)
   uint64_t files_budget_ = hatch::kFileListBudget;
@@ -195,8 +189,8 @@ bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
     return false;
   }
   std::string error_text;
-  uint64_t deadline = NowMs() + kSessionStartMs;
-  while (NowMs() < deadline) {
+  uint64_t deadline = MonotonicMs() + kSessionStartMs;
+  while (MonotonicMs() < deadline) {
     auto frame = client_.Next(kPollMs);
     if (!frame) {
       AgentFailed(frame.error().message());
@@ -279,7 +273,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   limits.wall_ms =
       std::max<uint64_t>(1, std::min(*limits.wall_ms, EggWallLeft()));
   std::string key = Lower(cell.language);
-  uint64_t started = NowMs();
+  uint64_t started = MonotonicMs();
 
   if (!lang.per_cell_command && cell.code.find('\0') != std::string::npos &&
       (key == "bash" || key == "sh" || key == "shell")) {
@@ -324,7 +318,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
   // /out is polled while the cell runs; past the egg's output cap the
   // session is stopped and the cell reported with the output limit (the
   // check once the cell is done is CheckOutAfterCell's).
-  uint64_t next_out_check = NowMs() + kPollMs;
+  uint64_t next_out_check = MonotonicMs() + kPollMs;
   auto check_out = [&] {
     if (*out_over || options_.out_max_bytes == 0 ||
         !OutOverCap(WithHidden(OutTotal(options_.output_dir)), out_baseline,
@@ -335,9 +329,9 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
     (void)client_.Send(wire::EncodeStopSession(session.id));
   };
   while (true) {
-    if (NowMs() >= next_out_check) {
+    if (MonotonicMs() >= next_out_check) {
       check_out();
-      next_out_check = NowMs() + kPollMs;
+      next_out_check = MonotonicMs() + kPollMs;
     }
     if (Cancelled()) {
       interrupted_ = true;
@@ -346,7 +340,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
       r->note = "interrupted while running";
       break;
     }
-    if (NowMs() >= hard_deadline) {
+    if (MonotonicMs() >= hard_deadline) {
       AgentFailed(
           "the agent did not stop a cell past its wall time; "
           "the sandbox was killed");
@@ -486,7 +480,7 @@ void Runner::RunOne(const CellInput& cell, const LanguageSession& lang,
       break;
     }
   }
-  r->duration_ms = NowMs() - started;
+  r->duration_ms = MonotonicMs() - started;
 }
 
 bool Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
@@ -546,8 +540,8 @@ void Runner::BlameLimitEvents(const AgentHost::LimitEvents& before,
 // Frames about anything else are handled as usual; a closed channel is
 // left for the next read to report.
 void Runner::WaitSessionEnded(uint32_t id) {
-  uint64_t until = NowMs() + kSessionStopWaitMs;
-  while (NowMs() < until) {
+  uint64_t until = MonotonicMs() + kSessionStopWaitMs;
+  while (MonotonicMs() < until) {
     auto frame = client_.Next(kPollMs);
     if (!frame) return;
     if (!*frame) continue;
@@ -651,8 +645,8 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
   if (agent_error_.empty() && !host_.KillEndsEverything()) {
     // Ask the agent to end everything, and wait for it to close.
     if (client_.Send(wire::EncodeShutdown())) {
-      uint64_t deadline = NowMs() + 5000;
-      while (NowMs() < deadline) {
+      uint64_t deadline = MonotonicMs() + 5000;
+      while (MonotonicMs() < deadline) {
         auto frame = client_.Next(kPollMs);
         if (!frame) break;
       }

@@ -5,12 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
 
+#include "common/clock.h"
 #include "common/fd.h"
 #include "common/trace.h"
 #include "egg/hatch.h"
@@ -151,13 +151,6 @@ Permissions CellPermissions(const CellInput& cell, const Permissions& egg) {
   return p;
 }
 
-uint64_t NowMs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
 }  // namespace
 
 Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
@@ -185,14 +178,14 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   options.on_report = nullptr;
 
   const Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());
-  const uint64_t start = NowMs();
+  const uint64_t start = MonotonicMs();
   RunReport report;
   std::vector<std::string> ran;  // languages that had a session so far
   std::string stop;              // why no later cell runs; "" while they do
   for (size_t r = 0; r < runs.size(); ++r) {
     std::vector<CellInput> part(cells.begin() + runs[r].first,
                                 cells.begin() + runs[r].second);
-    const uint64_t spent = NowMs() - start;
+    const uint64_t spent = MonotonicMs() - start;
     if (stop.empty() && egg_limits.wall_ms && spent >= *egg_limits.wall_ms) {
       stop = "not run: the egg's wall time is spent";
     }
