@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <set>
 #include <span>
@@ -129,21 +130,34 @@ std::vector<OutputFile> ChangedFiles(const std::string& dir,
   return files;
 }
 
-uint64_t DeletedOpenBytes(int root, dev_t dev) {
+uint64_t DeletedOpenBytes(int root, dev_t dev, bool skip_root_fds) {
   if (root <= 0) return 0;
   std::vector<int> pids = {root};
   std::set<std::pair<dev_t, ino_t>> seen;
   uint64_t total = 0;
+  char name[300];
   for (size_t i = 0; i < pids.size() && i < 65536; ++i) {
-    const std::string proc = "/proc/" + std::to_string(pids[i]);
+    std::snprintf(name, sizeof(name), "/proc/%d", pids[i]);
+    // Every lookup below is relative to /proc/PID: it is walked once.
+    UniqueFd proc(::open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!proc.valid()) continue;
     // Its children, through every thread (a thread can fork too).
-    if (DIR* tasks = ::opendir((proc + "/task").c_str())) {
+    int tasks_fd = ::openat(proc.get(), "task", O_RDONLY | O_DIRECTORY |
+                                                    O_CLOEXEC);
+    if (DIR* tasks = tasks_fd < 0 ? nullptr : ::fdopendir(tasks_fd)) {
       while (dirent* t = ::readdir(tasks)) {
         if (t->d_name[0] == '.') continue;
-        auto read = ReadFileToString(proc + "/task/" + t->d_name + "/children",
-                                     1 << 20);
-        if (!read) continue;
-        const std::string& kids = *read;
+        std::snprintf(name, sizeof(name), "task/%s/children", t->d_name);
+        UniqueFd kids_fd(::openat(proc.get(), name, O_RDONLY | O_CLOEXEC));
+        if (!kids_fd.valid()) continue;
+        std::string kids;
+        char buf[4096];
+        while (kids.size() < (1u << 20)) {
+          ssize_t n = RetryEintr(
+              [&] { return ::read(kids_fd.get(), buf, sizeof(buf)); });
+          if (n <= 0) break;
+          kids.append(buf, static_cast<size_t>(n));
+        }
         size_t pos = 0;
         while (pos < kids.size()) {
           size_t end = kids.find(' ', pos);
@@ -154,14 +168,22 @@ uint64_t DeletedOpenBytes(int root, dev_t dev) {
         }
       }
       ::closedir(tasks);
+    } else if (tasks_fd >= 0) {
+      ::close(tasks_fd);
     }
-    DIR* fds = ::opendir((proc + "/fd").c_str());
-    if (fds == nullptr) continue;
+    if (i == 0 && skip_root_fds) continue;
+    int fds_fd = ::openat(proc.get(), "fd", O_RDONLY | O_DIRECTORY |
+                                                O_CLOEXEC);
+    DIR* fds = fds_fd < 0 ? nullptr : ::fdopendir(fds_fd);
+    if (fds == nullptr) {
+      if (fds_fd >= 0) ::close(fds_fd);
+      continue;
+    }
     while (dirent* e = ::readdir(fds)) {
       if (e->d_name[0] == '.') continue;
       struct stat st;
-      std::string fd = proc + "/fd/" + e->d_name;
-      if (::stat(fd.c_str(), &st) != 0 || st.st_dev != dev ||
+      // Follows the descriptor's link to the open file itself.
+      if (::fstatat(fds_fd, e->d_name, &st, 0) != 0 || st.st_dev != dev ||
           st.st_nlink != 0 || !S_ISREG(st.st_mode) ||
           !seen.insert({st.st_dev, st.st_ino}).second) {
         continue;

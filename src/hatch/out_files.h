@@ -50,7 +50,10 @@ uint64_t OutTotal(const std::string& dir);
 // descendants (host pids, found through /proc/PID/task/TID/children)
 // hold open after deleting them: each file once, by the larger of its
 // apparent size and its blocks. What cannot be read counts as nothing.
-uint64_t DeletedOpenBytes(int root, dev_t dev);
+// `skip_root_fds`: `root` is egg's own agent, which opens nothing in
+// /out and is handed no descriptor by a cell; its children are walked,
+// its descriptors are not looked at.
+uint64_t DeletedOpenBytes(int root, dev_t dev, bool skip_root_fds = false);
 
 // OutTotal of a listing already made by ListOutput (`too_deep` as it
 // set it), so that one walk of /out serves both the cap and the report.

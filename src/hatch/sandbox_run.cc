@@ -51,10 +51,15 @@ class SandboxAgentHost : public AgentHost {
   int control_fd() const override { return fd_.get(); }
 
   uint64_t HiddenOutBytes() override {
-    return out_dev_ == 0 ? 0 : hatch::DeletedOpenBytes(box_->pid(), out_dev_);
+    return out_dev_ == 0 ? 0
+                         : hatch::DeletedOpenBytes(box_->pid(), out_dev_,
+                                                   first_is_agent_);
   }
   // The file system of the output folder (0: unknown).
   void set_out_dev(dev_t dev) { out_dev_ = dev; }
+  // Whether the box's first process is the agent itself (namespaces and
+  // none), not a runtime's process that may hold the cells' files.
+  void set_first_is_agent(bool yes) { first_is_agent_ = yes; }
 
   Status BeforeCell(const Limits& limits) override {
     Limits l;
@@ -121,6 +126,7 @@ class SandboxAgentHost : public AgentHost {
   bool killed_ = false;
   std::optional<HostEnd> end_;
   dev_t out_dev_ = 0;
+  bool first_is_agent_ = false;
 };
 
 // Runs `cells` in one sandbox with setup.granted.
@@ -371,6 +377,8 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
       ::stat(setup.output_dir.c_str(), &out_st) == 0) {
     host.set_out_dev(out_st.st_dev);
   }
+  host.set_first_is_agent(spec->backend() == SandboxBackend::kNamespaces ||
+                          spec->backend() == SandboxBackend::kNone);
   options.output_dir = setup.output_dir;
   options.out_max_bytes = egg_limits.output_bytes.value_or(0);
   options.egg_wall_ms = egg_limits.wall_ms.value_or(0);
