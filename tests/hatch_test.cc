@@ -238,6 +238,20 @@ TEST_F(HatchTest, BackgroundProcessHoldingStdoutDoesNotHangTheCell) {
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "next\n");
 }
 
+// The driver reads cells through one buffer: a cell far larger than a
+// pipe's buffer arrives whole, and the cells after it start where it
+// ends, however the reads split them.
+TEST_F(HatchTest, PythonCellsLargerThanAPipeBufferRunWhole) {
+  std::string big = "s = '" + std::string(300000, 'y') + "'\nprint(len(s))\n";
+  auto r = RunAll({Cell(0, "python", "a = 1"), Cell(1, "python", big),
+                   Cell(2, "python", "print(a + len(s))")},
+                  Options(out_.path()));
+  ASSERT_EQ(r.cells.size(), 3u);
+  EXPECT_EQ(r.cells[1].status, CellStatus::kOk) << r.cells[1].note;
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "300000\n");
+  EXPECT_EQ(r.cells[2].stdout_data.bytes, "300001\n");
+}
+
 TEST_F(HatchTest, TwoGigabytesOfStdoutAreCutAtTheCapAndMarked) {
   auto c = Cell(0, "python",
                 "import sys\nb = b'x' * (1 << 20)\n"
