@@ -566,6 +566,9 @@ class _CellInput:
                     chunk = os.read(self.fd, 1 << 16)
                     break
                 except BlockingIOError:
+                    # Whatever waits for this CPU (egg, its agent) runs
+                    # first: the poll only fills time that is idle.
+                    os.sched_yield()
                     if self.clock() >= deadline:
                         os.set_blocking(self.fd, True)
                         try:
