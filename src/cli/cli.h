@@ -22,8 +22,9 @@ using Runner = std::function<int()>;
 using Registrar = std::function<std::pair<CLI::App*, Runner>(CLI::App&)>;
 
 struct Registration {
-  // `order` sorts commands in --help.
-  Registration(int order, Registrar registrar);
+  // `order` sorts commands in --help; `name` is the subcommand the
+  // registrar adds (main builds only that one when it is named first).
+  Registration(int order, const char* name, Registrar registrar);
 };
 
 // Prints "egg: <message>" as one line on stderr (control characters

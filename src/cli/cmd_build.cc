@@ -640,7 +640,7 @@ int RunBuild(const BuildArgs& a) {
   return kExitOk;
 }
 
-Registration reg(10, [](CLI::App& app) {
+Registration reg(10, "build", [](CLI::App& app) {
   auto a = std::make_shared<BuildArgs>();
   CLI::App* sub = app.add_subcommand(
       "build", "Build an egg from an egg.yaml manifest or a Jupyter notebook "

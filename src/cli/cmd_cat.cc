@@ -43,7 +43,7 @@ int Run(const CatArgs& a) {
   return kExitOk;
 }
 
-Registration reg(42, [](CLI::App& app) {
+Registration reg(42, "cat", [](CLI::App& app) {
   auto a = std::make_shared<CatArgs>();
   auto* cmd = app.add_subcommand("cat", "Write one file of an egg to stdout");
   cmd->add_option("egg", a->egg, "The egg file")->required();

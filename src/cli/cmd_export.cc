@@ -90,7 +90,7 @@ int Run(const ExportArgs& a) {
   return kExitOk;
 }
 
-Registration reg(75, [](CLI::App& app) {
+Registration reg(75, "export", [](CLI::App& app) {
   auto a = std::make_shared<ExportArgs>();
   auto* cmd = app.add_subcommand(
       "export", "Export an egg's notebook as ipynb, HTML or Markdown");

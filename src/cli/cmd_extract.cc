@@ -101,7 +101,7 @@ int Run(const ExtractArgs& a) {
   return kExitOk;
 }
 
-Registration reg(43, [](CLI::App& app) {
+Registration reg(43, "extract", [](CLI::App& app) {
   auto a = std::make_shared<ExtractArgs>();
   auto* cmd = app.add_subcommand(
       "extract", "Write an egg's notebook, cell sources and data to a new "

@@ -268,7 +268,7 @@ int RunHatch(const HatchArgs& a) {
   return report->AllSucceeded() && !display_refused ? kExitOk : kExitCellFailed;
 }
 
-Registration reg(40, [](CLI::App& app) {
+Registration reg(40, "hatch", [](CLI::App& app) {
   auto a = std::make_shared<HatchArgs>();
   CLI::App* sub = app.add_subcommand("hatch",
                                      "Verify an egg and run its cells in a "

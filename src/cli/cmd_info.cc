@@ -197,7 +197,7 @@ int Run(const InfoArgs& a) {
   return kExitOk;
 }
 
-Registration reg(40, [](CLI::App& app) {
+Registration reg(40, "info", [](CLI::App& app) {
   auto a = std::make_shared<InfoArgs>();
   auto* cmd = app.add_subcommand(
       "info", "Show what an egg holds and asks for (reads only its ends)");

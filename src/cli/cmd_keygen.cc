@@ -82,7 +82,7 @@ int RunKeygen(const KeygenArgs& args) {
   return kExitOk;
 }
 
-Registration reg(20, [](CLI::App& app) {
+Registration reg(20, "keygen", [](CLI::App& app) {
   auto args = std::make_shared<KeygenArgs>();
   CLI::App* sub = app.add_subcommand(
       "keygen", "Make an Ed25519 signing key (OpenSSH format)");

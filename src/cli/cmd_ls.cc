@@ -44,7 +44,7 @@ int Run(const LsArgs& a) {
   return kExitOk;
 }
 
-Registration reg(41, [](CLI::App& app) {
+Registration reg(41, "ls", [](CLI::App& app) {
   auto a = std::make_shared<LsArgs>();
   auto* cmd = app.add_subcommand("ls", "List the files in an egg's trees");
   cmd->add_option("egg", a->egg, "The egg file")->required();

@@ -75,7 +75,7 @@ int Run(const PullArgs& a) {
   return kExitOk;
 }
 
-Registration reg(81, [](CLI::App& app) {
+Registration reg(81, "pull", [](CLI::App& app) {
   auto a = std::make_shared<PullArgs>();
   auto* cmd = app.add_subcommand(
       "pull", "Fetch an egg from an OCI registry (checked before written)");

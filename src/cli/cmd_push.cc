@@ -64,7 +64,7 @@ int Run(const PushArgs& a) {
   return kExitOk;
 }
 
-Registration reg(80, [](CLI::App& app) {
+Registration reg(80, "push", [](CLI::App& app) {
   auto a = std::make_shared<PushArgs>();
   auto* cmd = app.add_subcommand(
       "push", "Send an egg to an OCI registry; prints the pinned reference");

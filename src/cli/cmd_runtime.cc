@@ -233,7 +233,7 @@ int RunKeep(const RuntimeArgs& a, bool keep) {
   return kExitOk;
 }
 
-Registration reg(60, [](CLI::App& app) {
+Registration reg(60, "runtime", [](CLI::App& app) {
   auto a = std::make_shared<RuntimeArgs>();
   auto* cmd = app.add_subcommand(
       "runtime", "Create and inspect runtimes in the local store");

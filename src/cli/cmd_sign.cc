@@ -162,7 +162,7 @@ int RunSign(const SignArgs& a) {
   return kExitOk;
 }
 
-Registration reg(31, [](CLI::App& app) {
+Registration reg(31, "sign", [](CLI::App& app) {
   auto a = std::make_shared<SignArgs>();
   CLI::App* sub = app.add_subcommand(
       "sign", "Add a signature to an egg's signature chain");

@@ -128,7 +128,7 @@ int RunGc(const StoreArgs& a) {
   return kExitOk;
 }
 
-Registration reg(61, [](CLI::App& app) {
+Registration reg(61, "store", [](CLI::App& app) {
   auto a = std::make_shared<StoreArgs>();
   auto* cmd = app.add_subcommand("store", "Inspect and clean the local store");
   cmd->require_subcommand(1);

@@ -225,7 +225,7 @@ int Run(const UpdateArgs& a) {
   return kExitOk;
 }
 
-Registration reg(85, [](CLI::App& app) {
+Registration reg(85, "update-runtime", [](CLI::App& app) {
   auto a = std::make_shared<UpdateArgs>();
   auto* cmd = app.add_subcommand(
       "update-runtime",

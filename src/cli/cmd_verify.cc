@@ -150,7 +150,7 @@ int RunVerify(const VerifyArgs& a) {
   return kExitOk;
 }
 
-Registration reg(30, [](CLI::App& app) {
+Registration reg(30, "verify", [](CLI::App& app) {
   auto a = std::make_shared<VerifyArgs>();
   CLI::App* sub = app.add_subcommand(
       "verify", "Check an egg's content and who signed it");
