@@ -396,11 +396,17 @@ TEST_F(HatchTest, StopOnErrorLeavesLaterCellsNotRun) {
   EXPECT_FALSE(std::filesystem::exists(out_.path() + "/ran"));
 }
 
+// The first cell's session is asked for before the first cell runs; a
+// refused first cell leaves it to the next cell of its language.
 TEST_F(HatchTest, ShellCellWithNulByteIsRefused) {
-  auto r = RunAll({Cell(0, "bash", std::string("echo a\0b", 8))},
+  auto r = RunAll({Cell(0, "bash", std::string("echo a\0b", 8)),
+                   Cell(1, "bash", "echo next")},
                   Options(out_.path()));
   EXPECT_EQ(r.cells[0].status, CellStatus::kError);
   EXPECT_NE(r.cells[0].note.find("NUL"), std::string::npos);
+  EXPECT_EQ(r.cells[1].status, CellStatus::kOk) << r.cells[1].note;
+  EXPECT_EQ(r.cells[1].stdout_data.bytes, "next\n");
+  EXPECT_FALSE(r.cells[1].fresh_session);
 }
 
 // ---- a hostile agent

@@ -54,6 +54,7 @@ struct LiveSession {
   uint32_t id = 0;
   bool alive = false;
   bool died_before = false;
+  bool starting = false;  // asked for, its start not yet confirmed
 };
 
 class Runner {
@@ -87,6 +88,10 @@ class Runner {
   // it could not be started.
   bool EnsureSession(const std::string& key, const LanguageSession& lang,
                      bool* fresh, std::string* why);
+  // Asks the agent for a session of the language (EnsureSession waits
+  // for it). False with *why set if the request could not be sent.
+  bool RequestSession(const std::string& key, const LanguageSession& lang,
+                      std::string* why);
   void BlameLimitEvents(const AgentHost::LimitEvents& before,
                         const LanguageSession& lang, LiveSession& session,
                         CellResult* r);
@@ -145,12 +150,27 @@ class Runner {
 };
 
 bool Runner::HandleAside(const AgentFrame& f) {
+  if (f.type == wire::Type::kSessionStarted) {
+    // A session asked for early whose first cell did not wait for it
+    // (it was refused before it ran).
+    wire::SessionStarted m;
+    if (!wire::Decode(f.payload, &m)) return false;
+    for (auto& [key, s] : sessions_) {
+      if (s.id == m.session && s.starting) {
+        s.starting = false;
+        s.alive = true;
+        return true;
+      }
+    }
+    return false;
+  }
   if (f.type == wire::Type::kSessionEnded) {
     wire::SessionEnded m;
     if (!wire::Decode(f.payload, &m)) return false;
     for (auto& [key, s] : sessions_) {
-      if (s.id == m.session && s.alive) {
+      if (s.id == m.session && (s.alive || s.starting)) {
         s.alive = false;
+        s.starting = false;
         s.died_before = m.reason != wire::EndReason::kStopped;
       }
     }
@@ -163,12 +183,11 @@ bool Runner::HandleAside(const AgentFrame& f) {
   return false;
 }
 
-bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
-                           bool* fresh, std::string* why) {
+bool Runner::RequestSession(const std::string& key,
+                            const LanguageSession& lang, std::string* why) {
   LiveSession& s = sessions_[key];
-  *fresh = s.died_before;
-  if (s.alive) return true;
   s.id = next_session_++;
+  s.starting = true;
   wire::StartSession m;
   m.session = s.id;
   m.mode = lang.per_cell_command ? wire::SessionMode::kPerCellCommand
@@ -188,6 +207,16 @@ bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
     *why = agent_error_;
     return false;
   }
+  return true;
+}
+
+bool Runner::EnsureSession(const std::string& key, const LanguageSession& lang,
+                           bool* fresh, std::string* why) {
+  LiveSession& s = sessions_[key];
+  *fresh = s.died_before;
+  if (s.alive) return true;
+  if (!s.starting && !RequestSession(key, lang, why)) return false;
+  s.starting = false;
   std::string error_text;
   uint64_t deadline = MonotonicMs() + kSessionStartMs;
   while (MonotonicMs() < deadline) {
@@ -567,6 +596,16 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
     report.cells[i].language = cells[i].language;
   }
 
+  // The first cell's session is asked for before the agent's hello is
+  // read: the interpreter's start, the longest step before the first
+  // cell runs, then overlaps the hatcher reading that hello. The agent
+  // reads no request before it has said hello, and nothing the agent
+  // sends is trusted before the hello is checked. The session starts
+  // under the box's limits, the cell's are set before its code is sent.
+  if (!cells.empty() && !langs[0].per_cell_command) {
+    std::string why;
+    (void)RequestSession(Lower(cells[0].language), langs[0], &why);
+  }
   if (auto st = client_.Handshake(kHandshakeMs); !st) {
     AgentFailed("agent handshake failed: " + st.error().message());
   }
