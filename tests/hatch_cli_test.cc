@@ -324,6 +324,42 @@ TEST(HatchCliTest, DeletedFilesHeldOpenInOutCountAgainstTheOutputLimit) {
   EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
 }
 
+// The same when the file is held by an orphan the cell left behind
+// (reparented to the sandbox's first process) and the cell ends as soon
+// as the file is written: the check after the cell finds it.
+TEST(HatchCliTest, DeletedFileHeldByAnOrphanCountsWhenTheCellEnds) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  nlohmann::json doc;
+  std::string err;
+  int code = HatchYaml(
+      t,
+      "name: orphan\nruntime: {folder: rt}\n"
+      "limits: {output: 64KiB}\ncells:\n"
+      "  - language: python\n    code: |\n"
+      "      import os, time\n"
+      "      r, w = os.pipe()\n"
+      "      if os.fork() == 0:\n"
+      "          if os.fork() == 0:\n"
+      "              os.setsid()\n"
+      "              fd = os.open('/out/h', os.O_CREAT | os.O_WRONLY)\n"
+      "              os.unlink('/out/h')\n"
+      "              os.write(fd, b'x' * (1 << 20))\n"
+      "              os.write(w, b'k')\n"
+      "              time.sleep(60)\n"
+      "          os._exit(0)\n"
+      "      os.read(r, 1)\n"
+      "  - language: python\n    code: print('later')\n",
+      &doc, &err);
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "output") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
+}
+
 // A process a cell leaves writing to /out in the background cannot get
 // later cells charged one after the other: the first charge ends the run,
 // and the writer dies with the sandbox.

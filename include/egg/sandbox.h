@@ -288,6 +288,10 @@ class Sandbox {
     uint64_t pids_max = 0;
   };
   virtual LimitEvents GetLimitEvents() { return {}; }
+  // The host pids of every process in the sandbox, from its control
+  // group (which no process in it can leave); nullopt where the backend
+  // cannot list them so (then walk the tree from pid()).
+  virtual std::optional<std::vector<int>> Members() { return std::nullopt; }
   // Between cells: makes the host's output folder show what the sandbox
   // wrote to /out so far. A no-op where /out is the host folder itself;
   // the vm backend flushes the guest's /out disk and reads it back.

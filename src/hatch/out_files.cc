@@ -130,6 +130,34 @@ std::vector<OutputFile> ChangedFiles(const std::string& dir,
   return files;
 }
 
+namespace {
+
+// Adds to *total what `fds_fd` (an open /proc/PID/fd) holds on `dev`
+// after deleting it, each file once (`seen`).
+void AddDeletedOpen(int fds_fd, dev_t dev,
+                    std::set<std::pair<dev_t, ino_t>>* seen, uint64_t* total) {
+  DIR* fds = ::fdopendir(fds_fd);
+  if (fds == nullptr) {
+    ::close(fds_fd);
+    return;
+  }
+  while (dirent* e = ::readdir(fds)) {
+    if (e->d_name[0] == '.') continue;
+    struct stat st;
+    // Follows the descriptor's link to the open file itself.
+    if (::fstatat(fds_fd, e->d_name, &st, 0) != 0 || st.st_dev != dev ||
+        st.st_nlink != 0 || !S_ISREG(st.st_mode) ||
+        !seen->insert({st.st_dev, st.st_ino}).second) {
+      continue;
+    }
+    *total += std::max<uint64_t>(static_cast<uint64_t>(st.st_size),
+                                 static_cast<uint64_t>(st.st_blocks) * 512);
+  }
+  ::closedir(fds);
+}
+
+}  // namespace
+
 uint64_t DeletedOpenBytes(int root, dev_t dev, bool skip_root_fds) {
   if (root <= 0) return 0;
   std::vector<int> pids = {root};
@@ -174,24 +202,20 @@ uint64_t DeletedOpenBytes(int root, dev_t dev, bool skip_root_fds) {
     if (i == 0 && skip_root_fds) continue;
     int fds_fd = ::openat(proc.get(), "fd", O_RDONLY | O_DIRECTORY |
                                                 O_CLOEXEC);
-    DIR* fds = fds_fd < 0 ? nullptr : ::fdopendir(fds_fd);
-    if (fds == nullptr) {
-      if (fds_fd >= 0) ::close(fds_fd);
-      continue;
-    }
-    while (dirent* e = ::readdir(fds)) {
-      if (e->d_name[0] == '.') continue;
-      struct stat st;
-      // Follows the descriptor's link to the open file itself.
-      if (::fstatat(fds_fd, e->d_name, &st, 0) != 0 || st.st_dev != dev ||
-          st.st_nlink != 0 || !S_ISREG(st.st_mode) ||
-          !seen.insert({st.st_dev, st.st_ino}).second) {
-        continue;
-      }
-      total += std::max<uint64_t>(static_cast<uint64_t>(st.st_size),
-                                  static_cast<uint64_t>(st.st_blocks) * 512);
-    }
-    ::closedir(fds);
+    if (fds_fd >= 0) AddDeletedOpen(fds_fd, dev, &seen, &total);
+  }
+  return total;
+}
+
+uint64_t DeletedOpenBytesOf(const std::vector<int>& pids, dev_t dev) {
+  std::set<std::pair<dev_t, ino_t>> seen;
+  uint64_t total = 0;
+  char name[64];
+  for (int pid : pids) {
+    if (pid <= 0) continue;
+    std::snprintf(name, sizeof(name), "/proc/%d/fd", pid);
+    int fds_fd = ::open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fds_fd >= 0) AddDeletedOpen(fds_fd, dev, &seen, &total);
   }
   return total;
 }

@@ -55,6 +55,10 @@ uint64_t OutTotal(const std::string& dir);
 // its descriptors are not looked at.
 uint64_t DeletedOpenBytes(int root, dev_t dev, bool skip_root_fds = false);
 
+// The same for the processes `pids` (host pids, e.g. every member of the
+// box's control group), without walking their children.
+uint64_t DeletedOpenBytesOf(const std::vector<int>& pids, dev_t dev);
+
 // OutTotal of a listing already made by ListOutput (`too_deep` as it
 // set it), so that one walk of /out serves both the cap and the report.
 uint64_t ListingTotal(const Listing& listing, bool too_deep);

@@ -51,9 +51,15 @@ class SandboxAgentHost : public AgentHost {
   int control_fd() const override { return fd_.get(); }
 
   uint64_t HiddenOutBytes() override {
-    return out_dev_ == 0 ? 0
-                         : hatch::DeletedOpenBytes(box_->pid(), out_dev_,
-                                                   first_is_agent_);
+    if (out_dev_ == 0) return 0;
+    if (first_is_agent_) {
+      // One read of the box's control group lists its processes.
+      if (auto members = box_->Members()) {
+        std::erase(*members, box_->pid());
+        return hatch::DeletedOpenBytesOf(*members, out_dev_);
+      }
+    }
+    return hatch::DeletedOpenBytes(box_->pid(), out_dev_, first_is_agent_);
   }
   // The file system of the output folder (0: unknown).
   void set_out_dev(dev_t dev) { out_dev_ = dev; }

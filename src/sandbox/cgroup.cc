@@ -440,6 +440,37 @@ bool CgroupSet::PidsMaxReached() const {
   return ParseU64(ReadSmall(pids_.dir + "/pids.current")) >= ParseU64(max);
 }
 
+std::optional<std::vector<pid_t>> CgroupSet::Members(size_t max) const {
+  const std::string& dir = !pids_.dir.empty() ? pids_.dir : memory_.dir;
+  if (dir.empty()) return std::nullopt;
+  UniqueFd fd(::open((dir + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  std::vector<pid_t> pids;
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = RetryEintr([&] { return ::read(fd.get(), buf, sizeof(buf)); });
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > max * 12) break;  // a pid is at most 11 characters
+  }
+  size_t pos = 0;
+  while (pos < text.size() && pids.size() < max) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    long pid = 0;
+    bool ok = end > pos;
+    for (size_t i = pos; i < end && ok; ++i) {
+      ok = text[i] >= '0' && text[i] <= '9' && pid < 100000000;
+      pid = pid * 10 + (text[i] - '0');
+    }
+    if (ok && pid > 0) pids.push_back(static_cast<pid_t>(pid));
+    pos = end + 1;
+  }
+  return pids;
+}
+
 void CgroupSet::KillAll() {
   for (const std::string& dir : made_) KillGroup(dir, IsV2(dir));
 }

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,11 @@ class CgroupSet {
 
   // Closes what OpenSelfJoin() opened (the parent's copies).
   void CloseSelfJoin();
+
+  // The host pids of the processes in the set (from one group's
+  // cgroup.procs, at most `max`); nullopt without a group or when it
+  // cannot be read.
+  std::optional<std::vector<pid_t>> Members(size_t max) const;
 
   // SIGKILLs every task until all groups are empty (bounded wait).
   void KillAll();

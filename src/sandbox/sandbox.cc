@@ -306,6 +306,13 @@ class RunningSandbox final : public Sandbox {
 
   int pid() const override { return pid_; }
 
+  std::optional<std::vector<int>> Members() override {
+    if (outcome_) return std::vector<int>{};
+    auto members = cgroups_.Members(65536);
+    if (!members) return std::nullopt;
+    return std::vector<int>(members->begin(), members->end());
+  }
+
   Status Kill() override {
     if (outcome_) return {};
     if (!reason_) reason_ = LimitKind::kNone;
