@@ -429,12 +429,15 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     }
   }
   // Runtime and data. Folders of runs that were SIGKILLed (their pid is
-  // gone) are swept first.
+  // gone) are swept first. A temporary folder is made only for what
+  // needs one (the egg's data, a kernel's exchange folder).
   Scratch work;
   SweepStaleHatchDirs();
-  auto made = MakeHatchTempDir();
-  if (!made) return Fail(made.error());
-  work.path = *made;
+  if (egg.FindTree("data") || !options.kernel.empty()) {
+    auto made = MakeHatchTempDir();
+    if (!made) return Fail(made.error());
+    work.path = *made;
+  }
   TraceStep("run: stale folders swept, temp folder made");
   SandboxRunSetup setup;
   setup.isolation = options.isolation;
