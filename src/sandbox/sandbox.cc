@@ -613,14 +613,6 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
   }
   sandbox_internal::LogDebug(std::string("cgroups: ") + cgroups.mode());
 
-  // The unprivileged sandbox identity must be able to write /out.
-  if (isolate && ::geteuid() == 0 && !spec.output().empty()) {
-    if (auto s = ChownFolder(spec.output(), kNobody, kNobody); !s) {
-      return Fail(s.error().Wrap("giving the output folder to the sandbox "
-                                 "user"));
-    }
-  }
-
   auto devnull = OpenFile("/dev/null", O_RDWR);
   if (!devnull) return Fail(devnull.error());
   int pair[2];
@@ -699,6 +691,16 @@ Result<std::unique_ptr<Sandbox>> StartSandbox(const SandboxSpec& spec) {
     }
     return error;
   };
+  // The unprivileged sandbox identity must be able to write /out: given
+  // to it while the child builds its root. The caller's program may have
+  // started by the time this is done, but it is told nothing to run
+  // before this function returns.
+  if (isolate && ::geteuid() == 0 && !spec.output().empty()) {
+    if (auto s = ChownFolder(spec.output(), kNobody, kNobody); !s) {
+      return Fail(abandon_with_child(s.error().Wrap(
+          "giving the output folder to the sandbox user")));
+    }
+  }
   if (plan->wait_for_cgroups) {
     if (auto s = cgroups.AddProcess(pid, /*except_self_joined=*/true); !s) {
       return Fail(abandon_with_child(s.error()));
