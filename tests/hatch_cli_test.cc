@@ -862,30 +862,40 @@ TEST(HatchCliTest, NextHatchRemovesADeadHatchsFolderAndKeepsALiveOnes) {
                            "  - language: bash\n    code: echo hi\n",
                            egg));
 
-  // A pid that has certainly ended, and this (live) test's own pid.
-  pid_t dead = fork();
-  if (dead == 0) _exit(0);
-  ASSERT_GT(dead, 0);
-  waitpid(dead, nullptr, 0);
-  std::string stale = "/tmp/egg-hatch-" + std::to_string(dead) + "-zzTEST";
-  std::string live = "/tmp/egg-hatch-" + std::to_string(getpid()) + "-zzTEST";
-  for (const auto& d : {stale, live}) {
-    fs::create_directories(d + "/drivers");
-    std::ofstream(d + "/egg-agent") << "left behind\n";
-  }
+  // Without a sandbox, and in one (where the sweep runs while the box is
+  // torn down).
+  for (bool sandbox : {false, true}) {
+    SCOPED_TRACE(sandbox ? "sandbox" : "no sandbox");
+    if (sandbox && !ProbeSandboxHost().user_namespaces) continue;
+    // A pid that has certainly ended, and this (live) test's own pid.
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    ASSERT_GT(dead, 0);
+    waitpid(dead, nullptr, 0);
+    std::string stale = "/tmp/egg-hatch-" + std::to_string(dead) + "-zzTEST";
+    std::string live =
+        "/tmp/egg-hatch-" + std::to_string(getpid()) + "-zzTEST";
+    for (const auto& d : {stale, live}) {
+      fs::create_directories(d + "/drivers");
+      std::ofstream(d + "/egg-agent") << "left behind\n";
+    }
 
-  std::string err;
-  int code =
-      RunEgg({"hatch", egg, "--no-sandbox", "--allow-unsigned", "--store",
-              t.path() + "/store", "--out-dir", t.path() + "/out"},
-             &err);
-  bool stale_left = fs::exists(stale);
-  bool live_left = fs::exists(live);
-  fs::remove_all(stale);
-  fs::remove_all(live);
-  ASSERT_EQ(code, 0) << err;
-  EXPECT_FALSE(stale_left);
-  EXPECT_TRUE(live_left);
+    std::string err;
+    std::string out = t.path() + (sandbox ? "/out-sandbox" : "/out");
+    std::vector<std::string> args = {"hatch", egg, "--allow-unsigned",
+                                     "--store", t.path() + "/store",
+                                     "--out-dir", out};
+    // The test's runtime folder is empty: a sandbox takes the host's.
+    args.push_back(sandbox ? "--host-runtime" : "--no-sandbox");
+    int code = RunEgg(args, &err);
+    bool stale_left = fs::exists(stale);
+    bool live_left = fs::exists(live);
+    fs::remove_all(stale);
+    fs::remove_all(live);
+    ASSERT_EQ(code, 0) << err;
+    EXPECT_FALSE(stale_left);
+    EXPECT_TRUE(live_left);
+  }
 }
 
 }  // namespace

@@ -428,17 +428,15 @@ Result<RunReport> RunEggCells(const EggFile& egg,
                       "every cell in one sandbox: hatch it without --kernel");
     }
   }
-  // Runtime and data. Folders of runs that were SIGKILLed (their pid is
-  // gone) are swept first. A temporary folder is made only for what
-  // needs one (the egg's data, a kernel's exchange folder).
+  // Runtime and data. A temporary folder is made only for what needs one
+  // (the egg's data, a kernel's exchange folder).
   Scratch work;
-  SweepStaleHatchDirs();
   if (egg.FindTree("data") || !options.kernel.empty()) {
     auto made = MakeHatchTempDir();
     if (!made) return Fail(made.error());
     work.path = *made;
   }
-  TraceStep("run: stale folders swept, temp folder made");
+  TraceStep("run: temp folder made");
   SandboxRunSetup setup;
   setup.isolation = options.isolation;
   setup.no_sandbox = options.no_sandbox;
@@ -490,7 +488,21 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   run.setup.rich_display = options.rich_display;
   run.cancel = &g_interrupted;
   run.on_cell = options.on_cell;
-  run.on_report = options.on_report;
+  // Folders of runs that were SIGKILLed (their pid is gone) are swept
+  // while the box is torn down (on_report), when egg mostly waits, or
+  // after the run where no report comes before it returns.
+  bool swept = false;
+  run.on_report = [&options, &swept](const RunReport& report) {
+    if (options.on_report) options.on_report(report);
+    SweepStaleHatchDirs();
+    swept = true;
+  };
+  struct SweepAfter {
+    bool& swept;
+    ~SweepAfter() {
+      if (!swept) SweepStaleHatchDirs();
+    }
+  } sweep_after{swept};
   if (!options.kernel.empty()) {
     auto kernel = KernelSetup(cells, options, setup, work.path);
     if (!kernel) return Fail(kernel.error());
