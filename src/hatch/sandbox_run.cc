@@ -316,13 +316,17 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
       }
     }
     // A micro-VM carries only what it is told of these parts: the
-    // drivers' interpreters and the common tools cells call.
+    // drivers' interpreters and the common tools cells call. Other
+    // backends bind the parts whole and need no list.
+    const bool may_be_vm =
+        setup.isolation == "vm" || setup.isolation == "auto";
     for (const char* tool :
          {"python3", "bash",  "sh",    "Rscript", "env",    "cat", "ls",
           "head",    "tail",  "wc",    "sort",    "uniq",   "cut", "tr",
           "grep",    "sed",   "awk",   "echo",    "printf", "pwd", "hostname",
           "id",      "date",  "true",  "false",   "mkdir",  "rm",  "cp",
           "mv",      "touch", "sleep", "seq"}) {
+      if (!may_be_vm) break;
       std::string path = std::string("/usr/bin/") + tool;
       std::error_code ec;
       if (fs::exists(path, ec)) b.RuntimeRootNeeds(path);
