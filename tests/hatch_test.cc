@@ -238,6 +238,49 @@ TEST_F(HatchTest, BackgroundProcessHoldingStdoutDoesNotHangTheCell) {
   EXPECT_EQ(r.cells[1].stdout_data.bytes, "next\n");
 }
 
+// A cell can swap a folder of /out for a link (to a host folder, to
+// /dev) or a file for a FIFO between the listing after it and the hash
+// of what changed: the hatcher hashes only regular files reached through
+// no link, and never waits on one (it ran as root, hashing /dev/zero
+// forever or a host file it named).
+TEST(OutputFiles, HashingFollowsNoLinkAndOpensNoFifo) {
+  TempDir t;
+  std::string out = t.Sub("out");
+  std::string host = t.Sub("host");
+  std::filesystem::create_directories(out + "/dd");
+  std::filesystem::create_directories(host);
+  { std::ofstream(out + "/dd/zero") << "written by the cell"; }
+  { std::ofstream(out + "/x") << "a file"; }
+  { std::ofstream(host + "/zero") << "a host secret"; }
+  ASSERT_TRUE(std::filesystem::is_regular_file(host + "/zero"));
+  hatch::Listing after = hatch::ListOutput(out);
+  ASSERT_EQ(after.size(), 2u);
+
+  // Swapped after the listing: dd is now a link to the host folder and
+  // x a FIFO.
+  std::filesystem::remove_all(out + "/dd");
+  std::filesystem::create_directory_symlink(host, out + "/dd");
+  std::filesystem::remove(out + "/x");
+  ASSERT_EQ(mkfifo((out + "/x").c_str(), 0644), 0);
+
+  auto files = hatch::ChangedFiles(out, hatch::Listing{}, after);
+  ASSERT_EQ(files.size(), 2u);
+  for (const auto& f : files) {
+    EXPECT_EQ(f.sha256, "") << f.path;
+  }
+  // The same names as regular files below /out are hashed.
+  std::filesystem::remove(out + "/dd");
+  std::filesystem::remove(out + "/x");
+  std::filesystem::create_directories(out + "/dd");
+  { std::ofstream(out + "/dd/zero") << "written by the cell"; }
+  { std::ofstream(out + "/x") << "a file"; }
+  files = hatch::ChangedFiles(out, hatch::Listing{}, hatch::ListOutput(out));
+  ASSERT_EQ(files.size(), 2u);
+  for (const auto& f : files) {
+    EXPECT_EQ(f.sha256.size(), 64u) << f.path;
+  }
+}
+
 // The display driver finds a cell's trailing expression without the
 // parser where it can (its node classes cost 1.2 to 1.7 ms to build);
 // tests/python_split_check.py runs both ways over tricky cells and

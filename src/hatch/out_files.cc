@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,19 +101,72 @@ bool OutOverCap(uint64_t total, uint64_t baseline, uint64_t cap) {
 
 namespace {
 
+// `rel` below the folder `dir` as a regular file, read-only, through no
+// symbolic link anywhere on the way: a cell can swap a folder of /out
+// for a link to a host folder (or /dev) between the listing and this
+// open, and the hatcher runs as the hatching user, not as the sandbox's.
+// -1 if it cannot be opened so or is not a regular file.
+int OpenBeneath(const std::string& dir, const std::string& rel) {
+  UniqueFd root(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return -1;
+  // O_NONBLOCK: a FIFO swapped in for the file does not wait for a
+  // writer (it is then refused as not regular).
+  const int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+  open_how how{};
+  how.flags = flags;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  int fd = static_cast<int>(RetryEintr([&] {
+    return ::syscall(SYS_openat2, root.get(), rel.c_str(), &how, sizeof(how));
+  }));
+  if (fd < 0 && errno == ENOSYS) {
+    // Before Linux 5.6: one folder at a time, none of them a link.
+    UniqueFd at(::dup(root.get()));
+    size_t pos = 0;
+    while (at.valid()) {
+      size_t slash = rel.find('/', pos);
+      std::string part = rel.substr(pos, slash == std::string::npos
+                                             ? std::string::npos
+                                             : slash - pos);
+      if (part.empty() || part == "." || part == "..") return -1;
+      if (slash == std::string::npos) {
+        fd = ::openat(at.get(), part.c_str(), flags);
+        break;
+      }
+      at = UniqueFd(::openat(at.get(), part.c_str(),
+                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      pos = slash + 1;
+    }
+  }
+  if (fd < 0) return -1;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 std::string HashFile(const std::string& dir, const std::string& rel) {
-  // O_NOFOLLOW on the last part only; a cell could swap a parent for a
-  // symlink, so the hash is of what is there now, as the listing is.
-  int fd = open((dir + "/" + rel).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = OpenBeneath(dir, rel);
   if (fd < 0) return "";
   UniqueFd owned(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return "";
+  // The bytes it holds when opened: a writer that keeps appending does
+  // not keep the hatcher hashing.
+  uint64_t left = static_cast<uint64_t>(st.st_size);
   Sha256 h;
   uint8_t buf[1 << 16];
-  while (true) {
-    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
+  while (left > 0) {
+    ssize_t n = RetryEintr([&] {
+      return read(fd, buf, static_cast<size_t>(
+                               std::min<uint64_t>(left, sizeof(buf))));
+    });
     if (n < 0) return "";
     if (n == 0) break;
     h.Update(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+    left -= static_cast<uint64_t>(n);
   }
   return DigestHex(h.Finish());
 }
