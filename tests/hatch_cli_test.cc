@@ -854,6 +854,61 @@ TEST(HatchCliTest, NegativeOrOverflowingNumericFlagIsAUsageError) {
       << err;
 }
 
+// A closed terminal (SIGHUP), like Ctrl-C, stops the run the orderly
+// way: the sandbox goes, /out keeps no set-user-ID bit and partial
+// results are written (exit 130). It killed egg before, leaving them.
+TEST(HatchCliTest, HangupStopsTheRunLikeAnInterrupt) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  TempDir t;
+  std::string egg = t.path() + "/t.egg";
+  ASSERT_TRUE(WriteYamlEgg(t,
+                           "name: hup\nruntime: {folder: rt}\ncells:\n"
+                           "  - language: bash\n    code: |\n"
+                           "      touch /out/suid && chmod 6755 /out/suid\n"
+                           "      touch /out/ready\n"
+                           "      sleep 60\n"
+                           "  - language: bash\n    code: echo never\n",
+                           egg));
+  std::string out = t.path() + "/out";
+  std::string results = t.path() + "/r.json";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    std::string bin = EggBin();
+    std::vector<std::string> all = {bin,      "hatch",     egg,
+                                    "--host-runtime", "--allow-unsigned",
+                                    "-o",     results,     "--out-dir",
+                                    out};
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  for (int i = 0; i < 600 && !fs::exists(out + "/ready"); ++i) {
+    usleep(50000);
+  }
+  ASSERT_TRUE(fs::exists(out + "/ready"));
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  int ws = 0;
+  ASSERT_EQ(waitpid(pid, &ws, 0), pid);
+  ASSERT_TRUE(WIFEXITED(ws)) << "egg died of signal " << WTERMSIG(ws);
+  EXPECT_EQ(WEXITSTATUS(ws), 130);
+  struct stat st;
+  ASSERT_EQ(stat((out + "/suid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 06000, 0u);
+  auto doc = nlohmann::json::parse(ReadFile(results), nullptr, false);
+  ASSERT_FALSE(doc.is_discarded());
+  EXPECT_EQ(doc["interrupted"], true);
+  EXPECT_EQ(doc["cells"][1]["status"], "not_run");
+}
+
 TEST(HatchCliTest, NextHatchRemovesADeadHatchsFolderAndKeepsALiveOnes) {
   TempDir t;
   std::string egg = t.path() + "/plain.egg";

@@ -478,11 +478,17 @@ Result<RunReport> RunEggCells(const EggFile& egg,
   setup.output_dir = fs::canonical(options.output_dir).string();
   TraceStep("run: data and /out ready");
 
-  // The cells, stoppable by SIGINT/SIGTERM.
+  // The cells, stoppable by any signal whose default would end egg
+  // (a closed terminal's SIGHUP too): the run stops as for Ctrl-C, so the
+  // sandbox goes, /out is secured and the results are written. A write
+  // to a closed pipe is an error egg reports, not a signal that kills.
   struct sigaction sa {};
   sa.sa_handler = OnInterrupt;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+                  SIGALRM}) {
+    sigaction(sig, &sa, nullptr);
+  }
+  signal(SIGPIPE, SIG_IGN);
   RunOptions run;
   run.stop_on_error = options.stop_on_error;
   run.setup.rich_display = options.rich_display;
