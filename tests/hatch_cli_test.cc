@@ -461,6 +461,74 @@ TEST(HatchCliTest, CellAfterAForkBombRunsInAFreshSession) {
 // The egg is granted the network; cell 1 narrows its own permissions to
 // none. It runs in a sandbox of its own with no network, and a fresh
 // session; cells 2 and 3 run together again with the egg's network.
+// Cells whose permissions alternate run in sandbox after sandbox; the
+// egg's output limit still covers the whole run: once /out passes it no
+// later cell runs, and the streams kept for all cells stay under it.
+TEST(HatchCliTest, OutputLimitSpansSandboxesOfAlternatingPermissions) {
+  if (!ProbeSandboxHost().user_namespaces) {
+    GTEST_SKIP() << "the host cannot create user namespaces";
+  }
+  auto egg_of = [](const std::string& code) {
+    std::string yaml =
+        "name: alternate\nruntime: {folder: rt}\n"
+        "permissions: {network: true}\nlimits: {output: 8KiB}\ncells:\n";
+    for (int i = 0; i < 6; ++i) {
+      yaml += "  - language: python\n";
+      if (i % 2 == 1) yaml += "    permissions: {}\n";
+      yaml += "    code: |\n" + code;
+    }
+    return yaml;
+  };
+  {
+    SCOPED_TRACE("files in /out");
+    TempDir t;
+    nlohmann::json doc;
+    std::string err;
+    int code = HatchYaml(t,
+                         egg_of("      import os\n"
+                                "      n = len(os.listdir('/out'))\n"
+                                "      with open('/out/f%d' % n, 'w') as f:\n"
+                                "          f.write('y' * 6000)\n"),
+                         &doc, &err, {"--grant", "network"});
+    EXPECT_EQ(code, 4) << err;
+    ASSERT_FALSE(doc.is_discarded()) << err;
+    const auto& c = doc["cells"];
+    ASSERT_EQ(c.size(), 6u);
+    EXPECT_EQ(c[0]["status"], "ok") << c[0];
+    EXPECT_EQ(c[1]["status"], "limit") << c[1];
+    EXPECT_EQ(c[1]["limit"], "output") << c[1];
+    for (size_t i = 2; i < c.size(); ++i) {
+      EXPECT_EQ(c[i]["status"], "not_run") << c[i];
+    }
+    uint64_t in_out = 0;
+    for (const auto& e : fs::directory_iterator(t.path() + "/out")) {
+      in_out += fs::file_size(e.path());
+      // The second sandbox could write beside the first one's files;
+      // after the run every file is the hatching user's again.
+      struct stat st;
+      ASSERT_EQ(lstat(e.path().c_str(), &st), 0);
+      EXPECT_EQ(st.st_uid, getuid()) << e.path();
+    }
+    EXPECT_EQ(in_out, 2u * 6000);
+  }
+  {
+    SCOPED_TRACE("streams");
+    TempDir t;
+    nlohmann::json doc;
+    std::string err;
+    (void)HatchYaml(t, egg_of("      print('x' * 3000)\n"), &doc, &err,
+                    {"--grant", "network"});
+    ASSERT_FALSE(doc.is_discarded()) << err;
+    uint64_t kept = 0;
+    for (const auto& c : doc["cells"]) {
+      kept += c["stdout"]["bytes"].get<uint64_t>() +
+              c["stderr"]["bytes"].get<uint64_t>();
+    }
+    EXPECT_LE(kept, 8u * 1024);
+    EXPECT_GE(kept, 6000u);
+  }
+}
+
 TEST(HatchCliTest, CellWithNarrowerPermissionsCannotUseWhatTheEggWasGranted) {
   if (!ProbeSandboxHost().user_namespaces) {
     GTEST_SKIP() << "the host cannot create user namespaces";

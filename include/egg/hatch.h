@@ -205,6 +205,13 @@ struct RunOptions {
   // marked as at its own cap, so the results stay bounded however many
   // cells an egg has.
   uint64_t streams_max_bytes = 0;
+  // What earlier sandboxes of the same run kept of the streams (cells
+  // with permissions of their own run in sandboxes of their own): it
+  // counts against streams_max_bytes as this run's own would.
+  uint64_t streams_spent = 0;
+  // A later sandbox of the same run uses output_dir: the files there stay
+  // the sandbox user's (their modes are still cleared) until the last.
+  bool out_kept_for_next = false;
   // Set from a signal handler to stop: the running cell's box is killed,
   // later cells are kNotRun and the report says interrupted.
   const std::atomic<bool>* cancel = nullptr;
@@ -232,6 +239,9 @@ struct RunReport {
   std::vector<CellResult> cells;
   bool interrupted = false;
   std::string agent_error;  // why the agent failed, "" if it did not
+  // Why no later cell may run although the run was not interrupted and
+  // the agent did not fail (the egg's output limit spent), "" if none.
+  std::string run_ended;
   // The isolation the cells really ran under ("vm", "oci:runc", ...; the
   // choice `auto` made), "" when RunCells was called directly.
   std::string isolation;

@@ -19,11 +19,11 @@ constexpr mode_t kDropped = S_ISUID | S_ISGID | S_ISVTX | S_IWGRP | S_IWOTH;
 // this cannot follow one (fchmod would need a readable descriptor, and
 // the cell may have left a file mode 0).
 Status Clear(int dir_fd, const std::string& name, const struct stat& st,
-             const std::string& shown, SanitizeStats* stats) {
+             const std::string& shown, bool give, SanitizeStats* stats) {
   // Run as root, the sandbox's user was nobody on the host: the entry
   // becomes the hatching user's, so no other nobody process can change
   // it later (a link itself, never what it points to).
-  if (::geteuid() == 0 &&
+  if (give && ::geteuid() == 0 &&
       (st.st_uid != ::getuid() || st.st_gid != ::getgid())) {
     if (::fchownat(dir_fd, name.c_str(), ::getuid(), ::getgid(),
                    AT_SYMLINK_NOFOLLOW) != 0) {
@@ -45,7 +45,8 @@ Status Clear(int dir_fd, const std::string& name, const struct stat& st,
 }  // namespace
 
 Result<SanitizeStats> SanitizeOutputTree(const std::string& dir,
-                                         uint64_t max_entries) {
+                                         uint64_t max_entries,
+                                         bool give_to_caller) {
   SanitizeStats stats;
   int top = RetryEintr([&] {
     return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -54,7 +55,7 @@ Result<SanitizeStats> SanitizeOutputTree(const std::string& dir,
   UniqueFd current(top);
   struct stat st;
   if (::fstat(current.get(), &st) != 0) return Fail(ErrnoError(dir));
-  if (::geteuid() == 0 &&
+  if (give_to_caller && ::geteuid() == 0 &&
       (st.st_uid != ::getuid() || st.st_gid != ::getgid()) &&
       ::fchown(current.get(), ::getuid(), ::getgid()) != 0) {
     return Fail(ErrnoError("'" + dir + "'"));
@@ -95,7 +96,7 @@ Result<SanitizeStats> SanitizeOutputTree(const std::string& dir,
     if (::fstatat(current.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       return Fail(ErrnoError("'" + path + "'"));
     }
-    if (auto s = Clear(current.get(), name, st, path, &stats); !s) {
+    if (auto s = Clear(current.get(), name, st, path, give_to_caller, &stats); !s) {
       return Fail(s.error());
     }
     if (!S_ISDIR(st.st_mode)) continue;

@@ -26,8 +26,11 @@ struct SanitizeStats {
 // nothing else can change the tree (the sandbox is gone). Fails on an
 // I/O error or past `max_entries` entries, leaving what it has not
 // reached unchanged.
+// `give_to_caller` false keeps the owners (a later sandbox of the same
+// run, as nobody, still writes there; the last pass gives them back).
 [[nodiscard]] Result<SanitizeStats> SanitizeOutputTree(
-    const std::string& dir, uint64_t max_entries = 10'000'000);
+    const std::string& dir, uint64_t max_entries = 10'000'000,
+    bool give_to_caller = true);
 
 }  // namespace egg::hatch
 

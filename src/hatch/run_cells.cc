@@ -144,7 +144,7 @@ class Runner {
   std::string agent_error_;
   bool interrupted_ = false;
   uint64_t run_started_ms_ = MonotonicMs();
-  uint64_t streams_kept_ = 0;  // bytes kept for all cells so far
+  uint64_t streams_kept_ = options_.streams_spent;  // kept for all so far
   std::string run_ended_;      // why no later cell runs ("": they do)
   uint64_t files_budget_ = hatch::kFileListBudget;
 };
@@ -697,7 +697,8 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
   // Nothing of the sandbox runs now: take from /out every mode bit that
   // would give a file a privilege on the host (set-user-ID and the like).
   if (!options_.output_dir.empty()) {
-    auto cleaned = hatch::SanitizeOutputTree(options_.output_dir);
+    auto cleaned = hatch::SanitizeOutputTree(options_.output_dir, 10'000'000,
+                                             !options_.out_kept_for_next);
     if (!cleaned && agent_error_.empty()) {
       AgentFailed("securing the output folder: " + cleaned.error().message());
     }
@@ -705,6 +706,7 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
   }
   report.interrupted = interrupted_;
   report.agent_error = interrupted_ ? "" : agent_error_;
+  report.run_ended = run_ended_;
   return report;
 }
 

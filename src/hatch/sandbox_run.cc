@@ -16,6 +16,7 @@
 #include "egg/hatch.h"
 #include "egg/sandbox.h"
 #include "hatch/out_files.h"
+#include "hatch/out_tree.h"
 
 namespace egg {
 namespace {
@@ -186,8 +187,10 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     return RunInOneSandbox(cells, one, std::move(options));
   }
   // The report is final only after the last sandbox: the caller gets it
-  // on return, not from one sandbox's teardown.
+  // on return, not from one sandbox's teardown. /out stays the sandbox
+  // user's from one sandbox to the next, and is given back after them.
   options.on_report = nullptr;
+  options.out_kept_for_next = true;
 
   const Limits egg_limits = MergeLimits(setup.egg_limits, DefaultEggLimits());
   const uint64_t start = MonotonicMs();
@@ -220,6 +223,12 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     }
     auto got = RunInOneSandbox(part, one, options);
     if (!got) return got;
+    // The run-wide caps go on from sandbox to sandbox.
+    for (const CellResult& c : got->cells) {
+      options.streams_spent += c.stdout_data.bytes.size() +
+                               c.stderr_data.bytes.size() +
+                               c.display.bytes.size();
+    }
     std::vector<std::string> here;  // languages started in this sandbox
     for (CellResult& c : got->cells) {
       auto has = [](const std::vector<std::string>& v, const std::string& x) {
@@ -246,8 +255,18 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     } else if (!got->agent_error.empty()) {
       report.agent_error = got->agent_error;
       stop = "not run: " + got->agent_error;
+    } else if (!got->run_ended.empty()) {
+      report.run_ended = got->run_ended;
+      stop = "not run: " + got->run_ended;
     } else if (options.stop_on_error && !got->AllSucceeded()) {
       stop = "not run: an earlier cell failed";
+    }
+  }
+  if (!setup.output_dir.empty()) {
+    auto cleaned = hatch::SanitizeOutputTree(setup.output_dir);
+    if (!cleaned && report.agent_error.empty() && !report.interrupted) {
+      report.agent_error =
+          "securing the output folder: " + cleaned.error().message();
     }
   }
   return report;
