@@ -172,8 +172,16 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
   // Consecutive cells with the same permissions form one sandbox's run.
   std::vector<std::pair<size_t, size_t>> runs;  // [begin, end)
   std::vector<Permissions> allowed;
+  bool warned = false;
   for (size_t i = 0; i < cells.size(); ++i) {
     Permissions p = CellPermissions(cells[i], setup.granted);
+    if (setup.no_sandbox && !warned && !(p == setup.granted)) {
+      std::fprintf(stderr,
+                   "egg: warning: with no sandbox, the narrower permissions "
+                   "of cell %zu (and of any later cell) are not enforced\n",
+                   cells[i].index + 1);
+      warned = true;
+    }
     if (!runs.empty() && (setup.no_sandbox || p == allowed.back())) {
       runs.back().second = i + 1;
     } else {
