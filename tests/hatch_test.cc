@@ -302,6 +302,33 @@ TEST(PythonDriverSplit, AgreesWithTheParserWhereverItAnswers) {
   EXPECT_NE(out.find(" 0 failures"), std::string::npos) << out;
 }
 
+// Bytes a cell keeps on /out's disk with no descriptor open anywhere
+// (deleted files whose descriptors sit in flight in a socket) show only
+// as the file system filling: past the margin they count against the
+// output limit.
+TEST_F(HatchTest, DeletedFilesInFlightInASocketCountAgainstTheOutputLimit) {
+  RunOptions o = Options(out_.path());
+  o.out_max_bytes = 64 << 10;
+  o.unexplained_margin = 4 << 20;
+  auto c = Cell(0, "python",
+                "import os, socket\n"
+                "a, b = socket.socketpair()\n"
+                "for i in range(24):\n"
+                "    p = 'h%d' % i  # in /out, the cell's folder\n"
+                "    fd = os.open(p, os.O_CREAT | os.O_WRONLY)\n"
+                "    os.unlink(p)\n"
+                "    os.write(fd, os.urandom(1 << 20))\n"
+                "    os.fsync(fd)\n"
+                "    socket.send_fds(a, [b'x'], [fd])\n"
+                "    os.close(fd)\n");
+  auto r = RunAll({c, Cell(1, "python", "print('later')")}, o);
+  ASSERT_EQ(r.cells.size(), 2u);
+  EXPECT_EQ(r.cells[0].status, CellStatus::kLimit)
+      << r.cells[0].note << r.cells[0].stderr_data.bytes;
+  EXPECT_EQ(r.cells[0].limit, "output");
+  EXPECT_EQ(r.cells[1].status, CellStatus::kNotRun);
+}
+
 // The driver reads cells through one buffer: a cell far larger than a
 // pipe's buffer arrives whole, and the cells after it start where it
 // ends, however the reads split them.

@@ -212,6 +212,12 @@ struct RunOptions {
   // A later sandbox of the same run uses output_dir: the files there stay
   // the sandbox user's (their modes are still cleared) until the last.
   bool out_kept_for_next = false;
+  // Growth of output_dir's file system past what its listing and the
+  // open descriptors of the box explain (a descriptor in flight in a
+  // socket, a mapping of a deleted file) counts against out_max_bytes
+  // once it passes the larger of this and out_max_bytes: other programs
+  // writing to the same file system count there too.
+  uint64_t unexplained_margin = 1ull << 30;
   // Set from a signal handler to stop: the running cell's box is killed,
   // later cells are kNotRun and the report says interrupted.
   const std::atomic<bool>* cancel = nullptr;

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 
 #include <algorithm>
@@ -119,8 +120,35 @@ class Runner {
   uint64_t WithHidden(uint64_t listed) {
     if (listed == kOutUncountable) return listed;
     uint64_t hidden = host_.HiddenOutBytes();
+    // What /out's file system gained that neither the listing nor an
+    // open descriptor explains (a descriptor in flight in a socket, a
+    // mapping of a deleted file): past a margin it counts too. Other
+    // programs writing to the same file system count there as well,
+    // hence the margin.
+    uint64_t used = FsUsed();
+    if (used != 0 && fs_used_start_ != 0 && used > fs_used_start_) {
+      uint64_t grown = used - fs_used_start_;
+      uint64_t explained = (listed > listed_start_ ? listed - listed_start_
+                                                   : 0) +
+                           hidden;
+      uint64_t margin = std::max<uint64_t>(options_.out_max_bytes,
+                                           options_.unexplained_margin);
+      if (grown > explained && grown - explained > margin) {
+        hidden += grown - explained;
+      }
+    }
     return hidden > kOutUncountable - 1 - listed ? kOutUncountable - 1
                                                  : listed + hidden;
+  }
+  // Bytes in use on /out's file system (0: unknown).
+  uint64_t FsUsed() const {
+    struct statfs st;
+    if (options_.output_dir.empty() ||
+        ::statfs(options_.output_dir.c_str(), &st) != 0) {
+      return 0;
+    }
+    return static_cast<uint64_t>(st.f_blocks - st.f_bfree) *
+           static_cast<uint64_t>(st.f_frsize);
   }
   // What the run-wide cap on kept streams still allows.
   uint64_t StreamsRoom() const {
@@ -145,6 +173,8 @@ class Runner {
   bool interrupted_ = false;
   uint64_t run_started_ms_ = MonotonicMs();
   uint64_t streams_kept_ = options_.streams_spent;  // kept for all so far
+  uint64_t fs_used_start_ = 0;  // FsUsed() when the run began
+  uint64_t listed_start_ = 0;   // /out's listed total then
   std::string run_ended_;      // why no later cell runs ("": they do)
   uint64_t files_budget_ = hatch::kFileListBudget;
 };
@@ -614,6 +644,11 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
   // after it and the next cell's baseline.
   bool before_deep = false;
   Listing before = ListOutput(options_.output_dir, &before_deep);
+  if (options_.out_max_bytes != 0) {
+    fs_used_start_ = FsUsed();
+    listed_start_ = ListingTotal(before, before_deep);
+    if (listed_start_ == kOutUncountable) listed_start_ = 0;
+  }
   bool failed = false;
   for (size_t i = 0; i < cells.size(); ++i) {
     CellResult& r = report.cells[i];
