@@ -153,8 +153,53 @@ def observe(make, source):
                     for w in caught]
 
 
+def as_the_driver_does(source, filename):
+    """The split the driver uses: without the parser, else with it."""
+    split = driver._split_last_statement(source, filename)
+    return split if split is not None else driver._split_by_parser(
+        source, filename)
+
+
+CELLS += [
+    # Warnings of a head compiled before the split gave up.
+    ("w = 1\nif w is 1:\n    pass\nelse:\n    pass", False),
+    ("w = 1\nif w is 1:\n    pass\nw", True),
+    ('"#";', False),
+    ('x = {"#": 1}\nx["#"];', False),
+    ("x = 1\nx # a;b", False),
+]
+
 failures = []
 answered = 0
+# Whatever path a cell takes, it shows what the parser alone shows and
+# warns as often.
+for source, _ in CELLS:
+    flow, flow_warnings = observe(as_the_driver_does, source)
+    slow, slow_warnings = observe(driver._split_by_parser, source)
+    if flow != slow or flow_warnings != slow_warnings:
+        failures.append("%r as the driver runs it: %r %r, parser alone %r %r"
+                        % (source, flow, flow_warnings, slow, slow_warnings))
+
+# The semicolon rule, from where the parser says the value ends.
+for source, shown in [('"#";', []), ('x = {"#": 1}\nx["#"];', []),
+                      ("x = 2\nx # a;b", ["2"]), ("3 ;  # c", []),
+                      ("(4,\n5);", []), ("6", ["6"])]:
+    result, _ = observe(driver._split_by_parser, source)
+    if result[0] != shown:
+        failures.append("%r shows %r, should show %r"
+                        % (source, result[0], shown))
+
+# Magics only where the cell is not Python as written.
+for source, translated in [
+        ("a, b = 1, 2\nif (\n    a\n    != b\n):\n    print('differ')", False),
+        ('name, n = "x", 2\nmsg = ("%s has %d items"\n       % (name, n))',
+         False),
+        ('s = """\n%d items\n!important\n"""', False),
+        ("%matplotlib inline\nx = 1", True),
+        ("!ls\n", True)]:
+    out = driver._translate_magics(source, FILENAME)
+    if (out != source) != translated:
+        failures.append("%r: translated to %r" % (source, out))
 for source, must_answer in CELLS:
     fast, fast_warnings = observe(driver._split_last_statement, source)
     if fast is None:

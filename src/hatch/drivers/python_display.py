@@ -434,7 +434,7 @@ class _Session:
     def _run(self, code_bytes, cell):
         filename = "<cell %d>" % cell
         source = code_bytes.decode("utf-8", errors="surrogateescape")
-        source = _translate_magics(source)
+        source = _translate_magics(source, filename)
         _sources.add(filename, source)
         status = 0
         try:
@@ -483,7 +483,7 @@ def _split_by_parser(source, filename):
     tree = compile(source, filename, "exec", _ast.PyCF_ONLY_AST)
     last = None
     if (tree.body and isinstance(tree.body[-1], _ast.Expr)
-            and not _ends_with_semicolon(source)):
+            and not _semicolon_after(source, tree.body[-1])):
         last = compile(_ast.Interactive(body=[tree.body.pop()]), filename,
                        "single", dont_inherit=True)
     return [compile(tree, filename, "exec", dont_inherit=True)], last
@@ -497,6 +497,33 @@ _COMPOUND = ("if", "while", "for", "try", "with", "def", "class", "async")
 def _split_last_statement(source, filename):
     """What _split_by_parser returns, found without the parse tree, or None
     when this cannot tell (then the parser decides).
+
+    A part may be compiled more than once on the way (a head that does
+    not compile is tried again with more of the cell), and a cell this
+    gives up on is compiled again by the parser: the warnings of these
+    compiles are held and shown only when the split is used, so each is
+    shown once (the warning filters are not touched).
+    """
+    import warnings
+    held = []
+    shown = warnings.showwarning
+
+    def hold(message, category, filename, lineno, file=None, line=None):
+        held.append((message, category, filename, lineno, file, line))
+
+    warnings.showwarning = hold
+    try:
+        split = _split_without_parser(source, filename)
+    finally:
+        warnings.showwarning = shown
+    if split is not None:
+        for args in held:
+            shown(*args)
+    return split
+
+
+def _split_without_parser(source, filename):
+    """The work of _split_last_statement.
 
     The parser's node classes are built at their first use in a process:
     1.2 to 1.7 ms with Python 3.11, more than a short cell takes. Most
@@ -582,18 +609,39 @@ def _safe_str(value):
         return "<unprintable %s>" % type(value).__name__
 
 
-def _ends_with_semicolon(source):
-    lines = [line for line in source.rstrip().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
+def _semicolon_after(source, node):
+    """Whether a ';' follows `node` (the cell's last statement) before
+    anything but blanks: IPython then shows nothing. Found from where the
+    parser says the node ends, so a ';' or '#' in a string is not taken
+    for one."""
+    end_line = getattr(node, "end_lineno", None)
+    end_col = getattr(node, "end_col_offset", None)
+    if end_line is None or end_col is None:
         return False
-    last = lines[-1].split("#", 1)[0].rstrip()
-    return last.endswith(";")
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if end_line > len(lines):
+        return False
+    # Offsets are in UTF-8 bytes.
+    rest = lines[end_line - 1].encode("utf-8", "surrogateescape")[end_col:]
+    text = rest.decode("utf-8", "surrogateescape").lstrip(" \t\f")
+    return text.startswith(";")
 
 
-def _translate_magics(source):
+def _translate_magics(source, filename):
     """IPython magics that change nothing in egg become 'pass'; others
-    fail the cell with a clear message."""
+    fail the cell with a clear message. Only in a cell that is not
+    Python as written: a line starting with '%' or '!' may be a
+    continuation ("!= b", "% (a, b)") or inside a string."""
+    if not any(line.lstrip()[:1] in ("%", "!")
+               for line in source.splitlines()):
+        return source
+    try:
+        import _ast
+        compile(source, filename, "exec", _ast.PyCF_ONLY_AST,
+                dont_inherit=True)
+        return source
+    except Exception:
+        pass
     out = []
     for line in source.splitlines(True):
         stripped = line.strip()
