@@ -131,5 +131,42 @@ TEST(AtomicFile, RefusesToOverwriteWithoutForce) {
   rmdir(dir);
 }
 
+// A link is replaced by the new file, never followed; one that leads to
+// a device, a folder or a FIFO is refused before anything is written
+// (`-o /dev/stdout` as root would have replaced the system's link).
+TEST(AtomicFile, RefusesALinkToAnythingButARegularFile) {
+  char dir[] = "/tmp/egg-atomic-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string d = dir;
+  ASSERT_EQ(symlink("/dev/null", (d + "/dev").c_str()), 0);
+  ASSERT_EQ(symlink("/tmp", (d + "/folder").c_str()), 0);
+  ASSERT_TRUE(WriteFileAtomic(d + "/regular", "one", 0600, false));
+  ASSERT_EQ(symlink((d + "/regular").c_str(), (d + "/file").c_str()), 0);
+  ASSERT_EQ(symlink((d + "/nothing").c_str(), (d + "/dangling").c_str()), 0);
+
+  for (const char* bad : {"/dev", "/folder"}) {
+    auto s = CheckWritableTarget(d + bad);
+    ASSERT_FALSE(s.has_value()) << bad;
+    EXPECT_NE(s.error().message().find("a link to"), std::string::npos)
+        << s.error().message();
+    EXPECT_FALSE(WriteFileAtomic(d + bad, "x", 0600, true).has_value());
+    struct stat st;
+    ASSERT_EQ(lstat((d + bad).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISLNK(st.st_mode)) << bad;
+  }
+  for (const char* good : {"/file", "/dangling"}) {
+    EXPECT_TRUE(CheckWritableTarget(d + good).has_value()) << good;
+    EXPECT_TRUE(WriteFileAtomic(d + good, "two", 0600, true).has_value());
+    struct stat st;
+    ASSERT_EQ(lstat((d + good).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode)) << good;
+  }
+  for (const char* name : {"/dev", "/folder", "/regular", "/file",
+                           "/dangling"}) {
+    unlink((d + name).c_str());
+  }
+  EXPECT_EQ(rmdir(dir), 0);
+}
+
 }  // namespace
 }  // namespace egg

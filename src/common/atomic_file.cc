@@ -29,7 +29,15 @@ std::string BaseName(const std::string& path) {
 Status CheckTargetKind(const std::string& target) {
   struct stat st;
   if (::lstat(target.c_str(), &st) != 0) return {};
-  if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) return {};
+  if (S_ISREG(st.st_mode)) return {};
+  const char* link = "";
+  if (S_ISLNK(st.st_mode)) {
+    // The link itself is replaced, so one to a regular file (or to
+    // nothing) is fine; one to /dev/stdout, a device or a folder is a
+    // mistake that would replace a system link.
+    if (::stat(target.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return {};
+    link = "a link to ";
+  }
   const char* kind = S_ISDIR(st.st_mode)    ? "a folder"
                      : S_ISCHR(st.st_mode)  ? "a character device"
                      : S_ISBLK(st.st_mode)  ? "a block device"
@@ -37,7 +45,7 @@ Status CheckTargetKind(const std::string& target) {
                      : S_ISSOCK(st.st_mode) ? "a socket"
                                             : "not a regular file";
   return Fail(Code::kInvalidArgument,
-              "'" + target + "' is " + kind +
+              "'" + target + "' is " + link + kind +
                   "; egg replaces only regular files");
 }
 
