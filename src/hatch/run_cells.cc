@@ -555,7 +555,13 @@ bool Runner::CheckOutAfterCell(const Listing& after, bool after_deep,
   if (out_over && r->status != CellStatus::kAgentFailed) {
     r->status = CellStatus::kLimit;
     r->limit = "output";
-    r->note = "the cell's files in /out passed the egg's output limit";
+    r->note = ListingTotal(after, after_deep) == kOutUncountable
+                  ? "/out can no longer be counted against the egg's output "
+                    "limit (folders deeper than " +
+                        std::to_string(hatch::kMaxListDepth) + " or " +
+                        std::to_string(hatch::kMaxListedFiles) +
+                        " files or more)"
+                  : "the cell's files in /out passed the egg's output limit";
     session.alive = false;
     session.died_before = true;
     return true;
@@ -696,9 +702,9 @@ RunReport Runner::Run(const std::vector<CellInput>& cells,
         // cell after cell).
         run_ended_ =
             "the egg's output limit is spent (files in /out passed it)";
-        r.note +=
-            "; the run ends here (a process an earlier cell left running "
-            "may have written them)";
+        r.note += i > 0 ? "; the run ends here (a process an earlier cell "
+                          "left running may have written them)"
+                        : "; the run ends here";
       }
       r.files = ChangedFiles(options_.output_dir, before, after);
       if (size_t dropped = hatch::TrimFileList(&r.files, &files_budget_)) {
