@@ -220,6 +220,30 @@ TEST_F(CliErrorsTest, StdoutClosedByItsReaderFailsTheCommand) {
       << run.err;
 }
 
+// An unknown option or command first is named, not answered with "a
+// subcommand is required"; only the named command's options are built,
+// and every command still parses its own.
+TEST_F(CliErrorsTest, UnknownOptionOrCommandFirstIsNamed) {
+  for (const char* bad : {"--versio", "-V", "--", "--version=1"}) {
+    EggRun run = RunIn(t_, {bad, "hatch"});
+    EXPECT_EQ(run.code, 2) << bad;
+    EXPECT_NE(run.err.find(std::string("unknown option '") + bad + "'"),
+              std::string::npos)
+        << run.err;
+  }
+  EggRun run = RunIn(t_, {"HATCH"});
+  EXPECT_EQ(run.code, 2);
+  EXPECT_NE(run.err.find("unknown command 'HATCH'"), std::string::npos)
+      << run.err;
+  for (const char* cmd : {"build", "keygen", "verify", "sign", "hatch", "info",
+                          "ls", "cat", "extract", "runtime", "store", "export",
+                          "push", "pull", "update-runtime"}) {
+    EggRun help = RunIn(t_, {cmd, "--help"});
+    EXPECT_EQ(help.code, 0) << cmd << ": " << help.err;
+    EXPECT_NE(help.out.find(cmd), std::string::npos) << help.out;
+  }
+}
+
 TEST_F(CliErrorsTest, EmptyOptionValueIsAUsageErrorNamingTheOption) {
   std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"keygen", "-o", ""}, "--output"},

@@ -56,6 +56,15 @@ int main(int argc, char** argv) {
   // every command took about 0.45 ms of each start. Anything else
   // (--help, --version, no command) builds them all, for the listing.
   const Entry* named = nullptr;
+  // CLI11 would answer an unknown option before any command with "a
+  // subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] == '-' && std::strcmp(argv[1], "-h") != 0 &&
+      std::strcmp(argv[1], "--help") != 0 &&
+      std::strcmp(argv[1], "--version") != 0) {
+    std::fprintf(stderr, "egg: unknown option '%s' (see 'egg --help')\n",
+                 EscapeForTerminal(argv[1]).c_str());
+    return egg::kExitUsage;
+  }
   if (argc > 1 && argv[1][0] != '-') {
     for (const auto& entry : registry) {
       if (std::strcmp(entry.name, argv[1]) == 0) named = &entry;
