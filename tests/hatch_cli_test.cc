@@ -201,6 +201,17 @@ int HatchYaml(const TempDir& t, const std::string& yaml, nlohmann::json* doc,
   return code;
 }
 
+// A hatch whose first cell passed the egg's output limit, which ends the
+// run: exit 4, cell 1 is `limit` / `output` and cell 2 did not run.
+void ExpectOutputLimitEndedTheRun(int code, const nlohmann::json& doc,
+                                  const std::string& err) {
+  EXPECT_EQ(code, 4) << err;
+  ASSERT_FALSE(doc.is_discarded()) << err;
+  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][0]["limit"], "output") << doc["cells"][0];
+  EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
+}
+
 // The egg's wall time is for the whole run: a cell gets what is left of
 // it, the agent stops the cell there (not the sandbox's backstop), and no
 // later cell runs.
@@ -317,11 +328,7 @@ TEST(HatchCliTest, DeletedFilesHeldOpenInOutCountAgainstTheOutputLimit) {
       "      time.sleep(1)\n"
       "  - language: python\n    code: print(len(fds))\n",
       &doc, &err);
-  EXPECT_EQ(code, 4) << err;
-  ASSERT_FALSE(doc.is_discarded()) << err;
-  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
-  EXPECT_EQ(doc["cells"][0]["limit"], "output") << doc["cells"][0];
-  EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
+  ExpectOutputLimitEndedTheRun(code, doc, err);
 }
 
 // The same when the file is held by an orphan the cell left behind
@@ -353,11 +360,7 @@ TEST(HatchCliTest, DeletedFileHeldByAnOrphanCountsWhenTheCellEnds) {
       "      os.read(r, 1)\n"
       "  - language: python\n    code: print('later')\n",
       &doc, &err);
-  EXPECT_EQ(code, 4) << err;
-  ASSERT_FALSE(doc.is_discarded()) << err;
-  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
-  EXPECT_EQ(doc["cells"][0]["limit"], "output") << doc["cells"][0];
-  EXPECT_EQ(doc["cells"][1]["status"], "not_run") << doc["cells"][1];
+  ExpectOutputLimitEndedTheRun(code, doc, err);
 }
 
 // A process a cell leaves writing to /out in the background cannot get
@@ -763,11 +766,9 @@ TEST(HatchCliTest, DeeplyNestedOutputCountsAsOverTheOutputLimit) {
   int code = RunEgg({"hatch", egg, "--host-runtime", "--allow-unsigned",
                      "--out-dir", t.path() + "/out"},
                     &err);
-  EXPECT_EQ(code, 4) << err;
-  auto doc = nlohmann::json::parse(ReadFile(t.path() + "/deep.results.json"));
-  EXPECT_EQ(doc["cells"][0]["status"], "limit") << doc["cells"][0];
-  EXPECT_EQ(doc["cells"][0]["limit"], "output");
-  EXPECT_EQ(doc["cells"][1]["status"], "not_run");
+  auto doc = nlohmann::json::parse(ReadFile(t.path() + "/deep.results.json"),
+                                   nullptr, false);
+  ExpectOutputLimitEndedTheRun(code, doc, err);
 }
 
 // The inode of the store's marker for the one materialised tree.

@@ -503,12 +503,6 @@ Result<RunReport> RunEggCells(const EggFile& egg,
     SweepStaleHatchDirs();
     swept = true;
   };
-  struct SweepAfter {
-    bool& swept;
-    ~SweepAfter() {
-      if (!swept) SweepStaleHatchDirs();
-    }
-  } sweep_after{swept};
   if (!options.kernel.empty()) {
     auto kernel = KernelSetup(cells, options, setup, work.path);
     if (!kernel) return Fail(kernel.error());
@@ -517,7 +511,9 @@ Result<RunReport> RunEggCells(const EggFile& egg,
       return RunCellsWithKernel(c, host, o, kernel);
     };
   }
-  return RunCellsInSandbox(cells, setup, run);
+  auto report = RunCellsInSandbox(cells, setup, run);
+  if (!swept) SweepStaleHatchDirs();
+  return report;
 }
 
 std::function<bool(const ChunkEntry&)> MaterialisedRuntimeChunks(

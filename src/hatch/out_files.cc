@@ -105,8 +105,10 @@ namespace {
 // symbolic link anywhere on the way: a cell can swap a folder of /out
 // for a link to a host folder (or /dev) between the listing and this
 // open, and the hatcher runs as the hatching user, not as the sandbox's.
-// -1 if it cannot be opened so or is not a regular file.
-int OpenBeneath(const std::string& dir, const std::string& rel) {
+// -1 if it cannot be opened so or is not a regular file; *st is its
+// status otherwise.
+int OpenBeneath(const std::string& dir, const std::string& rel,
+                struct stat* st) {
   UniqueFd root(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return -1;
   // O_NONBLOCK: a FIFO swapped in for the file does not wait for a
@@ -139,8 +141,7 @@ int OpenBeneath(const std::string& dir, const std::string& rel) {
     }
   }
   if (fd < 0) return -1;
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
     ::close(fd);
     return -1;
   }
@@ -148,11 +149,10 @@ int OpenBeneath(const std::string& dir, const std::string& rel) {
 }
 
 std::string HashFile(const std::string& dir, const std::string& rel) {
-  int fd = OpenBeneath(dir, rel);
+  struct stat st;
+  int fd = OpenBeneath(dir, rel, &st);
   if (fd < 0) return "";
   UniqueFd owned(fd);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return "";
   // The bytes it holds when opened: a writer that keeps appending does
   // not keep the hatcher hashing.
   uint64_t left = static_cast<uint64_t>(st.st_size);

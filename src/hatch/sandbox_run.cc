@@ -178,8 +178,8 @@ Result<RunReport> RunCellsInSandbox(const std::vector<CellInput>& cells,
     if (setup.no_sandbox && !warned && !(p == setup.granted)) {
       std::fprintf(stderr,
                    "egg: warning: with no sandbox, the narrower permissions "
-                   "of cell %zu (and of any later cell) are not enforced\n",
-                   cells[i].index + 1);
+                   "of cell %lu (and of any later cell) are not enforced\n",
+                   static_cast<unsigned long>(cells[i].index) + 1);
       warned = true;
     }
     if (!runs.empty() && (setup.no_sandbox || p == allowed.back())) {
@@ -353,10 +353,9 @@ Result<RunReport> RunInOneSandbox(const std::vector<CellInput>& cells,
           "grep",    "sed",   "awk",   "echo",    "printf", "pwd", "hostname",
           "id",      "date",  "true",  "false",   "mkdir",  "rm",  "cp",
           "mv",      "touch", "sleep", "seq"}) {
-      if (!may_be_vm) break;
       std::string path = std::string("/usr/bin/") + tool;
       std::error_code ec;
-      if (fs::exists(path, ec)) b.RuntimeRootNeeds(path);
+      if (may_be_vm && fs::exists(path, ec)) b.RuntimeRootNeeds(path);
     }
   } else {
     if (setup.runtime_digest) {

@@ -136,12 +136,30 @@ std::map<std::string, Hierarchy> FindHierarchies() {
 
 bool PidAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
-std::vector<pid_t> Procs(const std::string& dir) {
-  std::vector<pid_t> out;
-  std::istringstream in(ReadSmall(dir + "/cgroup.procs"));
+// The pids in a group's cgroup.procs (at most `max`); nullopt when it
+// cannot be read.
+std::optional<std::vector<pid_t>> ReadProcs(const std::string& dir,
+                                            size_t max) {
+  UniqueFd fd(::open((dir + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = RetryEintr([&] { return ::read(fd.get(), buf, sizeof(buf)); });
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > max * 12) break;  // a pid is at most 11 characters
+  }
+  std::vector<pid_t> pids;
+  std::istringstream in(text);
   pid_t p;
-  while (in >> p) out.push_back(p);
-  return out;
+  while (pids.size() < max && in >> p) pids.push_back(p);
+  return pids;
+}
+
+std::vector<pid_t> Procs(const std::string& dir) {
+  return ReadProcs(dir, SIZE_MAX / 12).value_or(std::vector<pid_t>{});
 }
 
 void SleepMs(int ms) {
@@ -446,32 +464,7 @@ bool CgroupSet::PidsMaxReached() const {
 std::optional<std::vector<pid_t>> CgroupSet::Members(size_t max) const {
   const std::string& dir = !pids_.dir.empty() ? pids_.dir : memory_.dir;
   if (dir.empty()) return std::nullopt;
-  UniqueFd fd(::open((dir + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return std::nullopt;
-  std::vector<pid_t> pids;
-  std::string text;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = RetryEintr([&] { return ::read(fd.get(), buf, sizeof(buf)); });
-    if (n < 0) return std::nullopt;
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > max * 12) break;  // a pid is at most 11 characters
-  }
-  size_t pos = 0;
-  while (pos < text.size() && pids.size() < max) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    long pid = 0;
-    bool ok = end > pos;
-    for (size_t i = pos; i < end && ok; ++i) {
-      ok = text[i] >= '0' && text[i] <= '9' && pid < 100000000;
-      pid = pid * 10 + (text[i] - '0');
-    }
-    if (ok && pid > 0) pids.push_back(static_cast<pid_t>(pid));
-    pos = end + 1;
-  }
-  return pids;
+  return ReadProcs(dir, max);
 }
 
 void CgroupSet::KillAll() {
